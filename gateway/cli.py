@@ -1,0 +1,106 @@
+"""`session-gateway`: run | check-config | demo.
+
+Exit status: 0 on success, 2 for a configuration the gateway cannot use (one plain message, no traceback),
+1 for anything else that stops it (a port in use, say).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .config import ConfigError, Settings, load
+from .routing import host_specificity
+
+DEFAULT_CONFIG = "conf/gateway.example.toml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.command(args) or 0)
+    except ConfigError as exc:
+        print(f"session-gateway: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"session-gateway: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="session-gateway", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="serve the gateway")
+    run.add_argument("--config", required=True, help="the TOML configuration file")
+    run.set_defaults(command=_run)
+
+    check = sub.add_parser("check-config", help="validate a configuration and print its route table")
+    check.add_argument("--config", required=True, help="the TOML configuration file")
+    check.set_defaults(command=_check_config)
+
+    demo = sub.add_parser("demo", help="the gateway in front of the built-in upstream app")
+    demo.add_argument("--config", default=DEFAULT_CONFIG, help=f"configuration (default {DEFAULT_CONFIG})")
+    demo.set_defaults(command=_demo)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .run import serve
+
+    settings = load(args.config)
+    _setup_logging(settings)
+    serve(settings)
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = load(args.config)
+    print(f"{settings.source}: valid")
+    print(f"listen {settings.server.host}:{settings.server.port}, workers {settings.server.workers}, "
+          f"gateway endpoints under {settings.server.prefix}")
+    print(route_table_text(settings))
+    return 0
+
+
+def route_table_text(settings: Settings) -> str:
+    """The effective route table, in the order requests are matched."""
+    header = ("route", "host", "path", "upstream", "rewrite", "host header", "connect", "read", "max body")
+    rows = [header]
+    order = sorted(settings.routes.routes, key=lambda r: (host_specificity(r.host), len(r.path)), reverse=True)
+    for r in order:
+        rows.append((
+            r.name, r.host, r.path, r.upstream_origin, r.rewrite or "-", "client's" if r.preserve_host else "upstream's",
+            f"{r.connect_timeout:g}s", f"{r.read_timeout:g}s",
+            "no limit" if r.max_request_body is None else f"{r.max_request_body} B",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .sandbox.demo import run_demo
+
+    settings = load(Path(args.config))
+    _setup_logging(settings)
+    asyncio.run(run_demo(settings))
+    return 0
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

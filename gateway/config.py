@@ -1,0 +1,317 @@
+"""TOML configuration → frozen, validated settings.
+
+Rules of this module:
+- Pure: reads one file, touches no network, imports no aiohttp.
+- Every error is one `ConfigError` whose message names the file, the key and what was expected. The first error
+  stops the load; the CLI prints it and exits with status 2.
+- Unknown keys are errors (with a did-you-mean); so are wrong types, bad URLs, duplicate route names and routes
+  that another route hides.
+- A string value may reference the environment as `${NAME}`; a missing variable is an error. The value itself
+  never appears in a message, since such values are usually secrets.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
+
+from yarl import URL
+
+from .routing import Route, RouteTable, normalize_prefix
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message is meant for the operator as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str
+    port: int
+    workers: int
+    prefix: str
+    trusted_proxies: tuple[IPNetwork, ...]
+    access_log: bool
+    log_level: str
+    shutdown_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    pool_size: int
+    keepalive_timeout: float
+    websocket_max_message: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: str
+    server: ServerSettings
+    proxy: ProxySettings
+    routes: RouteTable
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOST_PATTERN = re.compile(r"^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$")
+_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Section:
+    """One table of the file, read key by key; whatever is not read is an unknown key."""
+
+    def __init__(self, source: str, path: str, table: Mapping[str, Any]) -> None:
+        self.source, self.path, self.table = source, path, table
+        self.known: list[str] = []
+        self.from_env: set[str] = set()
+
+    def error(self, key: str, expected: str, value: Any = None, show_value: bool = True) -> ConfigError:
+        where = f"{self.path}.{key}" if self.path else key
+        if key in self.from_env:
+            value = "${…} from the environment"
+        got = f", got {value!r}" if show_value and value is not None else ""
+        return ConfigError(f"{self.source}: {where}: expected {expected}{got}")
+
+    def get(self, key: str, kind: type[T] | tuple[type, ...], expected: str, default: Any = None) -> Any:
+        self.known.append(key)
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if isinstance(value, str) and "${" in value:
+            self.from_env.add(key)
+            value = self._expand(key, value)
+        if isinstance(value, bool) and kind is not bool and (kind is int or kind == (int, float)):
+            raise self.error(key, expected, value)
+        if not isinstance(value, kind):
+            raise self.error(key, expected, value)
+        return value
+
+    def check(self, key: str, value: T, ok: Callable[[T], bool], expected: str) -> T:
+        if not ok(value):
+            raise self.error(key, expected, value)
+        return value
+
+    def finish(self) -> None:
+        for key in self.table:
+            if key not in self.known:
+                hint = difflib.get_close_matches(key, self.known, n=1)
+                mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise self.error(key, f"one of {', '.join(self.known)}{mean}; this key is unknown", show_value=False)
+
+    def _expand(self, key: str, value: str) -> str:
+        def variable(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise self.error(key, f"environment variable {name} to be set", show_value=False)
+            return os.environ[name]
+
+        return _ENV_REF.sub(variable, value)
+
+
+def load(path: str | os.PathLike[str]) -> Settings:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: expected UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: expected valid TOML: {exc}") from None
+    return parse(data, source)
+
+
+def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
+    top = _Section(source, "", data)
+    server = _server(_table(top, "server"))
+    proxy_section = _table(top, "proxy")
+    proxy = _proxy(proxy_section)
+    defaults = _RouteDefaults.read(proxy_section)
+    proxy_section.finish()
+    routes_value = top.get("route", list, "an array of tables [[route]] (at least one)", [])
+    if not routes_value:
+        raise top.error("route", "at least one [[route]] table", show_value=False)
+    routes = [_route(source, i, table, defaults) for i, table in enumerate(routes_value)]
+    top.finish()
+    _check_routes(source, routes, server.prefix)
+    return Settings(source=source, server=server, proxy=proxy, routes=RouteTable(routes))
+
+
+def _table(parent: _Section, key: str) -> _Section:
+    value = parent.get(key, dict, f"a table [{key}]", {})
+    return _Section(parent.source, key, value)
+
+
+def _server(s: _Section) -> ServerSettings:
+    listen = s.get("listen", str, 'an address "host:port"', "127.0.0.1:8080")
+    host, port = _listen_address(s, listen)
+    workers = s.check("workers", s.get("workers", int, "a whole number of processes", 1), lambda n: 1 <= n <= 64,
+                      "a whole number of processes from 1 to 64")
+    prefix = s.get("prefix", str, 'a path such as "/.gateway/"', "/.gateway/")
+    s.check("prefix", prefix, lambda p: re.fullmatch(r"/[A-Za-z0-9._~-]+/", p) is not None,
+            'a path of one segment with a slash at both ends, such as "/.gateway/"')
+    proxies = s.get("trusted_proxies", list, "a list of addresses or networks", [])
+    trusted = tuple(_network(s, "trusted_proxies", p) for p in proxies)
+    access_log = s.get("access_log", bool, "true or false", False)
+    level = s.check("log_level", s.get("log_level", str, "a log level", "info").lower(),
+                    lambda v: v in _LOG_LEVELS, f"one of {', '.join(_LOG_LEVELS)}")
+    shutdown = _seconds(s, "shutdown_timeout", 10.0)
+    s.finish()
+    return ServerSettings(host, port, workers, prefix, trusted, access_log, level, shutdown)
+
+
+def _proxy(s: _Section) -> ProxySettings:
+    pool = s.check("pool_size", s.get("pool_size", int, "a whole number of connections", 256),
+                   lambda n: 1 <= n <= 100_000, "a number of connections from 1 to 100000")
+    keepalive = _seconds(s, "keepalive_timeout", 4.0)
+    ws_max = _size(s, "websocket_max_message", 16 * 2**20)
+    return ProxySettings(pool, keepalive, ws_max or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _RouteDefaults:
+    connect_timeout: float
+    read_timeout: float
+    max_request_body: int | None
+
+    @classmethod
+    def read(cls, s: _Section) -> "_RouteDefaults":
+        return cls(_seconds(s, "connect_timeout", 5.0), _seconds(s, "read_timeout", 60.0),
+                   _size(s, "max_request_body", 1 * 2**30))
+
+
+def _route(source: str, index: int, table: Any, defaults: _RouteDefaults) -> Route:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: route[{index}]: expected a table [[route]], got {table!r}")
+    label = f"route[{index}]"
+    if isinstance(table.get("name"), str):
+        label = f"route[{index}] ({table['name']})"
+    s = _Section(source, label, table)
+    name = s.get("name", str, "a route name", None)
+    if name is None:
+        raise s.error("name", "a route name (letters, digits, '_', '.', '-')", show_value=False)
+    s.check("name", name, lambda n: _ROUTE_NAME.match(n) is not None, "a route name (letters, digits, '_', '.', '-')")
+    host = s.get("host", str, 'a host name, "*.domain" or "*"', "*").lower()
+    s.check("host", host, lambda h: _HOST_PATTERN.match(h) is not None,
+            'a host name without port, a wildcard "*.example.com", or "*"')
+    path = s.get("path", str, 'a path prefix such as "/" or "/app"', "/")
+    s.check("path", path, _clean_path, 'an absolute path prefix without "." or ".." segments, query or fragment')
+    upstream = _upstream(s, s.get("upstream", str, 'an upstream URL such as "http://127.0.0.1:9000"', None))
+    rewrite = s.get("rewrite", str, 'a path such as "/" (replaces the matched prefix)', None)
+    if rewrite is not None:
+        s.check("rewrite", rewrite, _clean_path, 'an absolute path without "." or ".." segments, query or fragment')
+    route = Route(
+        name=name,
+        host=host,
+        path=normalize_prefix(path),
+        upstream=upstream,
+        rewrite=rewrite,
+        preserve_host=s.get("preserve_host", bool, "true or false", False),
+        connect_timeout=_seconds(s, "connect_timeout", defaults.connect_timeout),
+        read_timeout=_seconds(s, "read_timeout", defaults.read_timeout),
+        max_request_body=_size(s, "max_request_body", defaults.max_request_body),
+    )
+    s.finish()
+    return route
+
+
+def _check_routes(source: str, routes: list[Route], prefix: str) -> None:
+    seen_names: dict[str, int] = {}
+    seen_keys: dict[tuple[str, str], int] = {}
+    reserved = prefix.rstrip("/")
+    for i, route in enumerate(routes):
+        if route.name in seen_names:
+            raise ConfigError(f"{source}: route[{i}].name: expected a unique route name, "
+                              f"got {route.name!r} again (route[{seen_names[route.name]}] has it)")
+        seen_names[route.name] = i
+        key = (route.host, route.path)
+        if key in seen_keys:
+            j = seen_keys[key]
+            raise ConfigError(f"{source}: route[{i}] ({route.name}): expected a host and path no other route has; "
+                              f"route[{j}] ({routes[j].name}) hides it (both match host {route.host!r} "
+                              f"path {route.path!r})")
+        seen_keys[key] = i
+        if route.path == reserved or route.path.startswith(reserved + "/"):
+            raise ConfigError(f"{source}: route[{i}] ({route.name}).path: expected a path outside the gateway's "
+                              f"own prefix {prefix!r}, which hides it, got {route.path!r}")
+
+
+def _clean_path(path: str) -> bool:
+    if not path.startswith("/") or any(c in path for c in "?#\\ \t\r\n"):
+        return False
+    return not any(seg in (".", "..") for seg in path.split("/"))
+
+
+def _upstream(s: _Section, value: str | None) -> URL:
+    expected = 'an upstream URL "http://host:port" or "https://host:port" (no path: use rewrite)'
+    if value is None:
+        raise s.error("upstream", expected, show_value=False)
+    try:
+        url = URL(value)
+    except (ValueError, TypeError):
+        raise s.error("upstream", expected, value) from None
+    if url.scheme not in ("http", "https") or not url.host or url.user or url.query_string or url.fragment:
+        raise s.error("upstream", expected, value)
+    if url.path not in ("", "/"):
+        raise s.error("upstream", expected, value)
+    try:
+        url.port
+    except ValueError:
+        raise s.error("upstream", expected, value) from None
+    return url.origin()
+
+
+def _listen_address(s: _Section, listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise s.error("listen", 'an address "host:port" with a port from 0 to 65535', listen)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise s.error("listen", 'an IP address (or "localhost") and a port, "host:port"', listen) from None
+    return host, int(port)
+
+
+def _network(s: _Section, key: str, value: Any) -> IPNetwork:
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise s.error(key, 'IP addresses or networks such as "10.0.0.0/8"', value) from None
+
+
+def _seconds(s: _Section, key: str, default: float) -> float:
+    value = s.get(key, (int, float), "a number of seconds", default)
+    return float(s.check(key, value, lambda v: 0 < v <= 86400, "a number of seconds above 0 and at most 86400"))
+
+
+def _size(s: _Section, key: str, default: int | None) -> int | None:
+    """A size in bytes, as a number or a string such as "512MiB"; 0 means no limit (None)."""
+    expected = 'a size in bytes: a whole number or a string such as "512MiB" (0 for no limit)'
+    value = s.get(key, (int, str), expected, default)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if not m:
+            raise s.error(key, expected, value)
+        value = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    if value < 0:
+        raise s.error(key, expected, value)
+    return value or None

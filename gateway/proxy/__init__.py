@@ -1,0 +1,1 @@
+"""Streaming HTTP and WebSocket forwarding; the header rules are pure functions in `headers`."""

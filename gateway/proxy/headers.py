@@ -1,0 +1,103 @@
+"""Header rules of the proxy, both directions.
+
+Rules of this module:
+- Pure: plain strings and tuples in and out, no aiohttp import, so every rule is tested with plain values.
+- Hop-by-hop headers (RFC 9110 section 7.6.1, and those that a Connection header names) never cross the gateway.
+- The gateway speaks for itself on the client side: `Expect` is answered by the gateway, and a request body
+  is re-framed by the upstream client, so the client's `Transfer-Encoding` never goes upstream.
+- X-Forwarded-For/-Proto/-Host: what the client sent is kept and extended only when the peer is a trusted
+  proxy; from anyone else those headers are replaced, since they would otherwise be forgeable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable, Sequence
+
+from ..config import IPNetwork
+
+Header = tuple[str, str]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+_NOT_FORWARDED_UP = HOP_BY_HOP | {"expect", "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+WEBSOCKET_OWN = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"})
+
+
+def connection_tokens(headers: Iterable[Header]) -> frozenset[str]:
+    """The header names that Connection headers declare hop-by-hop (`close`, `keep-alive` among them)."""
+    tokens: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return frozenset(tokens)
+
+
+def request_headers_for_upstream(
+    headers: Sequence[Header],
+    *,
+    peer: str | None,
+    scheme: str,
+    host: str,
+    upstream_host: str,
+    preserve_host: bool,
+    trusted_proxies: Sequence[IPNetwork],
+    drop: frozenset[str] = frozenset(),
+) -> list[Header]:
+    """The headers to send upstream: the client's, less hop-by-hop ones, with Host and X-Forwarded-* set."""
+    named = connection_tokens(headers)
+    skip = _NOT_FORWARDED_UP | named | drop if named else _NOT_FORWARDED_UP | drop
+    out = [(k, v) for k, v in headers if k.lower() not in skip]
+    out.append(("Host", host if preserve_host and host else upstream_host))
+    out.extend(forwarded_headers(headers, peer=peer, scheme=scheme, host=host, trusted_proxies=trusted_proxies))
+    return out
+
+
+def forwarded_headers(
+    headers: Sequence[Header], *, peer: str | None, scheme: str, host: str, trusted_proxies: Sequence[IPNetwork]
+) -> list[Header]:
+    trusted = is_trusted(peer, trusted_proxies)
+    prior_for = [v for k, v in headers if k.lower() == "x-forwarded-for"] if trusted else []
+    chain = ", ".join([*prior_for, peer or "unknown"])
+    proto = _first(headers, "x-forwarded-proto") if trusted else None
+    fhost = _first(headers, "x-forwarded-host") if trusted else None
+    out = [("X-Forwarded-For", chain), ("X-Forwarded-Proto", proto or scheme)]
+    if fhost or host:
+        out.append(("X-Forwarded-Host", fhost or host))
+    return out
+
+
+def response_headers_for_client(headers: Iterable[Header]) -> list[Header]:
+    """The upstream's answer headers less hop-by-hop ones; repeated headers (Set-Cookie) stay apart."""
+    headers = list(headers)
+    named = connection_tokens(headers)
+    skip = HOP_BY_HOP | named if named else HOP_BY_HOP
+    return [(k, v) for k, v in headers if k.lower() not in skip]
+
+
+def is_trusted(peer: str | None, trusted_proxies: Sequence[IPNetwork]) -> bool:
+    if not peer or not trusted_proxies:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in network for network in trusted_proxies)
+
+
+def _first(headers: Sequence[Header], name: str) -> str | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None

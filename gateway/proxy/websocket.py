@@ -1,0 +1,129 @@
+"""Proxy a WebSocket upgrade: connect upstream first, then accept the client, then pump frames both ways.
+
+Connecting upstream first means a refused or slow upstream still gets a plain 502/504 answer, and the client is
+offered exactly the subprotocol the upstream chose. Close codes and reasons cross in both directions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from yarl import URL
+
+from .. import answers
+from ..routing import Route
+from .headers import WEBSOCKET_OWN, request_headers_for_upstream
+from .http import error_response
+from .upstream import UpstreamPools
+from ..config import ProxySettings, ServerSettings
+
+log = logging.getLogger("gateway.proxy")
+
+
+def is_websocket_upgrade(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket" and request.method == "GET"
+
+
+class WebSocketForwarder:
+    def __init__(self, pools: UpstreamPools, server: ServerSettings, proxy: ProxySettings) -> None:
+        self._pools = pools
+        self._trusted = server.trusted_proxies
+        self._max_message = proxy.websocket_max_message
+
+    async def __call__(self, request: web.Request, route: Route) -> web.StreamResponse:
+        target = route.upstream_target(request.raw_path)
+        if target is None:
+            return error_response(request, 400, answers.BAD_PATH)
+        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        headers = request_headers_for_upstream(
+            tuple(request.headers.items()),
+            peer=request.remote,
+            scheme=request.scheme,
+            host=request.headers.get("Host", ""),
+            upstream_host=route.upstream.raw_authority,
+            preserve_host=route.preserve_host,
+            trusted_proxies=self._trusted,
+            drop=WEBSOCKET_OWN | {"sec-websocket-protocol"},
+        )
+        scheme = "wss" if route.upstream.scheme == "https" else "ws"
+        url = URL(f"{scheme}://{route.upstream.raw_authority}{target}", encoded=True)
+        try:
+            upstream = await self._pools.session(route).ws_connect(
+                url,
+                headers=headers,
+                protocols=protocols,
+                autoclose=False,
+                autoping=False,
+                max_msg_size=self._max_message,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=route.read_timeout),
+                compress=0,
+            )
+        except asyncio.TimeoutError:
+            log.warning("route %s: upstream %s timed out on a WebSocket upgrade", route.name, route.upstream_origin)
+            return error_response(request, 504, answers.GATEWAY_TIMEOUT)
+        except aiohttp.WSServerHandshakeError as exc:
+            log.warning("route %s: upstream %s refused a WebSocket upgrade (%s)", route.name,
+                        route.upstream_origin, exc.status)
+            return error_response(request, 502, answers.BAD_GATEWAY)
+        except aiohttp.ClientError as exc:
+            log.warning("route %s: upstream %s failed a WebSocket upgrade: %s", route.name,
+                        route.upstream_origin, type(exc).__name__)
+            return error_response(request, 502, answers.BAD_GATEWAY)
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol] if upstream.protocol else (),
+            autoclose=False,
+            autoping=False,
+            max_msg_size=self._max_message,
+            compress=False,
+        )
+        try:
+            await client.prepare(request)
+            await _pump_both(client, upstream)
+        except ConnectionResetError:
+            log.debug("route %s: WebSocket client went away", route.name)
+        finally:
+            if not upstream.closed:
+                await upstream.close()
+            if not client.closed:
+                await client.close()
+        return client
+
+
+async def _pump_both(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    tasks = {asyncio.create_task(_pump(client, upstream)), asyncio.create_task(_pump(upstream, client))}
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
+    """Copy frames from source to sink until source closes, then close sink with source's code."""
+    while True:
+        msg = await source.receive()
+        if msg.type is WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+        elif msg.type is WSMsgType.PING:
+            await sink.ping(msg.data)
+        elif msg.type is WSMsgType.PONG:
+            await sink.pong(msg.data)
+        elif msg.type is WSMsgType.CLOSE:
+            if not source.closed:
+                await source.close(code=msg.data, message=(msg.extra or "").encode())
+            if not sink.closed:
+                await sink.close(code=msg.data, message=(msg.extra or "").encode())
+            return
+        else:  # CLOSING, CLOSED, ERROR: the peer is gone without a close frame
+            if not sink.closed:
+                await sink.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+            return

@@ -1,0 +1,154 @@
+"""Which route serves a request: host first, then the longest path prefix.
+
+Rules of this module:
+- Pure: no aiohttp, no I/O. The table is compiled once at start-up; `match()` is on the hot path.
+- Host patterns are an exact name (`app.example.com`), a wildcard (`*.example.com`, which matches any name
+  that ends in `.example.com` but not `example.com` itself) or `*` (any host). Names compare lower-case,
+  without the port.
+- Path prefixes match whole segments: `/app` matches `/app` and `/app/x`, never `/apple`.
+- Among the routes whose host and prefix both match, the most specific host wins (exact, then the longest
+  wildcard, then `*`); among those, the longest prefix.
+- The path matched is the decoded path with dot segments resolved, so that `/app/../admin` is matched as
+  `/admin`, the way the upstream will read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from yarl import URL
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One app behind the gateway."""
+
+    name: str
+    host: str
+    path: str
+    upstream: URL
+    rewrite: str | None
+    preserve_host: bool
+    connect_timeout: float
+    read_timeout: float
+    max_request_body: int | None
+
+    @property
+    def upstream_origin(self) -> str:
+        return str(self.upstream.origin())
+
+    def upstream_target(self, raw_path: str) -> str | None:
+        """The request target to send upstream, byte for byte, or None when the raw path does not carry the
+        route's prefix literally (a prefix spelled with percent-escapes cannot be rewritten safely)."""
+        if self.rewrite is None:
+            return raw_path
+        if self.path == "/":
+            return _join(self.rewrite, raw_path)
+        if not raw_path.startswith(self.path):
+            return None
+        rest = raw_path[len(self.path) :]
+        if rest and rest[0] not in "/?":
+            return None
+        return _join(self.rewrite, rest)
+
+
+def _join(base: str, rest: str) -> str:
+    if not rest or rest[0] == "?":
+        return base + rest
+    if base.endswith("/"):
+        return base + rest[1:] if rest.startswith("/") else base + rest
+    return base + rest
+
+
+def normalize_prefix(path: str) -> str:
+    """The canonical form of a configured prefix: one leading slash, no trailing slash (but `/` itself)."""
+    return "/" + path.strip("/") if path.strip("/") else "/"
+
+
+def resolve_path(path: str) -> str:
+    """Resolve `.` and `..` segments the way RFC 3986 section 5.2.4 does (never above the root)."""
+    if "/." not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")[1:]
+    for segment in segments:
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+    if segments and segments[-1] in (".", ".."):
+        out.append("")
+    return "/" + "/".join(out)
+
+
+def host_of(host_header: str) -> str:
+    """The host name of a Host header value: lower-case, without the port, IPv6 brackets kept."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    return host.partition(":")[0]
+
+
+def host_specificity(pattern: str) -> tuple[int, int]:
+    """A sort key: exact names beat wildcards, longer wildcards beat shorter, `*` comes last."""
+    if pattern == "*":
+        return (0, 0)
+    if pattern.startswith("*."):
+        return (1, len(pattern))
+    return (2, len(pattern))
+
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    if prefix == "/":
+        return True
+    return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
+
+
+class RouteTable:
+    """Routes compiled for matching. Build it once; `match()` is cheap and allocation-free on a hit."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes: tuple[Route, ...] = tuple(routes)
+        self._exact: dict[str, tuple[Route, ...]] = {}
+        wildcards: dict[str, list[Route]] = {}
+        anywhere: list[Route] = []
+        for route in self.routes:
+            if route.host == "*":
+                anywhere.append(route)
+            elif route.host.startswith("*."):
+                wildcards.setdefault(route.host[1:], []).append(route)
+            else:
+                self._exact.setdefault(route.host, ())
+                self._exact[route.host] += (route,)
+        by_length = lambda rs: tuple(sorted(rs, key=lambda r: len(r.path), reverse=True))  # noqa: E731
+        self._exact = {host: by_length(rs) for host, rs in self._exact.items()}
+        self._wildcards = tuple(
+            (suffix, by_length(rs)) for suffix, rs in sorted(wildcards.items(), key=lambda kv: -len(kv[0]))
+        )
+        self._anywhere = by_length(anywhere)
+        self._cache: dict[str, tuple[tuple[Route, ...], ...]] = {}
+
+    def match(self, host_header: str, path: str) -> Route | None:
+        groups = self._cache.get(host_header)
+        if groups is None:
+            groups = self._groups_for(host_of(host_header))
+            if len(self._cache) < 1024:
+                self._cache[host_header] = groups
+        path = resolve_path(path)
+        for group in groups:
+            for route in group:
+                if prefix_matches(route.path, path):
+                    return route
+        return None
+
+    def _groups_for(self, host: str) -> tuple[tuple[Route, ...], ...]:
+        groups: list[tuple[Route, ...]] = []
+        if host in self._exact:
+            groups.append(self._exact[host])
+        groups.extend(rs for suffix, rs in self._wildcards if host.endswith(suffix) and len(host) > len(suffix))
+        if self._anywhere:
+            groups.append(self._anywhere)
+        return tuple(groups)

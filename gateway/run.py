@@ -1,0 +1,91 @@
+"""Serve the gateway: one process, or several sharing one port through SO_REUSEPORT.
+
+The listening socket options, uvloop and the access log are set here once; everything per request lives in
+server.py and below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+
+from aiohttp import web
+
+from .config import Settings
+from .server import build_app
+
+log = logging.getLogger("gateway")
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM; with `workers > 1`, fork that many processes on one port."""
+    server = settings.server
+    workers = server.workers
+    if workers == 1:
+        _serve_one(settings, listening_socket(server.host, server.port, reuse_port=False))
+        return
+    log.warning(
+        "serving with %d worker processes: each keeps its own in-process state; state that must be shared "
+        "between them needs the shared store", workers)
+    sockets = [listening_socket(server.host, server.port, reuse_port=True) for _ in range(workers)]
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=_serve_one, args=(settings, sock), daemon=True) for sock in sockets]
+    for child in children:
+        child.start()
+    for sock in sockets:
+        sock.close()
+
+    def stop(signum: int, frame: object) -> None:
+        for child in children:
+            if child.is_alive() and child.pid:
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for child in children:
+        child.join()
+    codes = [child.exitcode for child in children]
+    if any(code not in (0, -signal.SIGTERM) for code in codes):
+        sys.exit(1)
+
+
+def _serve_one(settings: Settings, sock: socket.socket) -> None:
+    _install_uvloop()
+    server = settings.server
+    web.run_app(
+        build_app(settings),
+        sock=sock,
+        access_log=logging.getLogger("gateway.access") if server.access_log else None,
+        shutdown_timeout=server.shutdown_timeout,
+        handler_cancellation=True,
+        auto_decompress=False,
+        print=None,
+        handle_signals=True,
+    )
+
+
+def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A bound, listening socket; binding happens before any fork so that a busy port fails once, plainly."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        log.info("uvloop is not installed; using the standard asyncio loop")
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
