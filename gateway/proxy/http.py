@@ -43,7 +43,7 @@ class Forwarder:
             return error_response(request, 413, answers.TOO_LARGE, close=True)
         body = self._body(request, cap)
         if body is not None and request.headers.get("Expect", "").lower() == "100-continue":
-            request.writer.write(_CONTINUE)  # type: ignore[union-attr]
+            await request.writer.write(_CONTINUE)
         headers = request_headers_for_upstream(
             tuple(request.headers.items()),
             peer=request.remote,

@@ -92,21 +92,36 @@ class WebSocketForwarder:
         return client
 
 
+AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
 async def _pump_both(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    tasks = {asyncio.create_task(_pump(client, upstream)), asyncio.create_task(_pump(upstream, client))}
+    """Pump both directions; the first side to close ends both, and its close code crosses to the other."""
+    pumps = {asyncio.create_task(_pump(client, upstream)): (client, upstream),
+             asyncio.create_task(_pump(upstream, client)): (upstream, client)}
     try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
+        for task in pumps:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*pumps, return_exceptions=True)
+    ended = done.pop()
+    source, sink = pumps[ended]
+    closing = ended.result()
+    if closing is None:
+        if not sink.closed:
+            await sink.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+        return
+    code, reason = closing
+    # pass the close on first, so the side that closed hears back only once the other side knows
+    if not sink.closed:
+        await sink.close(code=code, message=reason)
+    if not source.closed:
+        await source.close(code=code, message=reason)
 
 
-async def _pump(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-) -> None:
-    """Copy frames from source to sink until source closes, then close sink with source's code."""
+async def _pump(source: AnyWebSocket, sink: AnyWebSocket) -> tuple[int, bytes] | None:
+    """Copy frames from source to sink; return the close code and reason source sent, or None if it vanished."""
     while True:
         msg = await source.receive()
         if msg.type is WSMsgType.TEXT:
@@ -118,12 +133,6 @@ async def _pump(
         elif msg.type is WSMsgType.PONG:
             await sink.pong(msg.data)
         elif msg.type is WSMsgType.CLOSE:
-            if not source.closed:
-                await source.close(code=msg.data, message=(msg.extra or "").encode())
-            if not sink.closed:
-                await sink.close(code=msg.data, message=(msg.extra or "").encode())
-            return
+            return msg.data, (msg.extra or "").encode()
         else:  # CLOSING, CLOSED, ERROR: the peer is gone without a close frame
-            if not sink.closed:
-                await sink.close(code=aiohttp.WSCloseCode.GOING_AWAY)
-            return
+            return None
