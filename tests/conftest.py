@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import aiohttp
@@ -13,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from gateway.config import Settings, parse
 from gateway.server import build_app
 
+REPO = Path(__file__).resolve().parent.parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -69,3 +76,103 @@ async def http() -> Any:
         cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, timeout=aiohttp.ClientTimeout(total=60)
     ) as session:
         yield session
+
+
+def toml_text(routes: list[dict[str, Any]], **sections: dict[str, Any]) -> str:
+    """A configuration file for the values the tests use (strings, numbers, booleans, lists of strings)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines: list[str] = []
+    for name, table in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {value(v)}" for k, v in table.items())
+    for r in routes:
+        lines.append("[[route]]")
+        lines.extend(f"{k} = {value(v)}" for k, v in r.items())
+    return "\n".join(lines) + "\n"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class GatewayProcess:
+    """`session-gateway run` in its own process, as an operator starts it."""
+
+    def __init__(self, config: Path, port: int) -> None:
+        self.config, self.port = config, port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited: {self.output()}")
+            try:
+                with urllib.request.urlopen(self.url("/.gateway/readyz"), timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the gateway did not become ready within 20 s")
+
+    def rss_bytes(self) -> int:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> str:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.output()
+
+    def output(self) -> str:
+        if self.process is None or self.process.stdout is None or self.process.poll() is None:
+            return ""
+        return self.process.stdout.read().decode(errors="replace")
+
+
+@pytest.fixture
+def gateway_process(tmp_path: Path) -> Any:
+    """Start `session-gateway run` on a config made of these routes and sections; stopped after the test."""
+    started: list[GatewayProcess] = []
+
+    def start(routes: list[dict[str, Any]], **sections: dict[str, Any]) -> GatewayProcess:
+        port = free_port()
+        server = {"listen": f"127.0.0.1:{port}", **sections.pop("server", {})}
+        config = tmp_path / f"gateway-{len(started)}.toml"
+        config.write_text(toml_text(routes, server=server, **sections))
+        process = GatewayProcess(config, port)
+        started.append(process)
+        process.start()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
