@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import AsyncIterator
+from typing import AsyncIterable, AsyncIterator
 
-import aiohttp
-from aiohttp import web
-from yarl import URL
+from aiohttp import StreamReader, web
 
 from .. import answers
+from ..config import ServerSettings
 from ..routing import Route
+from .client import UpstreamError, UpstreamResponse, UpstreamTimeout
 from .headers import request_headers_for_upstream, response_headers_for_client
 from .upstream import UpstreamPools
-from ..config import ServerSettings
 
 log = logging.getLogger("gateway.proxy")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CHUNK = 2**16
 
 
 class BodyTooLarge(Exception):
@@ -41,7 +38,7 @@ class Forwarder:
         cap = route.max_request_body
         if cap is not None and length is not None and length > cap:
             return error_response(request, 413, answers.TOO_LARGE, close=True)
-        body = self._body(request, cap)
+        body = _body(request, cap)
         if body is not None and request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(_CONTINUE)
         headers = request_headers_for_upstream(
@@ -53,66 +50,55 @@ class Forwarder:
             preserve_host=route.preserve_host,
             trusted_proxies=self._trusted,
         )
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=route.connect_timeout, sock_read=route.read_timeout
-        )
-        url = URL(route.upstream_origin + target, encoded=True)
         try:
-            upstream = await self._pools.session(route).request(
-                request.method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout
+            upstream = await self._pools.http(route).request(
+                request.method, target, headers, body, body_length=length,
+                connect_timeout=route.connect_timeout, read_timeout=route.read_timeout,
             )
         except BodyTooLarge:
             return error_response(request, 413, answers.TOO_LARGE, close=True)
-        except asyncio.TimeoutError:
-            log.warning("route %s: upstream %s timed out", route.name, route.upstream_origin)
+        except UpstreamTimeout as exc:
+            log.warning("route %s: upstream %s: %s", route.name, route.upstream_origin, exc)
             return error_response(request, 504, answers.GATEWAY_TIMEOUT)
-        except aiohttp.ClientError as exc:
-            if isinstance(body, _CappedBody) and body.exceeded:
-                return error_response(request, 413, answers.TOO_LARGE, close=True)
-            log.warning("route %s: upstream %s failed: %s", route.name, route.upstream_origin, _describe(exc))
+        except UpstreamError as exc:
+            log.warning("route %s: upstream %s: %s", route.name, route.upstream_origin, exc)
             return error_response(request, 502, answers.BAD_GATEWAY)
-        async with upstream:
+        try:
             return await _relay(request, route, upstream)
-
-    @staticmethod
-    def _body(request: web.Request, cap: int | None) -> "web.StreamReader | _CappedBody | None":  # type: ignore[name-defined]
-        if not request.body_exists:
-            return None
-        if cap is None or request.content_length is not None:
-            return request.content
-        return _CappedBody(request.content, cap)
+        finally:
+            upstream.close()
 
 
-class _CappedBody:
+def _body(request: web.Request, cap: int | None) -> AsyncIterable[bytes] | None:
+    if not request.body_exists:
+        return None
+    if cap is None or request.content_length is not None:
+        return request.content.iter_any()
+    return _capped(request.content, cap)
+
+
+async def _capped(content: StreamReader, cap: int) -> AsyncIterator[bytes]:
     """A chunked request body that stops with `BodyTooLarge` past the cap."""
-
-    def __init__(self, content: aiohttp.StreamReader, cap: int) -> None:
-        self._content, self._left, self.exceeded = content, cap, False
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._content.iter_chunked(_CHUNK):
-            self._left -= len(chunk)
-            if self._left < 0:
-                self.exceeded = True
-                raise BodyTooLarge()
-            yield chunk
+    left = cap
+    async for chunk in content.iter_any():
+        left -= len(chunk)
+        if left < 0:
+            raise BodyTooLarge()
+        yield chunk
 
 
-async def _relay(request: web.Request, route: Route, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+async def _relay(request: web.Request, route: Route, upstream: UpstreamResponse) -> web.StreamResponse:
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-    response.headers.extend(response_headers_for_client(upstream.headers.items()))
+    response.headers.extend(response_headers_for_client(upstream.headers))
     try:
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
+        async for chunk in upstream.iter_body():
             await response.write(chunk)
     except ConnectionResetError:
         log.debug("route %s: client went away mid-answer", route.name)
         return response
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        log.warning("route %s: upstream %s failed mid-answer: %s", route.name, route.upstream_origin, _describe(exc))
+    except UpstreamError as exc:
+        log.warning("route %s: upstream %s failed mid-answer: %s", route.name, route.upstream_origin, exc)
         if request.transport is not None:
             request.transport.abort()
         return response
@@ -127,13 +113,8 @@ def error_response(request: web.Request, status: int, detail: str, *, close: boo
     a = answers.answer(
         status, detail, accept=request.headers.get("Accept"), requested_with=request.headers.get("X-Requested-With")
     )
-    response = web.Response(status=a.status, body=a.body, content_type=a.content_type.split(";")[0], charset="utf-8"
-                            if "charset" in a.content_type else None)
-    response.headers["Cache-Control"] = "no-store"
+    response = web.Response(status=a.status, body=a.body, headers={"Content-Type": a.content_type,
+                                                                    "Cache-Control": "no-store"})
     if close:
         response.force_close()
     return response
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

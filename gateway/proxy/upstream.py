@@ -1,8 +1,9 @@
-"""Keep-alive connection pools, one per upstream origin, shared by every route that names that origin.
+"""The connections the gateway holds to its upstreams.
 
-Each pool is an aiohttp ClientSession set up as a proxy's client must be (../shared/aiohttp-notes.md): no cookie
-jar (a shared jar would hand one user's upstream cookies to the next), no decompression, no redirects followed,
-no headers added on our own.
+HTTP goes through one keep-alive pool per upstream origin (client.py), shared by every route that names that
+origin. WebSocket upgrades go through one aiohttp ClientSession set up as a proxy's client must be
+(../shared/aiohttp-notes.md): no cookie jar (a shared jar would hand one user's upstream cookies to the next), no
+decompression, no redirects, no headers added on our own.
 """
 
 from __future__ import annotations
@@ -11,43 +12,54 @@ import aiohttp
 
 from ..config import ProxySettings
 from ..routing import Route
+from .client import OriginPool
 
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
 
 
 class UpstreamPools:
     def __init__(self, routes: tuple[Route, ...], settings: ProxySettings) -> None:
-        self._origins = sorted({route.upstream_origin for route in routes})
+        self._routes = routes
         self._settings = settings
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._http: dict[str, OriginPool] = {}
+        self._websocket: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        for origin in self._origins:
-            connector = aiohttp.TCPConnector(
-                limit=self._settings.pool_size,
-                keepalive_timeout=self._settings.keepalive_timeout,
-                enable_cleanup_closed=False,
-                ttl_dns_cache=60,
-            )
-            self._sessions[origin] = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                skip_auto_headers=SKIP_AUTO_HEADERS,
-                timeout=aiohttp.ClientTimeout(total=None),
-                read_bufsize=2**16,
-                max_line_size=16384,
-                max_field_size=16384,
-            )
+        for route in self._routes:
+            origin = route.upstream_origin
+            if origin not in self._http:
+                url = route.upstream
+                self._http[origin] = OriginPool(
+                    url.host or "", url.port or (443 if url.scheme == "https" else 80),
+                    tls=url.scheme == "https",
+                    size=self._settings.pool_size,
+                    keepalive_timeout=self._settings.keepalive_timeout,
+                )
+        self._websocket = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=SKIP_AUTO_HEADERS,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
 
     async def close(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            await session.close()
+        pools, self._http = list(self._http.values()), {}
+        for pool in pools:
+            await pool.close()
+        if self._websocket is not None:
+            await self._websocket.close()
 
     @property
     def ready(self) -> bool:
-        return len(self._sessions) == len(self._origins) and not any(s.closed for s in self._sessions.values())
+        return (
+            self._websocket is not None
+            and not self._websocket.closed
+            and all(route.upstream_origin in self._http for route in self._routes)
+        )
 
-    def session(self, route: Route) -> aiohttp.ClientSession:
-        return self._sessions[route.upstream_origin]
+    def http(self, route: Route) -> OriginPool:
+        return self._http[route.upstream_origin]
+
+    def websocket(self, route: Route) -> aiohttp.ClientSession:
+        assert self._websocket is not None
+        return self._websocket

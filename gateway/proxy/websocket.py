@@ -51,7 +51,7 @@ class WebSocketForwarder:
         scheme = "wss" if route.upstream.scheme == "https" else "ws"
         url = URL(f"{scheme}://{route.upstream.raw_authority}{target}", encoded=True)
         try:
-            upstream = await self._pools.session(route).ws_connect(
+            upstream = await self._pools.websocket(route).ws_connect(
                 url,
                 headers=headers,
                 protocols=protocols,
