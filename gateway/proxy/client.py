@@ -86,10 +86,13 @@ class OriginPool:
         read_timeout: float,
     ) -> UpstreamResponse:
         head = _request_head(method, target, headers, chunked=body is not None and body_length is None)
-        try:
-            await asyncio.wait_for(self._slots.acquire(), connect_timeout)
-        except asyncio.TimeoutError:
-            raise UpstreamTimeout("no free connection to the upstream in time") from None
+        if self._slots.locked():
+            try:
+                await asyncio.wait_for(self._slots.acquire(), connect_timeout)
+            except asyncio.TimeoutError:
+                raise UpstreamTimeout("no free connection to the upstream in time") from None
+        else:
+            await self._slots.acquire()  # a free slot: taken at once, without wait_for's task
         try:
             conn, reused = await self._connection(connect_timeout)
             try:
@@ -278,7 +281,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
-        self._cancel_timer()
+        self._drop_timer()
         if self.transport is not None:
             self.transport.close()
 
@@ -305,7 +308,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self.reusable = False
-        self._cancel_timer()
+        self._drop_timer()
         if self._can_write is not None and not self._can_write.done():
             self._can_write.set_result(None)
         if self._parser is None or self._answer_done:
@@ -397,6 +400,9 @@ class _Connection(asyncio.Protocol):
             self._timer = self._loop.call_at(self._deadline, self._check_deadline)
 
     def _cancel_timer(self) -> None:
+        self._deadline = None  # the pending handle, if any, finds no deadline and lapses
+
+    def _drop_timer(self) -> None:
         self._deadline = None
         if self._timer is not None:
             self._timer.cancel()

@@ -78,12 +78,13 @@ def forwarded_headers(
     return out
 
 
-def response_headers_for_client(headers: Iterable[Header]) -> list[Header]:
+def response_headers_for_client(headers: Sequence[Header]) -> list[Header]:
     """The upstream's answer headers less hop-by-hop ones; repeated headers (Set-Cookie) stay apart."""
-    headers = list(headers)
+    kept = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+    if len(kept) == len(headers):
+        return kept  # no Connection header, so no other header was named hop-by-hop
     named = connection_tokens(headers)
-    skip = HOP_BY_HOP | named if named else HOP_BY_HOP
-    return [(k, v) for k, v in headers if k.lower() not in skip]
+    return [(k, v) for k, v in kept if k.lower() not in named] if named else kept
 
 
 def is_trusted(peer: str | None, trusted_proxies: Sequence[IPNetwork]) -> bool:
