@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterable, AsyncIterator
+from typing import AsyncIterable, AsyncIterator, Sequence
 
 from aiohttp import StreamReader, web
 
 from .. import answers
-from ..config import ServerSettings
+from ..config import IPNetwork, ServerSettings
 from ..routing import Route
 from .client import UpstreamError, UpstreamResponse, UpstreamTimeout
-from .headers import request_headers_for_upstream, response_headers_for_client
+from .headers import Header, request_headers_for_upstream, response_headers_for_client
 from .upstream import UpstreamPools
 
 log = logging.getLogger("gateway.proxy")
@@ -41,15 +41,7 @@ class Forwarder:
         body = _body(request, cap)
         if body is not None and request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(_CONTINUE)
-        headers = request_headers_for_upstream(
-            tuple(request.headers.items()),
-            peer=request.remote,
-            scheme=request.scheme,
-            host=request.headers.get("Host", ""),
-            upstream_host=route.upstream.raw_authority,
-            preserve_host=route.preserve_host,
-            trusted_proxies=self._trusted,
-        )
+        headers = upstream_headers(request, route, self._trusted)
         try:
             upstream = await self._pools.http(route).request(
                 request.method, target, headers, body, body_length=length,
@@ -67,6 +59,22 @@ class Forwarder:
             return await _relay(request, route, upstream)
         finally:
             upstream.close()
+
+
+def upstream_headers(
+    request: web.Request, route: Route, trusted: Sequence[IPNetwork], drop: frozenset[str] = frozenset()
+) -> list[Header]:
+    """The client's request headers as the route's upstream must get them (headers.py has the rules)."""
+    return request_headers_for_upstream(
+        tuple(request.headers.items()),
+        peer=request.remote,
+        scheme=request.scheme,
+        host=request.headers.get("Host", ""),
+        upstream_host=route.upstream.raw_authority,
+        preserve_host=route.preserve_host,
+        trusted_proxies=trusted,
+        drop=drop,
+    )
 
 
 def _body(request: web.Request, cap: int | None) -> AsyncIterable[bytes] | None:

@@ -15,12 +15,15 @@ from yarl import URL
 
 from .. import answers
 from ..routing import Route
-from .headers import WEBSOCKET_OWN, request_headers_for_upstream
-from .http import error_response
+from .headers import WEBSOCKET_OWN
+from .http import error_response, upstream_headers
 from .upstream import UpstreamPools
 from ..config import ProxySettings, ServerSettings
 
 log = logging.getLogger("gateway.proxy")
+
+# aiohttp's client makes its own handshake headers; the subprotocols go through `protocols=`
+_NOT_FORWARDED = WEBSOCKET_OWN | {"sec-websocket-protocol"}
 
 
 def is_websocket_upgrade(request: web.Request) -> bool:
@@ -38,16 +41,7 @@ class WebSocketForwarder:
         if target is None:
             return error_response(request, 400, answers.BAD_PATH)
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        headers = request_headers_for_upstream(
-            tuple(request.headers.items()),
-            peer=request.remote,
-            scheme=request.scheme,
-            host=request.headers.get("Host", ""),
-            upstream_host=route.upstream.raw_authority,
-            preserve_host=route.preserve_host,
-            trusted_proxies=self._trusted,
-            drop=WEBSOCKET_OWN | {"sec-websocket-protocol"},
-        )
+        headers = upstream_headers(request, route, self._trusted, drop=_NOT_FORWARDED)
         scheme = "wss" if route.upstream.scheme == "https" else "ws"
         url = URL(f"{scheme}://{route.upstream.raw_authority}{target}", encoded=True)
         try:
