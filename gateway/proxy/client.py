@@ -56,6 +56,10 @@ class UpstreamResponse:
     def iter_body(self) -> AsyncIterator[bytes]:
         return self._conn.iter_body()
 
+    def body_if_complete(self) -> bytes | None:
+        """The whole body, when it arrived with the head (most small answers); None otherwise."""
+        return self._conn.body_if_complete()
+
     def close(self) -> None:
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is not None:
@@ -257,6 +261,12 @@ class _Connection(asyncio.Protocol):
             except asyncio.TimeoutError:
                 self._fail(UpstreamTimeout("the upstream stopped taking the request body"))
                 raise self._failure from None  # type: ignore[misc]
+
+    def body_if_complete(self) -> bytes | None:
+        if not self._answer_done or self._failure is not None:
+            return None
+        chunks, self._body, self._buffered = self._body, collections.deque(), 0
+        return b"".join(chunks)
 
     async def iter_body(self) -> AsyncIterator[bytes]:
         while True:

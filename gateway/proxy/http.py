@@ -6,6 +6,7 @@ import logging
 from typing import AsyncIterable, AsyncIterator, Sequence
 
 from aiohttp import StreamReader, web
+from multidict import CIMultiDict
 
 from .. import answers
 from ..config import IPNetwork, ServerSettings
@@ -96,8 +97,12 @@ async def _capped(content: StreamReader, cap: int) -> AsyncIterator[bytes]:
 
 
 async def _relay(request: web.Request, route: Route, upstream: UpstreamResponse) -> web.StreamResponse:
+    headers = response_headers_for_client(upstream.headers)
+    body = upstream.body_if_complete()
+    if body:  # the whole answer is here: aiohttp sends head and body in one write, and handles a vanished client
+        return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=CIMultiDict(headers))
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-    response.headers.extend(response_headers_for_client(upstream.headers))
+    response.headers.extend(headers)
     try:
         await response.prepare(request)
         async for chunk in upstream.iter_body():
