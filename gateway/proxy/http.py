@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import AsyncIterable, AsyncIterator, Sequence
 
@@ -110,6 +111,9 @@ async def _relay(request: web.Request, route: Route, upstream: UpstreamResponse)
     except ConnectionResetError:
         log.debug("route %s: client went away mid-answer", route.name)
         return response
+    except asyncio.CancelledError:  # handler_cancellation: aiohttp cancels us when the client disconnects
+        log.debug("route %s: client went away mid-answer", route.name)
+        raise
     except UpstreamError as exc:
         log.warning("route %s: upstream %s failed mid-answer: %s", route.name, route.upstream_origin, exc)
         if request.transport is not None:

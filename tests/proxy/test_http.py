@@ -463,6 +463,7 @@ async def test_client_going_away_mid_answer_is_a_debug_line_not_an_error(start_u
     assert problems == [], [r.getMessage() for r in problems]
     assert "Cannot write to closing transport" not in caplog.text
     assert "Traceback" not in caplog.text
+    assert "client went away mid-answer" in caplog.text
 
 
 # --- connection reuse ---------------------------------------------------------------------------------------
