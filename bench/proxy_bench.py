@@ -40,7 +40,8 @@ class Measurement:
 
     def line(self) -> str:
         warning = f"  !! {self.bad} non-2xx/3xx answers or socket errors" if self.bad else ""
-        return f"{self.name:<28} {self.rps:>10.0f} req/s   p50 {self.p50_ms:7.2f} ms   p99 {self.p99_ms:7.2f} ms{warning}"
+        return (f"{self.name:<28} {self.rps:>10.0f} req/s   p50 {self.p50_ms:7.2f} ms   "
+                f"p99 {self.p99_ms:7.2f} ms{warning}")
 
 
 def main() -> int:

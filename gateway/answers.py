@@ -38,10 +38,11 @@ def answer(status: int, detail: str, *, accept: str | None, requested_with: str 
     if wants_json(accept, requested_with):
         body = json.dumps({"error": title, "status": status, "detail": detail}).encode()
         return Answer(status, "application/json", body)
+    heading = f"{status} {html.escape(title)}"
     page = (
-        "<!doctype html><html><head><meta charset=utf-8><title>{s} {t}</title></head>"
-        "<body><h1>{s} {t}</h1><p>{d}</p><hr><p>Session Gateway</p></body></html>\n"
-    ).format(s=status, t=html.escape(title), d=html.escape(detail))
+        f"<!doctype html><html><head><meta charset=utf-8><title>{heading}</title></head>"
+        f"<body><h1>{heading}</h1><p>{html.escape(detail)}</p><hr><p>Session Gateway</p></body></html>\n"
+    )
     return Answer(status, "text/html; charset=utf-8", page.encode())
 
 

@@ -10,8 +10,8 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .config import ConfigError, Settings, load
 from .routing import host_specificity
@@ -77,12 +77,12 @@ def route_table_text(settings: Settings) -> str:
     order = sorted(settings.routes.routes, key=lambda r: (host_specificity(r.host), len(r.path)), reverse=True)
     for r in order:
         rows.append((
-            r.name, r.host, r.path, r.upstream_origin, r.rewrite or "-", "client's" if r.preserve_host else "upstream's",
-            f"{r.connect_timeout:g}s", f"{r.read_timeout:g}s",
+            r.name, r.host, r.path, r.upstream_origin, r.rewrite or "-",
+            "client's" if r.preserve_host else "upstream's", f"{r.connect_timeout:g}s", f"{r.read_timeout:g}s",
             "no limit" if r.max_request_body is None else f"{r.max_request_body} B",
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def _demo(args: argparse.Namespace) -> int:

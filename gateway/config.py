@@ -17,9 +17,10 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from yarl import URL
 
@@ -188,7 +189,7 @@ class _RouteDefaults:
     max_request_body: int | None
 
     @classmethod
-    def read(cls, s: _Section) -> "_RouteDefaults":
+    def read(cls, s: _Section) -> _RouteDefaults:
         return cls(_seconds(s, "connect_timeout", 5.0), _seconds(s, "read_timeout", 60.0),
                    _size(s, "max_request_body", 1 * 2**30))
 
@@ -268,9 +269,11 @@ def _upstream(s: _Section, value: str | None) -> URL:
     if url.path not in ("", "/"):
         raise s.error("upstream", expected, value)
     try:
-        url.port
+        port = url.port
     except ValueError:
-        raise s.error("upstream", expected, value) from None
+        port = None
+    if port is None:
+        raise s.error("upstream", expected, value)
     return url.origin()
 
 

@@ -14,8 +14,8 @@ Rules of this module:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from yarl import URL
 
@@ -107,6 +107,10 @@ def prefix_matches(prefix: str, path: str) -> bool:
     return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
 
 
+def _longest_first(routes: Iterable[Route]) -> tuple[Route, ...]:
+    return tuple(sorted(routes, key=lambda r: len(r.path), reverse=True))
+
+
 class RouteTable:
     """Routes compiled for matching. Build it once; `match()` is cheap and allocation-free on a hit."""
 
@@ -123,12 +127,11 @@ class RouteTable:
             else:
                 self._exact.setdefault(route.host, ())
                 self._exact[route.host] += (route,)
-        by_length = lambda rs: tuple(sorted(rs, key=lambda r: len(r.path), reverse=True))  # noqa: E731
-        self._exact = {host: by_length(rs) for host, rs in self._exact.items()}
+        self._exact = {host: _longest_first(rs) for host, rs in self._exact.items()}
         self._wildcards = tuple(
-            (suffix, by_length(rs)) for suffix, rs in sorted(wildcards.items(), key=lambda kv: -len(kv[0]))
+            (suffix, _longest_first(rs)) for suffix, rs in sorted(wildcards.items(), key=lambda kv: -len(kv[0]))
         )
-        self._anywhere = by_length(anywhere)
+        self._anywhere = _longest_first(anywhere)
         self._cache: dict[str, tuple[tuple[Route, ...], ...]] = {}
 
     def match(self, host_header: str, path: str) -> Route | None:

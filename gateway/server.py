@@ -8,7 +8,7 @@ The proxy is one catch-all handler rather than a route per app: matching is done
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -45,7 +45,7 @@ async def _pools_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[POOLS].close()
 
 
-def _proxy_handler(settings: Settings, pools: UpstreamPools):  # type: ignore[no-untyped-def]
+def _proxy_handler(settings: Settings, pools: UpstreamPools) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     table = settings.routes
     http = Forwarder(pools, settings.server)
     ws = WebSocketForwarder(pools, settings.server, settings.proxy)

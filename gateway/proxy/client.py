@@ -23,7 +23,7 @@ import asyncio
 import collections
 import ssl
 import time
-from typing import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import httptools
 
@@ -46,7 +46,7 @@ class UpstreamResponse:
 
     __slots__ = ("status", "reason", "headers", "_conn", "_pool")
 
-    def __init__(self, conn: "_Connection", pool: "OriginPool") -> None:
+    def __init__(self, conn: _Connection, pool: OriginPool) -> None:
         self.status = conn.status
         self.reason = conn.reason
         self.headers = conn.headers
@@ -93,10 +93,11 @@ class OriginPool:
         if self._slots.locked():
             try:
                 await asyncio.wait_for(self._slots.acquire(), connect_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise UpstreamTimeout("no free connection to the upstream in time") from None
         else:
             await self._slots.acquire()  # a free slot: taken at once, without wait_for's task
+        conn: _Connection | None = None
         try:
             conn, reused = await self._connection(connect_timeout)
             try:
@@ -106,7 +107,9 @@ class OriginPool:
                     raise UpstreamError("the upstream closed the connection") from None
                 conn, _ = await self._fresh(connect_timeout)
                 await conn.exchange(head, None, None, method == "HEAD", read_timeout)
-        except BaseException:
+        except BaseException:  # a failure, or our caller cancelled: the connection is in an unknown state
+            if conn is not None:
+                conn.close()
             self._slots.release()
             raise
         return UpstreamResponse(conn, self)
@@ -139,7 +142,7 @@ class OriginPool:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(_Connection, self.host, self.port, ssl=self._ssl), connect_timeout
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamTimeout("connecting to the upstream timed out") from None
         except OSError as exc:
             raise UpstreamError(f"cannot connect to the upstream: {exc.strerror or exc}") from None
@@ -201,14 +204,14 @@ class _Connection(asyncio.Protocol):
     # --- the exchange -----------------------------------------------------------------------------------
 
     async def exchange(
-        self, head: bytes, body: AsyncIterable[bytes] | None, length: int | None, head_only: bool, timeout: float
+        self, head: bytes, body: AsyncIterable[bytes] | None, length: int | None, head_only: bool, read_timeout: float
     ) -> None:
-        """Send the request and wait for the answer's head."""
+        """Send the request and wait for the answer's head (the read deadline applies, see `_arm_timer`)."""
         self._reset_exchange()
         self._parser = httptools.HttpResponseParser(self)
         self._head = self._loop.create_future()
         self._head_only = head_only
-        self._read_timeout = timeout
+        self._read_timeout = read_timeout
         self.reusable = True
         transport = self.transport
         if transport is None or not self.usable:
@@ -258,7 +261,7 @@ class _Connection(asyncio.Protocol):
         if self._can_write is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._can_write), self._read_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._fail(UpstreamTimeout("the upstream stopped taking the request body"))
                 raise self._failure from None  # type: ignore[misc]
 

@@ -12,7 +12,7 @@ Rules of this module:
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..config import IPNetwork
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
@@ -41,7 +41,7 @@ class Forwarder:
         if cap is not None and length is not None and length > cap:
             return error_response(request, 413, answers.TOO_LARGE, close=True)
         body = _body(request, cap)
-        if body is not None and request.headers.get("Expect", "").lower() == "100-continue":
+        if body is not None and request.version >= (1, 1) and _expects_continue(request):
             await request.writer.write(_CONTINUE)
         headers = upstream_headers(request, route, self._trusted)
         try:
@@ -77,6 +77,10 @@ def upstream_headers(
         trusted_proxies=trusted,
         drop=drop,
     )
+
+
+def _expects_continue(request: web.Request) -> bool:
+    return request.headers.get("Expect", "").lower() == "100-continue"
 
 
 def _body(request: web.Request, cap: int | None) -> AsyncIterable[bytes] | None:

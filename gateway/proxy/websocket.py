@@ -14,11 +14,11 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from .. import answers
+from ..config import ProxySettings, ServerSettings
 from ..routing import Route
 from .headers import WEBSOCKET_OWN
 from .http import error_response, upstream_headers
 from .upstream import UpstreamPools
-from ..config import ProxySettings, ServerSettings
 
 log = logging.getLogger("gateway.proxy")
 
@@ -55,7 +55,7 @@ class WebSocketForwarder:
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=route.read_timeout),
                 compress=0,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("route %s: upstream %s timed out on a WebSocket upgrade", route.name, route.upstream_origin)
             return error_response(request, 504, answers.GATEWAY_TIMEOUT)
         except aiohttp.WSServerHandshakeError as exc:
@@ -91,8 +91,10 @@ AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 async def _pump_both(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
     """Pump both directions; the first side to close ends both, and its close code crosses to the other."""
-    pumps = {asyncio.create_task(_pump(client, upstream)): (client, upstream),
-             asyncio.create_task(_pump(upstream, client)): (upstream, client)}
+    pumps: dict[asyncio.Task[tuple[int, bytes] | None], tuple[AnyWebSocket, AnyWebSocket]] = {
+        asyncio.create_task(_pump(client, upstream)): (client, upstream),
+        asyncio.create_task(_pump(upstream, client)): (upstream, client),
+    }
     try:
         done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import zlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -94,6 +94,7 @@ async def test_one_gib_down_and_up_with_flat_gateway_memory(aiohttp_server, gate
         upload_peak = await sampler
         assert received == {"size": GIB, "crc": expected_crc()}
 
-    print(f"gateway RSS: baseline {baseline >> 20} MiB, download peak {download_peak >> 20} MiB, upload peak {upload_peak >> 20} MiB")
+    print(f"gateway RSS: baseline {baseline >> 20} MiB, download peak {download_peak >> 20} MiB, "
+          f"upload peak {upload_peak >> 20} MiB")
     assert download_peak - baseline < RSS_GROWTH_LIMIT, f"download grew RSS by {download_peak - baseline} bytes"
     assert upload_peak - baseline < RSS_GROWTH_LIMIT, f"upload grew RSS by {upload_peak - baseline} bytes"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
+import aiohttp
 import pytest
 
 from conftest import route
@@ -143,7 +144,7 @@ async def test_silent_upstream_mid_answer_is_cut_after_the_read_timeout(raw_upst
     gateway = await start_gateway(route(await raw_upstream(peer), read_timeout=0.3))
     async with http.get(gateway.make_url("/")) as r:
         assert r.status == 200
-        with pytest.raises(Exception):
+        with pytest.raises(aiohttp.ClientPayloadError):
             await asyncio.wait_for(r.read(), 3)
 
 

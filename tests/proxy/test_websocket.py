@@ -6,6 +6,7 @@ import socket
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from conftest import route
 from gateway.sandbox.upstream import build_upstream_app
@@ -72,8 +73,8 @@ async def test_websocket_cookies_and_path_reach_the_upstream(start_upstream, sta
     app = web.Application()
     app.router.add_get("/v2/socket", upstream_ws)
     gateway = await start_gateway(route(await start_upstream(app), path="/live", rewrite="/v2"))
-    async with http.ws_connect(aiohttp.client.URL(f"http://{gateway.host}:{gateway.port}/live/socket?x=%7E", encoded=True),
-                               headers={"Cookie": "JSESSIONID=a"}) as ws:
+    url = URL(f"http://{gateway.host}:{gateway.port}/live/socket?x=%7E", encoded=True)
+    async with http.ws_connect(url, headers={"Cookie": "JSESSIONID=a"}) as ws:
         got = (await ws.receive(timeout=5)).json()
     assert got == {"cookie": "JSESSIONID=a", "path": "/v2/socket?x=%7E", "key": True}
 
