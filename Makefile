@@ -17,6 +17,8 @@ run: $(VENV)/.installed
 	$(VENV)/bin/session-gateway demo
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check gateway plugins tests bench
+	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed

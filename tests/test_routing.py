@@ -1,102 +1,299 @@
-"""The route table: host first, then the longest whole-segment prefix; plain values only."""
+"""gateway/routing.py: which route serves a request (host first, then the longest whole-segment prefix), and the
+request target sent upstream. Plain values only."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from yarl import URL
 
 from gateway.config import parse
-from gateway.routing import RouteTable, host_of, normalize_prefix, resolve_path
+from gateway.routing import Route, RouteTable, host_of, normalize_prefix, resolve_path
 
 
-def table(*routes: tuple[str, str, str]) -> RouteTable:
-    return parse({"route": [{"name": n, "host": h, "path": p, "upstream": "http://127.0.0.1:1"}
-                            for n, h, p in routes]}).routes
+def route(name: str = "r", host: str = "*", path: str = "/", rewrite: str | None = None) -> Route:
+    return Route(name=name, host=host, path=path, upstream=URL("http://127.0.0.1:9000"), rewrite=rewrite,
+                 preserve_host=False, connect_timeout=5.0, read_timeout=60.0, max_request_body=None)
 
 
-def matched(t: RouteTable, host: str, path: str) -> str | None:
-    route = t.match(host, path)
-    return route.name if route else None
+def table(*specs: tuple[str, str, str]) -> RouteTable:
+    """A table built the way the gateway builds it: through config.parse."""
+    data: dict[str, Any] = {"route": [{"name": n, "host": h, "path": p, "upstream": "http://127.0.0.1:9000"}
+                                      for n, h, p in specs]}
+    return parse(data).routes
 
 
-ROUTES = table(
-    ("any-root", "*", "/"),
-    ("any-app", "*", "/app"),
-    ("wild", "*.example.com", "/"),
-    ("wild-deep", "*.eu.example.com", "/"),
-    ("exact-app", "hr.example.com", "/app"),
-)
+def name_of(t: RouteTable, host: str, path: str) -> str | None:
+    found = t.match(host, path)
+    return found.name if found else None
 
 
-@pytest.mark.parametrize(
-    ("host", "path", "expected"),
-    [
-        ("hr.example.com", "/app/x", "exact-app"),
-        ("hr.example.com", "/other", "wild"),  # the exact host has no matching prefix: the wildcard serves it
-        ("crm.example.com", "/app/x", "wild"),  # a more specific host beats a longer prefix
-        ("crm.eu.example.com", "/", "wild-deep"),
-        ("example.com", "/app", "any-app"),  # a wildcard never matches its bare domain
-        ("other.test", "/apple", "any-root"),
-        ("other.test", "/app", "any-app"),
-        ("other.test", "/app/", "any-app"),
-        ("HR.Example.com:8443", "/app", "exact-app"),
-        ("", "/app/x", "any-app"),
-        ("[::1]:8080", "/", "any-root"),
-        ("other.test", "/x/../app/y", "any-app"),
-        ("hr.example.com", "/app/../other", "wild"),
-    ],
-)
-def test_match_precedence(host, path, expected):
-    assert matched(ROUTES, host, path) == expected
+# --- host precedence ------------------------------------------------------------------------------------------
+
+
+def test_exact_host_beats_wildcard_and_star():
+    t = table(("star", "*", "/"), ("wild", "*.example.com", "/"), ("exact", "app.example.com", "/"))
+    assert name_of(t, "app.example.com", "/") == "exact"
+
+
+def test_wildcard_beats_star():
+    t = table(("star", "*", "/"), ("wild", "*.example.com", "/"))
+    assert name_of(t, "other.example.com", "/x") == "wild"
+
+
+def test_star_serves_other_hosts():
+    t = table(("star", "*", "/"), ("wild", "*.example.com", "/"), ("exact", "app.example.com", "/"))
+    assert name_of(t, "elsewhere.test", "/") == "star"
+
+
+def test_longer_wildcard_beats_shorter():
+    t = table(("short", "*.example.com", "/"), ("long", "*.eu.example.com", "/"))
+    assert name_of(t, "app.eu.example.com", "/") == "long"
+    assert name_of(t, "app.us.example.com", "/") == "short"
+
+
+def test_a_more_specific_host_beats_a_longer_prefix():
+    t = table(("star-app", "*", "/app/deep"), ("wild-root", "*.example.com", "/"))
+    assert name_of(t, "x.example.com", "/app/deep/x") == "wild-root"
+
+
+def test_wildcard_does_not_match_the_bare_domain():
+    t = table(("wild", "*.example.com", "/"))
+    assert name_of(t, "example.com", "/") is None
+
+
+def test_wildcard_matches_several_labels_deep():
+    t = table(("wild", "*.example.com", "/"))
+    assert name_of(t, "a.b.example.com", "/") == "wild"
+
+
+def test_wildcard_needs_a_dot_boundary():
+    t = table(("wild", "*.example.com", "/"))
+    assert name_of(t, "badexample.com", "/") is None
+
+
+# --- path precedence ------------------------------------------------------------------------------------------
+
+
+def test_longest_prefix_wins_within_a_host():
+    t = table(("root", "*", "/"), ("app", "*", "/app"), ("deep", "*", "/app/admin"))
+    assert name_of(t, "h", "/app/admin/x") == "deep"
+    assert name_of(t, "h", "/app/other") == "app"
+    assert name_of(t, "h", "/other") == "root"
+
+
+def test_order_in_the_file_does_not_matter():
+    t = table(("deep", "*", "/app/admin"), ("root", "*", "/"), ("app", "*", "/app"))
+    assert name_of(t, "h", "/app/admin/x") == "deep"
+    assert name_of(t, "h", "/app/x") == "app"
+
+
+def test_exact_host_without_a_matching_prefix_falls_back_to_wildcard():
+    t = table(("exact", "app.example.com", "/app"), ("wild", "*.example.com", "/"), ("star", "*", "/"))
+    assert name_of(t, "app.example.com", "/other") == "wild"
+
+
+def test_exact_host_without_a_matching_prefix_falls_back_to_star():
+    t = table(("exact", "app.example.com", "/app"), ("star", "*", "/"))
+    assert name_of(t, "app.example.com", "/other") == "star"
+
+
+def test_wildcard_without_a_matching_prefix_falls_back_to_star():
+    t = table(("wild", "*.example.com", "/app"), ("star", "*", "/"))
+    assert name_of(t, "x.example.com", "/other") == "star"
+
+
+def test_longer_wildcard_without_a_matching_prefix_falls_back_to_shorter():
+    t = table(("long", "*.eu.example.com", "/app"), ("short", "*.example.com", "/"))
+    assert name_of(t, "x.eu.example.com", "/other") == "short"
+
+
+@pytest.mark.parametrize(("path", "expected"), [("/app", "app"), ("/app/", "app"), ("/app/x", "app"),
+                                                ("/apple", None), ("/ap", None), ("/", None), ("/APP", None)])
+def test_prefixes_match_whole_segments(path, expected):
+    assert name_of(table(("app", "*", "/app")), "h", path) == expected
+
+
+def test_root_prefix_matches_everything():
+    t = table(("root", "*", "/"))
+    assert [name_of(t, "h", p) for p in ("/", "/x", "/x/y/z")] == ["root"] * 3
 
 
 def test_no_match_is_none():
     t = table(("only", "app.example.com", "/app"))
-    assert matched(t, "app.example.com", "/other") is None
-    assert matched(t, "else.example.com", "/app") is None
+    assert name_of(t, "app.example.com", "/other") is None
+    assert name_of(t, "else.example.com", "/app") is None
 
 
-def test_many_distinct_hosts_do_not_grow_the_cache_without_bound():
-    t = table(("r", "*", "/"))
-    for i in range(5000):
-        assert matched(t, f"h{i}.test", "/") == "r"
-    assert len(t._cache) <= 1024
+def test_table_keeps_routes_in_file_order():
+    t = table(("b", "*", "/b"), ("a", "*", "/a"))
+    assert [r.name for r in t.routes] == ["b", "a"]
+
+
+# --- the Host header ------------------------------------------------------------------------------------------
+
+
+def test_host_header_port_is_ignored():
+    t = table(("exact", "app.example.com", "/"))
+    assert name_of(t, "app.example.com:8443", "/") == "exact"
+
+
+def test_host_header_case_is_ignored():
+    t = table(("exact", "app.example.com", "/"), ("wild", "*.example.com", "/x"))
+    assert name_of(t, "APP.Example.COM", "/") == "exact"
+    assert name_of(t, "OTHER.EXAMPLE.COM:80", "/x") == "wild"
+
+
+def test_ipv6_host_header_matches_an_ipv6_route():
+    t = RouteTable([route("v6", host="[::1]"), route("star", host="*", path="/x")])
+    assert t.match("[::1]:8080", "/").name == "v6"
+    assert t.match("[::1]", "/").name == "v6"
+
+
+def test_ipv6_host_header_falls_to_star():
+    t = table(("star", "*", "/"))
+    assert name_of(t, "[::1]:8080", "/") == "star"
+
+
+def test_empty_host_header_only_matches_star():
+    t = table(("exact", "app.example.com", "/"), ("star", "*", "/x"))
+    assert name_of(t, "", "/x") == "star"
+    assert name_of(t, "", "/") is None
+
+
+def test_same_host_header_gives_same_answer_twice():
+    t = table(("exact", "app.example.com", "/app"), ("star", "*", "/"))
+    assert [name_of(t, "app.example.com", "/app") for _ in range(2)] == ["exact", "exact"]
+    assert [name_of(t, "app.example.com", "/x") for _ in range(2)] == ["star", "star"]
+
+
+def test_many_distinct_hosts_still_match():
+    t = table(("wild", "*.example.com", "/"), ("star", "*", "/"))
+    assert all(name_of(t, f"h{i}.example.com", "/") == "wild" for i in range(2000))
+    assert name_of(t, "late.test", "/") == "star"
+
+
+# --- dot segments ---------------------------------------------------------------------------------------------
+
+
+def test_dot_dot_is_resolved_before_matching():
+    t = table(("app", "*", "/app"), ("admin", "*", "/admin"))
+    assert name_of(t, "h", "/app/../admin") == "admin"
+
+
+def test_dot_dot_cannot_climb_into_a_prefix_from_outside():
+    t = table(("app", "*", "/app"), ("root", "*", "/"))
+    assert name_of(t, "h", "/app/../x") == "root"
+    assert name_of(t, "h", "/x/../app/y") == "app"
+
+
+def test_dot_dot_at_the_root_stays_at_the_root():
+    t = table(("app", "*", "/app"), ("root", "*", "/"))
+    assert name_of(t, "h", "/..") == "root"
+    assert name_of(t, "h", "/../../app") == "app"
+
+
+def test_single_dot_is_resolved_before_matching():
+    assert name_of(table(("app", "*", "/app")), "h", "/./app/./x") == "app"
+
+
+# --- upstream_target ------------------------------------------------------------------------------------------
+
+
+def test_without_rewrite_the_raw_path_goes_as_is():
+    assert route(path="/api").upstream_target("/api/x%2Fy?q=%7E") == "/api/x%2Fy?q=%7E"
 
 
 @pytest.mark.parametrize(
-    ("prefix", "rewrite", "raw", "target"),
-    [
-        ("/api", "/v2", "/api/x?y=1", "/v2/x?y=1"),
-        ("/api", "/v2", "/api", "/v2"),
-        ("/api", "/v2", "/api?q", "/v2?q"),
-        ("/api", "/", "/api/x", "/x"),
-        ("/api", "/", "/api", "/"),
-        ("/api", "/v2/", "/api/x", "/v2/x"),
-        ("/", "/base", "/x%20y?z", "/base/x%20y?z"),
-        ("/api", "/v2", "/%61pi/x", None),
-        ("/api", None, "/api/x%2Fy?q=%7E", "/api/x%2Fy?q=%7E"),
-    ],
+    ("raw", "target"),
+    [("/api/x?y=1", "/v2/x?y=1"), ("/api", "/v2"), ("/api?q", "/v2?q"), ("/api/", "/v2/"), ("/api/a/b", "/v2/a/b")],
 )
-def test_upstream_target(prefix, rewrite, raw, target):
-    data = {"name": "r", "path": prefix, "upstream": "http://127.0.0.1:1"}
-    if rewrite is not None:
-        data["rewrite"] = rewrite
-    route = parse({"route": [data]}).routes.routes[0]
-    assert route.upstream_target(raw) == target
+def test_rewrite_replaces_the_prefix(raw, target):
+    assert route(path="/api", rewrite="/v2").upstream_target(raw) == target
 
 
-@pytest.mark.parametrize(("given", "normal"), [("/", "/"), ("/app/", "/app"), ("app", "/app"), ("//a//", "/a")])
+@pytest.mark.parametrize(("raw", "target"), [("/api/x", "/x"), ("/api", "/"), ("/api?q", "/?q"), ("/api/", "/")])
+def test_rewrite_to_root(raw, target):
+    assert route(path="/api", rewrite="/").upstream_target(raw) == target
+
+
+@pytest.mark.parametrize(("raw", "target"), [("/api/x", "/v2/x"), ("/api", "/v2/"), ("/api?q", "/v2/?q")])
+def test_rewrite_with_a_trailing_slash(raw, target):
+    assert route(path="/api", rewrite="/v2/").upstream_target(raw) == target
+
+
+@pytest.mark.parametrize(("raw", "target"), [("/x%20y?z", "/base/x%20y?z"), ("/", "/base/"), ("/?q", "/base/?q")])
+def test_root_route_with_rewrite(raw, target):
+    assert route(path="/", rewrite="/base").upstream_target(raw) == target
+
+
+def test_root_route_with_root_rewrite_is_unchanged():
+    assert route(path="/", rewrite="/").upstream_target("/x?y") == "/x?y"
+
+
+def test_percent_encoded_prefix_cannot_be_rewritten():
+    assert route(path="/api", rewrite="/v2").upstream_target("/%61pi/x") is None
+
+
+def test_raw_path_that_only_starts_like_the_prefix_cannot_be_rewritten():
+    assert route(path="/api", rewrite="/v2").upstream_target("/apix") is None
+
+
+def test_rewrite_from_parse_uses_the_normalized_prefix():
+    r = parse({"route": [{"name": "api", "path": "/api/", "rewrite": "/v2", "upstream": "http://h:1"}]}).routes.routes[0]
+    assert r.upstream_target("/api/orders?id=1") == "/v2/orders?id=1"
+
+
+def test_rewrite_keeps_dot_segments_from_climbing_out_of_the_rewrite():
+    # "/api/../api/x" is matched as "/api/x"; the upstream must not get a path that resolves outside "/v2".
+    target = route(path="/api", rewrite="/v2").upstream_target("/api/../api/x")
+    assert target is None or resolve_path(target).startswith("/v2/")
+
+
+# --- normalize_prefix, resolve_path, host_of -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "normal"), [("/", "/"), ("", "/"), ("//", "/"), ("/app", "/app"), ("/app/", "/app"),
+                                               ("/a/b/", "/a/b"), ("app", "/app")])
 def test_normalize_prefix(given, normal):
     assert normalize_prefix(given) == normal
 
 
 @pytest.mark.parametrize(
     ("path", "resolved"),
-    [("/a/b", "/a/b"), ("/a/../b", "/b"), ("/..", "/"), ("/../../x", "/x"), ("/a/./b/.", "/a/b/"), ("/a/b/..", "/a/")],
+    [
+        ("/a/b", "/a/b"),
+        ("/app/../admin", "/admin"),
+        ("/..", "/"),
+        ("/../..", "/"),
+        ("/../x", "/x"),
+        ("/a/./b", "/a/b"),
+        ("/a/b/..", "/a/"),
+        ("/a/.", "/a/"),
+        ("/a/b/../../c", "/c"),
+        ("/a/.hidden", "/a/.hidden"),
+        ("/a/..b", "/a/..b"),
+        ("/", "/"),
+    ],
 )
 def test_resolve_path(path, resolved):
     assert resolve_path(path) == resolved
 
 
-@pytest.mark.parametrize(("header", "host"), [("App.Test:80", "app.test"), ("[::1]:8080", "[::1]"), (" x ", "x")])
+@pytest.mark.parametrize(
+    ("header", "host"),
+    [
+        ("example.com", "example.com"),
+        ("Example.COM", "example.com"),
+        ("example.com:8080", "example.com"),
+        (" example.com ", "example.com"),
+        ("[::1]:8080", "[::1]"),
+        ("[::1]", "[::1]"),
+        ("[2001:DB8::1]:443", "[2001:db8::1]"),
+        ("127.0.0.1:80", "127.0.0.1"),
+        ("", ""),
+    ],
+)
 def test_host_of(header, host):
     assert host_of(header) == host
