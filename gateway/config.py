@@ -80,8 +80,9 @@ class _Section:
     def error(self, key: str, expected: str, value: Any = None, show_value: bool = True) -> ConfigError:
         where = f"{self.path}.{key}" if self.path else key
         if key in self.from_env:
-            value = "${…} from the environment"
-        got = f", got {value!r}" if show_value and value is not None else ""
+            got = ", got a value from the environment (not shown)"
+        else:
+            got = f", got {value!r}" if show_value and value is not None else ""
         return ConfigError(f"{self.source}: {where}: expected {expected}{got}")
 
     def get(self, key: str, kind: type[T] | tuple[type, ...], expected: str, default: Any = None) -> Any:
@@ -92,7 +93,10 @@ class _Section:
         if isinstance(value, str) and "${" in value:
             self.from_env.add(key)
             value = self._expand(key, value)
-        if isinstance(value, bool) and kind is not bool and (kind is int or kind == (int, float)):
+        elif isinstance(value, list) and any(isinstance(v, str) and "${" in v for v in value):
+            self.from_env.add(key)
+            value = [self._expand(key, v) if isinstance(v, str) else v for v in value]
+        if isinstance(value, bool) and kind is not bool:  # TOML's true is a Python int too
             raise self.error(key, expected, value)
         if not isinstance(value, kind):
             raise self.error(key, expected, value)
@@ -125,7 +129,7 @@ def load(path: str | os.PathLike[str]) -> Settings:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
+        raise ConfigError(f"{source}: expected a readable file; cannot read the file: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: expected UTF-8 text") from None
     try:
@@ -145,9 +149,10 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
     routes_value = top.get("route", list, "an array of tables [[route]] (at least one)", [])
     if not routes_value:
         raise top.error("route", "at least one [[route]] table", show_value=False)
-    routes = [_route(source, i, table, defaults) for i, table in enumerate(routes_value)]
+    read = [_route(source, i, table, defaults) for i, table in enumerate(routes_value)]
     top.finish()
-    _check_routes(source, routes, server.prefix)
+    routes = [route for route, _ in read]
+    _check_routes(source, routes, [from_env for _, from_env in read], server.prefix)
     return Settings(source=source, server=server, proxy=proxy, routes=RouteTable(routes))
 
 
@@ -194,7 +199,8 @@ class _RouteDefaults:
                    _size(s, "max_request_body", 1 * 2**30))
 
 
-def _route(source: str, index: int, table: Any, defaults: _RouteDefaults) -> Route:
+def _route(source: str, index: int, table: Any, defaults: _RouteDefaults) -> tuple[Route, frozenset[str]]:
+    """The route, and which of its keys took their value from the environment (never to be shown)."""
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: route[{index}]: expected a table [[route]], got {table!r}")
     label = f"route[{index}]"
@@ -204,9 +210,10 @@ def _route(source: str, index: int, table: Any, defaults: _RouteDefaults) -> Rou
     name = s.get("name", str, "a route name", None)
     if name is None:
         raise s.error("name", "a route name (letters, digits, '_', '.', '-')", show_value=False)
-    s.check("name", name, lambda n: _ROUTE_NAME.match(n) is not None, "a route name (letters, digits, '_', '.', '-')")
+    s.check("name", name, lambda n: _ROUTE_NAME.fullmatch(n) is not None,
+            "a route name (letters, digits, '_', '.', '-')")
     host = s.get("host", str, 'a host name, "*.domain" or "*"', "*").lower()
-    s.check("host", host, lambda h: _HOST_PATTERN.match(h) is not None,
+    s.check("host", host, lambda h: _HOST_PATTERN.fullmatch(h) is not None,
             'a host name without port, a wildcard "*.example.com", or "*"')
     path = s.get("path", str, 'a path prefix such as "/" or "/app"', "/")
     s.check("path", path, _clean_path, 'an absolute path prefix without "." or ".." segments, query or fragment')
@@ -226,28 +233,33 @@ def _route(source: str, index: int, table: Any, defaults: _RouteDefaults) -> Rou
         max_request_body=_size(s, "max_request_body", defaults.max_request_body),
     )
     s.finish()
-    return route
+    return route, frozenset(s.from_env)
 
 
-def _check_routes(source: str, routes: list[Route], prefix: str) -> None:
+def _check_routes(source: str, routes: list[Route], from_env: list[frozenset[str]], prefix: str) -> None:
+    def shown(i: int, key: str) -> str:
+        return "${…} from the environment" if key in from_env[i] else repr(getattr(routes[i], key))
+
+    def label(i: int) -> str:
+        return f"route[{i}]" if "name" in from_env[i] else f"route[{i}] ({routes[i].name})"
+
     seen_names: dict[str, int] = {}
     seen_keys: dict[tuple[str, str], int] = {}
     reserved = prefix.rstrip("/")
     for i, route in enumerate(routes):
         if route.name in seen_names:
             raise ConfigError(f"{source}: route[{i}].name: expected a unique route name, "
-                              f"got {route.name!r} again (route[{seen_names[route.name]}] has it)")
+                              f"got {shown(i, 'name')} again (route[{seen_names[route.name]}] has it)")
         seen_names[route.name] = i
         key = (route.host, route.path)
         if key in seen_keys:
             j = seen_keys[key]
-            raise ConfigError(f"{source}: route[{i}] ({route.name}): expected a host and path no other route has; "
-                              f"route[{j}] ({routes[j].name}) hides it (both match host {route.host!r} "
-                              f"path {route.path!r})")
+            raise ConfigError(f"{source}: {label(i)}: expected a host and path no other route has; "
+                              f"{label(j)} hides it (both match host {shown(i, 'host')} path {shown(i, 'path')})")
         seen_keys[key] = i
         if route.path == reserved or route.path.startswith(reserved + "/"):
-            raise ConfigError(f"{source}: route[{i}] ({route.name}).path: expected a path outside the gateway's "
-                              f"own prefix {prefix!r}, which hides it, got {route.path!r}")
+            raise ConfigError(f"{source}: {label(i)}.path: expected a path outside the gateway's "
+                              f"own prefix {prefix!r}, which hides it, got {shown(i, 'path')}")
 
 
 def _clean_path(path: str) -> bool:
@@ -264,7 +276,9 @@ def _upstream(s: _Section, value: str | None) -> URL:
         url = URL(value)
     except (ValueError, TypeError):
         raise s.error("upstream", expected, value) from None
-    if url.scheme not in ("http", "https") or not url.host or url.user or url.query_string or url.fragment:
+    if url.user is not None or url.password is not None:
+        raise s.error("upstream", expected + "; credentials in it are refused and not shown", show_value=False)
+    if url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
         raise s.error("upstream", expected, value)
     if url.path not in ("", "/"):
         raise s.error("upstream", expected, value)
@@ -272,15 +286,15 @@ def _upstream(s: _Section, value: str | None) -> URL:
         port = url.port
     except ValueError:
         port = None
-    if port is None:
-        raise s.error("upstream", expected, value)
+    if port is None or not 1 <= port <= 65535:
+        raise s.error("upstream", expected + " with a port from 1 to 65535", value)
     return url.origin()
 
 
 def _listen_address(s: _Section, listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 <= int(port) <= 65535:
         raise s.error("listen", 'an address "host:port" with a port from 0 to 65535', listen)
     try:
         ipaddress.ip_address(host)

@@ -44,13 +44,27 @@ class Route:
         if self.rewrite is None:
             return raw_path
         if self.path == "/":
-            return _join(self.rewrite, raw_path)
+            return None if _has_dot_segment(raw_path) else _join(self.rewrite, raw_path)
         if not raw_path.startswith(self.path):
             return None
         rest = raw_path[len(self.path) :]
         if rest and rest[0] not in "/?":
             return None
+        if _has_dot_segment(rest):
+            return None  # "/api/../x" would climb out of the rewrite once the upstream resolves it
         return _join(self.rewrite, rest)
+
+
+def _has_dot_segment(raw_path: str) -> bool:
+    """True when the path part has a `.` or `..` segment, spelled plainly, percent-encoded or with `;params`."""
+    path = raw_path.partition("?")[0]
+    if "." not in path and "%" not in path:
+        return False
+    for segment in path.split("/"):
+        segment = segment.partition(";")[0].lower().replace("%2e", ".")
+        if segment in (".", ".."):
+            return True
+    return False
 
 
 def _join(base: str, rest: str) -> str:
@@ -67,18 +81,24 @@ def normalize_prefix(path: str) -> str:
 
 
 def resolve_path(path: str) -> str:
-    """Resolve `.` and `..` segments the way RFC 3986 section 5.2.4 does (never above the root)."""
+    """Resolve `.` and `..` segments the way RFC 3986 section 5.2.4 does (never above the root).
+
+    A segment such as `..;jsessionid=x` counts as `..`: Java servlet containers strip path parameters before
+    resolving, so `/app/..;/admin` reaches the app as `/admin` and must be matched so.
+    """
     if "/." not in path:
         return path
     out: list[str] = []
     segments = path.split("/")[1:]
+    last = ""
     for segment in segments:
-        if segment == "..":
+        last = segment.partition(";")[0]
+        if last == "..":
             if out:
                 out.pop()
-        elif segment != ".":
+        elif last != ".":
             out.append(segment)
-    if segments and segments[-1] in (".", ".."):
+    if last in (".", ".."):
         out.append("")
     return "/" + "/".join(out)
 
@@ -89,7 +109,7 @@ def host_of(host_header: str) -> str:
     if host.startswith("["):
         end = host.find("]")
         return host[: end + 1] if end > 0 else host
-    return host.partition(":")[0]
+    return host.partition(":")[0].rstrip(".")  # "example.com." is the same name, fully qualified
 
 
 def host_specificity(pattern: str) -> tuple[int, int]:

@@ -307,7 +307,8 @@ def test_a_route_under_the_reserved_prefix_is_refused(path):
 
 def test_the_reserved_prefix_follows_server_prefix():
     error_of({"server": {"prefix": "/_gw/"}, **one_route(path="/_gw/x")}, "route[0] (app).path")
-    assert parse({"server": {"prefix": "/_gw/"}, **one_route(path="/.gateway/x")}).routes.routes[0].path == "/.gateway/x"
+    settings = parse({"server": {"prefix": "/_gw/"}, **one_route(path="/.gateway/x")})
+    assert settings.routes.routes[0].path == "/.gateway/x"
 
 
 def test_a_path_that_only_starts_like_the_prefix_is_fine():
@@ -317,8 +318,9 @@ def test_a_path_that_only_starts_like_the_prefix_is_fine():
 # --- host patterns --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("host", "stored"), [("app.example.com", "app.example.com"), ("*.example.com", "*.example.com"),
-                                              ("*", "*"), ("APP.Example.COM", "app.example.com"),
+@pytest.mark.parametrize(("host", "stored"), [("app.example.com", "app.example.com"),
+                                              ("*.example.com", "*.example.com"), ("*", "*"),
+                                              ("APP.Example.COM", "app.example.com"),
                                               ("127.0.0.1", "127.0.0.1"), ("localhost", "localhost")])
 def test_valid_host_patterns(host, stored):
     assert parse(one_route(host=host)).routes.routes[0].host == stored
@@ -490,8 +492,8 @@ def test_bad_keepalive_timeout():
 
 
 @pytest.mark.parametrize(("listen", "host", "port"), [("127.0.0.1:0", "127.0.0.1", 0), ("[::1]:8080", "::1", 8080),
-                                                      ("localhost:80", "localhost", 80), ("0.0.0.0:65535", "0.0.0.0", 65535),
-                                                      ("[::]:443", "::", 443)])
+                                                      ("localhost:80", "localhost", 80),
+                                                      ("0.0.0.0:65535", "0.0.0.0", 65535), ("[::]:443", "::", 443)])
 def test_good_listen_addresses(listen, host, port):
     server = parse(with_server(listen=listen)).server
     assert (server.host, server.port) == (host, port)

@@ -297,3 +297,14 @@ def test_resolve_path(path, resolved):
 )
 def test_host_of(header, host):
     assert host_of(header) == host
+
+
+def test_servlet_path_parameters_do_not_hide_a_dot_segment():
+    assert resolve_path("/app/..;jsessionid=1/admin") == "/admin"
+    assert resolve_path("/app/.;x/y") == "/app/y"
+    assert resolve_path("/app/a;b/c") == "/app/a;b/c"
+
+
+def test_a_fully_qualified_host_matches_its_route():
+    t = table(("exact", "app.example.com", "/"), ("other", "*", "/"))
+    assert t.match("app.example.com.", "/").name == "exact"  # type: ignore[union-attr]

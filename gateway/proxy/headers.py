@@ -6,7 +6,8 @@ Rules of this module:
 - The gateway speaks for itself on the client side: `Expect` is answered by the gateway, and a request body
   is re-framed by the upstream client, so the client's `Transfer-Encoding` never goes upstream.
 - X-Forwarded-For/-Proto/-Host: what the client sent is kept and extended only when the peer is a trusted
-  proxy; from anyone else those headers are replaced, since they would otherwise be forgeable.
+  proxy; from anyone else those headers are replaced, and `Forwarded` and `X-Real-IP` dropped, since they would
+  otherwise be forgeable.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 _NOT_FORWARDED_UP = HOP_BY_HOP | {"expect", "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+# the other ways of naming a client's address, as forgeable as X-Forwarded-For when they come from a client
+_NOT_FORWARDED_FROM_CLIENTS = _NOT_FORWARDED_UP | {"forwarded", "x-real-ip"}
 WEBSOCKET_OWN = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"})
 
 
@@ -55,19 +58,28 @@ def request_headers_for_upstream(
     trusted_proxies: Sequence[IPNetwork],
     drop: frozenset[str] = frozenset(),
 ) -> list[Header]:
-    """The headers to send upstream: the client's, less hop-by-hop ones, with Host and X-Forwarded-* set."""
+    """The headers to send upstream: the client's, less hop-by-hop ones, with Host and X-Forwarded-* set.
+
+    `drop` names further headers to leave out, in lower case.
+    """
+    trusted = is_trusted(peer, trusted_proxies)
+    skip = _NOT_FORWARDED_UP if trusted else _NOT_FORWARDED_FROM_CLIENTS
     named = connection_tokens(headers)
-    skip = _NOT_FORWARDED_UP | named | drop if named else _NOT_FORWARDED_UP | drop
+    skip = skip | named | drop if named or drop else skip
     out = [(k, v) for k, v in headers if k.lower() not in skip]
     out.append(("Host", host if preserve_host and host else upstream_host))
-    out.extend(forwarded_headers(headers, peer=peer, scheme=scheme, host=host, trusted_proxies=trusted_proxies))
+    out.extend(_forwarded(headers, trusted, peer=peer, scheme=scheme, host=host))
     return out
 
 
 def forwarded_headers(
     headers: Sequence[Header], *, peer: str | None, scheme: str, host: str, trusted_proxies: Sequence[IPNetwork]
 ) -> list[Header]:
-    trusted = is_trusted(peer, trusted_proxies)
+    """X-Forwarded-For/-Proto/-Host as the upstream must see them."""
+    return _forwarded(headers, is_trusted(peer, trusted_proxies), peer=peer, scheme=scheme, host=host)
+
+
+def _forwarded(headers: Sequence[Header], trusted: bool, *, peer: str | None, scheme: str, host: str) -> list[Header]:
     prior_for = [v for k, v in headers if k.lower() == "x-forwarded-for"] if trusted else []
     chain = ", ".join([*prior_for, peer or "unknown"])
     proto = _first(headers, "x-forwarded-proto") if trusted else None

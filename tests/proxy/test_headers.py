@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
@@ -277,3 +278,11 @@ def test_headers_module_imports_no_aiohttp():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_other_client_address_headers_are_dropped_unless_from_a_trusted_proxy():
+    sent = [("Forwarded", "for=6.6.6.6"), ("X-Real-IP", "6.6.6.6")]
+    from_client = upstream(sent)
+    assert values(from_client, "Forwarded") == [] and values(from_client, "X-Real-IP") == []
+    from_proxy = upstream(sent, peer="127.0.0.1", trusted_proxies=LOCAL)
+    assert values(from_proxy, "Forwarded") == ["for=6.6.6.6"] and values(from_proxy, "X-Real-IP") == ["6.6.6.6"]
