@@ -18,13 +18,14 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from yarl import URL
 
 from .routing import Route, RouteTable, normalize_prefix
+from .sessions.cache import CachePolicy
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
@@ -54,11 +55,24 @@ class ProxySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OktaSettings:
+    org_url: URL
+    api_token: str = field(repr=False)
+    timeout: float
+    retries: int
+    cache: CachePolicy
+    low_headroom: float
+    stretch: float
+    max_background_refreshes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     source: str
     server: ServerSettings
     proxy: ProxySettings
     routes: RouteTable
+    okta: OktaSettings | None = None
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -150,10 +164,48 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
     if not routes_value:
         raise top.error("route", "at least one [[route]] table", show_value=False)
     read = [_route(source, i, table, defaults) for i, table in enumerate(routes_value)]
+    okta = _okta(_table(top, "okta")) if "okta" in data else None
     top.finish()
     routes = [route for route, _ in read]
     _check_routes(source, routes, [from_env for _, from_env in read], server.prefix)
-    return Settings(source=source, server=server, proxy=proxy, routes=RouteTable(routes))
+    return Settings(source=source, server=server, proxy=proxy, routes=RouteTable(routes), okta=okta)
+
+
+def _okta(s: _Section) -> OktaSettings:
+    raw_token = s.table.get("api_token")
+    if not isinstance(raw_token, str) or not _ENV_REF.fullmatch(raw_token):
+        raise s.error("api_token", 'a reference to the environment such as "${OKTA_API_TOKEN}" (a token written '
+                      "into the file would travel with it)", show_value=False)
+    org = s.get("org_url", str, 'the org URL, such as "https://example.okta.com"', None)
+    org_url = _origin_url(s, "org_url", org, 'the org URL, "https://host" (no path)')
+    cache = CachePolicy(
+        ttl=_seconds(s, "cache_ttl", 60.0),
+        negative_ttl=_seconds(s, "negative_ttl", 30.0),
+        refresh_ahead=_fraction(s, "refresh_ahead", 0.2),
+        max_entries=s.check("max_entries", s.get("max_entries", int, "a whole number of entries", 100_000),
+                            lambda n: 1 <= n <= 10_000_000, "a number of entries from 1 to 10000000"),
+    )
+    settings = OktaSettings(
+        org_url=org_url,
+        api_token=s.get("api_token", str, "an environment reference", None),
+        timeout=_seconds(s, "timeout", 5.0),
+        retries=s.check("retries", s.get("retries", int, "a whole number of retries", 2), lambda n: 0 <= n <= 5,
+                        "a number of retries from 0 to 5"),
+        cache=cache,
+        low_headroom=_fraction(s, "rate_limit_low_headroom", 0.2),
+        stretch=float(s.check("rate_limit_stretch", s.get("rate_limit_stretch", (int, float), "a factor", 4.0),
+                              lambda v: 1 <= v <= 100, "a factor from 1 to 100")),
+        max_background_refreshes=s.check(
+            "max_background_refreshes", s.get("max_background_refreshes", int, "a whole number", 16),
+            lambda n: 0 <= n <= 1000, "a number from 0 to 1000"),
+    )
+    s.finish()
+    return settings
+
+
+def _fraction(s: _Section, key: str, default: float) -> float:
+    value = s.get(key, (int, float), "a fraction from 0 to 1", default)
+    return float(s.check(key, value, lambda v: 0 <= v <= 1, "a fraction from 0 to 1"))
 
 
 def _table(parent: _Section, key: str) -> _Section:
@@ -217,7 +269,9 @@ def _route(source: str, index: int, table: Any, defaults: _RouteDefaults) -> tup
             'a host name without port, a wildcard "*.example.com", or "*"')
     path = s.get("path", str, 'a path prefix such as "/" or "/app"', "/")
     s.check("path", path, _clean_path, 'an absolute path prefix without "." or ".." segments, query or fragment')
-    upstream = _upstream(s, s.get("upstream", str, 'an upstream URL such as "http://127.0.0.1:9000"', None))
+    upstream = _origin_url(s, "upstream", s.get("upstream", str, 'an upstream URL such as "http://127.0.0.1:9000"',
+                                                None),
+                           'an upstream URL "http://host:port" or "https://host:port" (no path: use rewrite)')
     rewrite = s.get("rewrite", str, 'a path such as "/" (replaces the matched prefix)', None)
     if rewrite is not None:
         s.check("rewrite", rewrite, _clean_path, 'an absolute path without "." or ".." segments, query or fragment')
@@ -231,9 +285,22 @@ def _route(source: str, index: int, table: Any, defaults: _RouteDefaults) -> tup
         connect_timeout=_seconds(s, "connect_timeout", defaults.connect_timeout),
         read_timeout=_seconds(s, "read_timeout", defaults.read_timeout),
         max_request_body=_size(s, "max_request_body", defaults.max_request_body),
+        grace=_fail_mode(s),
     )
     s.finish()
     return route, frozenset(s.from_env)
+
+
+def _fail_mode(s: _Section) -> float | None:
+    """A route's answer while Okta cannot validate: None for `closed`, else the grace period in seconds."""
+    mode = s.check("fail_mode", s.get("fail_mode", str, '"closed" or "grace"', "closed"),
+                   lambda m: m in ("closed", "grace"), '"closed" (refuse with 503) or "grace"')
+    if mode == "closed":
+        if "grace_seconds" in s.table:
+            raise s.error("grace_seconds", 'fail_mode = "grace" to go with it', show_value=False)
+        s.known.append("grace_seconds")
+        return None
+    return _seconds(s, "grace_seconds", 300.0)
 
 
 def _check_routes(source: str, routes: list[Route], from_env: list[frozenset[str]], prefix: str) -> None:
@@ -268,26 +335,26 @@ def _clean_path(path: str) -> bool:
     return not any(seg in (".", "..") for seg in path.split("/"))
 
 
-def _upstream(s: _Section, value: str | None) -> URL:
-    expected = 'an upstream URL "http://host:port" or "https://host:port" (no path: use rewrite)'
+def _origin_url(s: _Section, key: str, value: str | None, expected: str) -> URL:
+    """An http(s) origin: scheme, host and port, nothing else (no credentials, path, query or fragment)."""
     if value is None:
-        raise s.error("upstream", expected, show_value=False)
+        raise s.error(key, expected, show_value=False)
     try:
         url = URL(value)
     except (ValueError, TypeError):
-        raise s.error("upstream", expected, value) from None
+        raise s.error(key, expected, value) from None
     if url.user is not None or url.password is not None:
-        raise s.error("upstream", expected + "; credentials in it are refused and not shown", show_value=False)
+        raise s.error(key, expected + "; credentials in it are refused and not shown", show_value=False)
     if url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
-        raise s.error("upstream", expected, value)
+        raise s.error(key, expected, value)
     if url.path not in ("", "/"):
-        raise s.error("upstream", expected, value)
+        raise s.error(key, expected, value)
     try:
         port = url.port
     except ValueError:
         port = None
     if port is None or not 1 <= port <= 65535:
-        raise s.error("upstream", expected + " with a port from 1 to 65535", value)
+        raise s.error(key, expected + " with a port from 1 to 65535", value)
     return url.origin()
 
 

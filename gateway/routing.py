@@ -33,6 +33,7 @@ class Route:
     connect_timeout: float
     read_timeout: float
     max_request_body: int | None
+    grace: float | None = None  # Okta unavailable: None refuses (fail mode closed), else serve last-known for N s
 
     @property
     def upstream_origin(self) -> str:

@@ -7,29 +7,44 @@ The proxy is one catch-all handler rather than a route per app: matching is done
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from . import answers
-from .config import Settings
+from .config import OktaSettings, Settings
+from .metrics import Metrics
+from .okta.client import OktaClient
 from .proxy.http import Forwarder, error_response
 from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
+from .sessions.cache import ValidationCache
+from .sessions.validation import SessionValidator
 
 log = logging.getLogger("gateway")
 
 SETTINGS = web.AppKey("settings", Settings)
 POOLS = web.AppKey("pools", UpstreamPools)
+METRICS = web.AppKey("metrics", Metrics)
+VALIDATOR = web.AppKey("validator", SessionValidator)
+
+_CREDENTIALS_RECHECK = (30.0, 300.0)  # seconds between checks of our Okta token: while in doubt, while good
 
 
-def build_app(settings: Settings) -> web.Application:
+def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """The gateway. `clock` (epoch seconds) is what session lifetimes are compared with; tests move it."""
     app = web.Application(handler_args={"max_field_size": 16384, "max_line_size": 16384})
     pools = UpstreamPools(settings.routes.routes, settings.proxy)
     app[SETTINGS] = settings
     app[POOLS] = pools
+    app[METRICS] = metrics = Metrics()
     app.cleanup_ctx.append(_pools_ctx)
+    if settings.okta is not None:
+        app[VALIDATOR] = _validator(settings.okta, metrics, clock)
+        app.cleanup_ctx.append(_okta_ctx)
 
     prefix = settings.server.prefix
     app.router.add_get(prefix + "healthz", healthz, allow_head=True)
@@ -43,6 +58,31 @@ async def _pools_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[POOLS].start()
     yield
     await app[POOLS].close()
+
+
+def _validator(okta: OktaSettings, metrics: Metrics, clock: Callable[[], float]) -> SessionValidator:
+    client = OktaClient(okta.org_url, okta.api_token, timeout=okta.timeout, retries=okta.retries, metrics=metrics,
+                        clock=clock)
+    return SessionValidator(client, ValidationCache(okta.cache), metrics, clock=clock, low_headroom=okta.low_headroom,
+                            stretch=okta.stretch, max_background=okta.max_background_refreshes)
+
+
+async def _okta_ctx(app: web.Application) -> AsyncIterator[None]:
+    validator = app[VALIDATOR]
+    await validator.client.start()
+    watcher = asyncio.get_running_loop().create_task(_watch_credentials(validator.client))
+    yield
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    await validator.close()
+    await validator.client.close()
+
+
+async def _watch_credentials(client: OktaClient) -> None:
+    """Keep readiness honest about our Okta token: a rejected token fails /readyz until Okta accepts it again."""
+    while True:
+        ok = await client.check_credentials()
+        await asyncio.sleep(_CREDENTIALS_RECHECK[1] if ok else _CREDENTIALS_RECHECK[0])
 
 
 def _proxy_handler(settings: Settings, pools: UpstreamPools) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -70,9 +110,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[POOLS].ready
-    body = {"status": "ready" if ready else "starting", "routes": len(request.app[SETTINGS].routes.routes)}
-    return web.json_response(body, status=200 if ready else 503, headers={"Cache-Control": "no-store"})
+    problems = [] if request.app[POOLS].ready else ["upstream pools are not up"]
+    validator = request.app.get(VALIDATOR)
+    if validator is not None and validator.client.credentials_ok is False:
+        problems.append("Okta rejects the gateway's API token")
+    body: dict[str, object] = {"status": "not ready" if problems else "ready",
+                               "routes": len(request.app[SETTINGS].routes.routes)}
+    if problems:
+        body["problems"] = problems
+    return web.json_response(body, status=503 if problems else 200, headers={"Cache-Control": "no-store"})
 
 
 async def not_found(request: web.Request) -> web.Response:

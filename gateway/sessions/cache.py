@@ -1,0 +1,91 @@
+"""The validation cache: what the gateway last learnt from Okta about each session id, and for how long it holds.
+
+Rules of this module:
+- Pure: no I/O, no asyncio, no clock of its own. Every call takes `now` (epoch seconds); validation.py owns the
+  calls to Okta, the single-flight and the background refreshes.
+- An entry of a live session holds until the earlier of `fetched_at + ttl × stretch` and the session's own
+  `expiresAt`: the cache never vouches for a session past the moment Okta would end it.
+- An entry of a gone session (404) holds for `negative_ttl`.
+- From `refresh_ahead` (a fraction of the TTL) before its end, a live entry is still served, and the lookup says
+  it wants a refresh (stale-while-revalidate).
+- `stretch` is 1 normally; the caller raises it while Okta's rate-limit headroom is low, so that fewer lookups
+  go out.
+- A live entry past its end is kept (not served) as the session's last known good state, for a route's `grace`
+  fail mode while Okta is unavailable, until it is replaced or evicted, and never past the session's expiresAt.
+- At most `max_entries` entries; the least recently used goes first.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from ..okta.model import OktaSession
+
+
+class Freshness(enum.Enum):
+    FRESH = "fresh"  # serve it
+    REFRESH = "refresh"  # serve it, and refresh it in the background
+    MISSING = "missing"  # nothing usable: ask Okta
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    session: OktaSession | None  # None: Okta said the session is gone
+    fetched_at: float
+    good_until: float
+    refresh_from: float
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    ttl: float = 60.0
+    negative_ttl: float = 30.0
+    refresh_ahead: float = 0.2
+    max_entries: int = 100_000
+
+
+class ValidationCache:
+    def __init__(self, policy: CachePolicy) -> None:
+        self.policy = policy
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, session_id: str, now: float) -> tuple[Freshness, Entry | None]:
+        entry = self._entries.get(session_id)
+        if entry is None or now >= entry.good_until:
+            return Freshness.MISSING, None
+        self._entries.move_to_end(session_id)
+        if entry.session is not None and now >= entry.refresh_from:
+            return Freshness.REFRESH, entry
+        return Freshness.FRESH, entry
+
+    def last_alive(self, session_id: str, now: float) -> Entry | None:
+        """The last entry of a live session, even past its end, if the session's own expiresAt is still ahead."""
+        entry = self._entries.get(session_id)
+        if entry is None or entry.session is None or now >= entry.session.expires_at:
+            return None
+        return entry
+
+    def store_alive(self, session: OktaSession, now: float, stretch: float = 1.0) -> Entry:
+        ttl = self.policy.ttl * stretch
+        good_until = min(now + ttl, session.expires_at)
+        refresh_from = min(now + ttl * (1 - self.policy.refresh_ahead), good_until)
+        return self._put(session.id, Entry(session, now, good_until, refresh_from))
+
+    def store_gone(self, session_id: str, now: float) -> Entry:
+        until = now + self.policy.negative_ttl
+        return self._put(session_id, Entry(None, now, until, until))
+
+    def evict(self, session_id: str) -> None:
+        self._entries.pop(session_id, None)
+
+    def _put(self, session_id: str, entry: Entry) -> Entry:
+        self._entries[session_id] = entry
+        self._entries.move_to_end(session_id)
+        while len(self._entries) > self.policy.max_entries:
+            self._entries.popitem(last=False)
+        return entry
