@@ -1,0 +1,77 @@
+"""The validation cache's rules, case by case, with plain values and a clock that is just a number."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gateway.okta.model import OktaSession
+from gateway.sessions.cache import CachePolicy, Freshness, ValidationCache
+
+T0 = 1_000_000.0
+SESSION = OktaSession("idxffK-esRDSrC5m0ly-Kma9A", "00u0abcdefGHIJKLMNOP", "a@example.com", "ACTIVE",
+                      expires_at=T0 + 3600, created_at=T0, amr=("pwd",), idp_type="OKTA")
+
+
+def cache(**policy: float) -> ValidationCache:
+    return ValidationCache(CachePolicy(**{"ttl": 60, "negative_ttl": 30, "refresh_ahead": 0.25, **policy}))
+
+
+def test_a_live_entry_is_fresh_then_wants_refresh_then_is_missing():
+    c = cache()
+    c.store_alive(SESSION, T0)
+    assert c.lookup(SESSION.id, T0 + 44)[0] is Freshness.FRESH
+    assert c.lookup(SESSION.id, T0 + 45)[0] is Freshness.REFRESH  # the last quarter of the TTL
+    assert c.lookup(SESSION.id, T0 + 60) == (Freshness.MISSING, None)
+
+
+def test_an_entry_dies_at_expires_at_even_inside_its_ttl():
+    c = cache()
+    c.store_alive(replace(SESSION, expires_at=T0 + 10), T0)
+    assert c.lookup(SESSION.id, T0 + 9.9)[0] is not Freshness.MISSING
+    assert c.lookup(SESSION.id, T0 + 10)[0] is Freshness.MISSING
+
+
+def test_a_gone_session_is_cached_negatively_for_its_own_ttl_and_never_refreshed():
+    c = cache()
+    c.store_gone(SESSION.id, T0)
+    freshness, entry = c.lookup(SESSION.id, T0 + 29)
+    assert freshness is Freshness.FRESH and entry is not None and entry.session is None
+    assert c.lookup(SESSION.id, T0 + 30)[0] is Freshness.MISSING
+
+
+def test_stretch_lengthens_the_ttl_but_not_past_expires_at():
+    c = cache()
+    c.store_alive(SESSION, T0, stretch=4)
+    assert c.lookup(SESSION.id, T0 + 170)[0] is Freshness.FRESH
+    assert c.lookup(SESSION.id, T0 + 239)[0] is Freshness.REFRESH
+    c.store_alive(replace(SESSION, expires_at=T0 + 100), T0, stretch=4)
+    assert c.lookup(SESSION.id, T0 + 100)[0] is Freshness.MISSING
+
+
+def test_the_last_alive_entry_outlives_its_ttl_for_grace_but_not_expires_at():
+    c = cache()
+    c.store_alive(SESSION, T0)
+    assert c.last_alive(SESSION.id, T0 + 600) is not None
+    assert c.last_alive(SESSION.id, T0 + 3600) is None
+    c.store_gone(SESSION.id, T0 + 1)
+    assert c.last_alive(SESSION.id, T0 + 2) is None
+
+
+def test_least_recently_used_entries_go_first():
+    c = cache(max_entries=2)
+    a, b, d = (replace(SESSION, id=SESSION.id[:-1] + ch) for ch in "ABD")
+    c.store_alive(a, T0)
+    c.store_alive(b, T0)
+    c.lookup(a.id, T0)  # a is used again: b is now the oldest
+    c.store_alive(d, T0)
+    assert len(c) == 2
+    assert c.lookup(b.id, T0)[0] is Freshness.MISSING
+    assert c.lookup(a.id, T0)[0] is Freshness.FRESH
+
+
+def test_evict():
+    c = cache()
+    c.store_alive(SESSION, T0)
+    c.evict(SESSION.id)
+    assert c.lookup(SESSION.id, T0) == (Freshness.MISSING, None)
+    assert c.last_alive(SESSION.id, T0) is None
