@@ -7,7 +7,8 @@ import pytest
 from gateway.okta.ids import is_session_id, is_user_id
 
 
-@pytest.mark.parametrize("good", ["102zS5WxhaCQ0C2ywWz-Y7Y3w", "101W_juydrDRByB7fUdRyE2JQ", "idxffK-esRDSrC5m0ly-Kma9A"])
+@pytest.mark.parametrize("good",
+                         ["102zS5WxhaCQ0C2ywWz-Y7Y3w", "101W_juydrDRByB7fUdRyE2JQ", "idxffK-esRDSrC5m0ly-Kma9A"])
 def test_okta_session_ids_pass(good):
     assert is_session_id(good)
 
