@@ -177,3 +177,42 @@ def gateway_process(tmp_path: Path) -> Any:
     yield start
     for process in started:
         process.stop()
+
+
+SANDBOX_HOST = "127.0.0.2"  # Okta's stand-in lives on another host than the gateway, as in production
+API_TOKEN = "sandbox-api-token-for-tests"
+
+
+class Sandbox:
+    """A running Okta sandbox: its org (state the tests may arrange, as an Okta admin would) and its URL."""
+
+    def __init__(self, org: Any, server: TestServer) -> None:
+        self.org, self.server = org, server
+        self.issuer = f"http://{SANDBOX_HOST}:{server.port}"
+
+    def clock(self) -> float:
+        """The org's clock in epoch seconds: the gateway under test keeps time with it."""
+        return float(self.org.clock.now().timestamp())
+
+    def calls(self, method: str, path_prefix: str) -> int:
+        return sum(1 for c in self.org.api_calls if c.method == method and c.path.startswith(path_prefix))
+
+
+@pytest.fixture
+def start_sandbox(aiohttp_server: Any) -> Callable[..., Awaitable[Sandbox]]:
+    from gateway.sandbox.okta.app import build_okta_app
+    from gateway.sandbox.okta.org import OktaOrg
+
+    async def start(**org_options: Any) -> Sandbox:
+        port = free_port(SANDBOX_HOST)
+        org = OktaOrg(issuer=f"http://{SANDBOX_HOST}:{port}", api_token=API_TOKEN, **org_options)
+        server = await aiohttp_server(build_okta_app(org), host=SANDBOX_HOST, port=port)
+        return Sandbox(org, server)
+
+    return start
+
+
+@pytest.fixture(autouse=True)
+def okta_api_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """conf/gateway.example.toml reads the token from the environment, as every real configuration must."""
+    monkeypatch.setenv("OKTA_API_TOKEN", API_TOKEN)

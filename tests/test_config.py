@@ -7,6 +7,7 @@ check all three on every error they provoke. Plain dicts go through `parse()`; r
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -595,3 +596,47 @@ def test_config_and_routing_import_no_aiohttp():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# --- [okta] and the routes' fail modes ------------------------------------------------------------------
+
+
+def with_okta(**okta: Any) -> dict[str, Any]:
+    return {"okta": {"org_url": "https://example.okta.com", "api_token": "${OKTA_API_TOKEN}", **okta}, **one_route()}
+
+
+def test_okta_settings_and_their_defaults():
+    okta = parse(with_okta()).okta
+    assert okta is not None
+    assert str(okta.org_url) == "https://example.okta.com" and okta.api_token == os.environ["OKTA_API_TOKEN"]
+    assert (okta.cache.ttl, okta.cache.negative_ttl, okta.timeout, okta.retries) == (60.0, 30.0, 5.0, 2)
+    assert os.environ["OKTA_API_TOKEN"] not in repr(parse(with_okta()))
+
+
+def test_without_an_okta_table_nothing_is_validated():
+    assert parse(one_route()).okta is None
+
+
+@pytest.mark.parametrize("token", ["00abcdefghijklmnop", "prefix-${OKTA_API_TOKEN}", 5])
+def test_the_api_token_must_come_from_the_environment(token):
+    message = error_of(with_okta(api_token=token), "okta.api_token")
+    assert "00abcdefghijklmnop" not in message and "environment" in message
+
+
+@pytest.mark.parametrize("org", ["example.okta.com", "https://example.okta.com/oauth2", "ftp://x"])
+def test_the_org_url_is_an_origin(org):
+    error_of(with_okta(org_url=org), "okta.org_url")
+
+
+@pytest.mark.parametrize(("key", "value"), [("cache_ttl", 0), ("refresh_ahead", 2), ("retries", 9),
+                                             ("rate_limit_stretch", 0.5), ("max_entries", 0), ("cache_tll", 5)])
+def test_bad_okta_values(key, value):
+    error_of(with_okta(**{key: value}), f"okta.{key}")
+
+
+def test_fail_modes():
+    assert parse(one_route()).routes.routes[0].grace is None
+    assert parse(one_route(fail_mode="grace")).routes.routes[0].grace == 300.0
+    assert parse(one_route(fail_mode="grace", grace_seconds=30)).routes.routes[0].grace == 30.0
+    error_of(one_route(fail_mode="open"), "route[0] (app).fail_mode")
+    error_of(one_route(grace_seconds=30), "route[0] (app).grace_seconds")
