@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration and print its route table")
     check.add_argument("--config", required=True, help="the TOML configuration file")
     check.set_defaults(command=_check_config)
+
+    sandbox = sub.add_parser("sandbox", help="run a local stand-in for an outside service")
+    sandbox_kinds = sandbox.add_subparsers(required=True, metavar="KIND")
+    okta = sandbox_kinds.add_parser("okta", help="an emulated Okta org (the API token comes from $OKTA_API_TOKEN)")
+    okta.add_argument("--host", default="127.0.0.2", help="address to listen on (default 127.0.0.2)")
+    okta.add_argument("--port", type=int, default=9010, help="port (default 9010)")
+    okta.add_argument("--engine", choices=("identity", "classic"), default="identity",
+                      help="Identity Engine (idx cookie) or Classic Engine (sid cookie)")
+    okta.set_defaults(command=_sandbox_okta)
 
     demo = sub.add_parser("demo", help="the gateway in front of the built-in upstream app")
     demo.add_argument("--config", default=DEFAULT_CONFIG, help=f"configuration (default {DEFAULT_CONFIG})")
@@ -85,9 +96,18 @@ def route_table_text(settings: Settings) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
+def _sandbox_okta(args: argparse.Namespace) -> int:
+    from .sandbox.run import run_okta_sandbox
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    asyncio.run(run_okta_sandbox(args.host, args.port, args.engine))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .sandbox.demo import run_demo
 
+    os.environ.setdefault("OKTA_API_TOKEN", secrets.token_urlsafe(24))  # the demo's sandbox and gateway share it
     settings = load(Path(args.config))
     _setup_logging(settings)
     asyncio.run(run_demo(settings))
