@@ -181,7 +181,8 @@ def _okta(s: _Section) -> OktaSettings:
     cache = CachePolicy(
         ttl=_seconds(s, "cache_ttl", 60.0),
         negative_ttl=_seconds(s, "negative_ttl", 30.0),
-        refresh_ahead=_fraction(s, "refresh_ahead", 0.2),
+        revalidate=float(s.check("revalidate", s.get("revalidate", (int, float), "a number of seconds", 10.0),
+                                 lambda v: 0 <= v <= 3600, "a number of seconds from 0 to 3600")),
         max_entries=s.check("max_entries", s.get("max_entries", int, "a whole number of entries", 100_000),
                             lambda n: 1 <= n <= 10_000_000, "a number of entries from 1 to 10000000"),
     )

@@ -628,7 +628,7 @@ def test_the_org_url_is_an_origin(org):
     error_of(with_okta(org_url=org), "okta.org_url")
 
 
-@pytest.mark.parametrize(("key", "value"), [("cache_ttl", 0), ("refresh_ahead", 2), ("retries", 9),
+@pytest.mark.parametrize(("key", "value"), [("cache_ttl", 0), ("revalidate", -1), ("retries", 9),
                                              ("rate_limit_stretch", 0.5), ("max_entries", 0), ("cache_tll", 5)])
 def test_bad_okta_values(key, value):
     error_of(with_okta(**{key: value}), f"okta.{key}")

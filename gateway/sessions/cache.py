@@ -3,13 +3,17 @@
 Rules of this module:
 - Pure: no I/O, no asyncio, no clock of its own. Every call takes `now` (epoch seconds); validation.py owns the
   calls to Okta, the single-flight and the background refreshes.
-- An entry of a live session holds until the earlier of `fetched_at + ttl × stretch` and the session's own
+- An entry of a live session is fresh until the earlier of `fetched_at + ttl × stretch` and the session's own
   `expiresAt`: the cache never vouches for a session past the moment Okta would end it.
+- For `revalidate` seconds after its TTL (never past `expiresAt`) a live entry is still served, and the lookup says
+  it wants a refresh (stale-while-revalidate). The window lies after the TTL, not inside it, so that a session in
+  steady use costs one Okta call per TTL, and a session ended in Okta is served at most for the TTL plus the one
+  round trip that revalidates it.
 - An entry of a gone session (404) holds for `negative_ttl`.
-- From `refresh_ahead` (a fraction of the TTL) before its end, a live entry is still served, and the lookup says
-  it wants a refresh (stale-while-revalidate).
 - `stretch` is 1 normally; the caller raises it while Okta's rate-limit headroom is low, so that fewer lookups
   go out.
+- When Okta cannot answer a revalidation, the entry stops being served past its TTL, so that the route's fail
+  mode decides the next request, as for any miss.
 - A live entry past its end is kept (not served) as the session's last known good state, for a route's `grace`
   fail mode while Okta is unavailable, until it is replaced or evicted, and never past the session's expiresAt.
 - At most `max_entries` entries; the least recently used goes first.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..okta.model import OktaSession
 
@@ -34,15 +38,15 @@ class Freshness(enum.Enum):
 class Entry:
     session: OktaSession | None  # None: Okta said the session is gone
     fetched_at: float
-    good_until: float
-    refresh_from: float
+    fresh_until: float
+    good_until: float  # served until then; from fresh_until on, with a refresh
 
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
     ttl: float = 60.0
     negative_ttl: float = 30.0
-    refresh_ahead: float = 0.2
+    revalidate: float = 10.0
     max_entries: int = 100_000
 
 
@@ -59,7 +63,7 @@ class ValidationCache:
         if entry is None or now >= entry.good_until:
             return Freshness.MISSING, None
         self._entries.move_to_end(session_id)
-        if entry.session is not None and now >= entry.refresh_from:
+        if now >= entry.fresh_until:
             return Freshness.REFRESH, entry
         return Freshness.FRESH, entry
 
@@ -71,14 +75,19 @@ class ValidationCache:
         return entry
 
     def store_alive(self, session: OktaSession, now: float, stretch: float = 1.0) -> Entry:
-        ttl = self.policy.ttl * stretch
-        good_until = min(now + ttl, session.expires_at)
-        refresh_from = min(now + ttl * (1 - self.policy.refresh_ahead), good_until)
-        return self._put(session.id, Entry(session, now, good_until, refresh_from))
+        fresh_until = min(now + self.policy.ttl * stretch, session.expires_at)
+        good_until = min(fresh_until + self.policy.revalidate, session.expires_at)
+        return self._put(session.id, Entry(session, now, fresh_until, good_until))
 
     def store_gone(self, session_id: str, now: float) -> Entry:
         until = now + self.policy.negative_ttl
         return self._put(session_id, Entry(None, now, until, until))
+
+    def stop_serving_stale(self, session_id: str) -> None:
+        """A revalidation failed: the entry is no longer served past its TTL (it stays for `last_alive`)."""
+        entry = self._entries.get(session_id)
+        if entry is not None and entry.good_until > entry.fresh_until:
+            self._entries[session_id] = replace(entry, good_until=entry.fresh_until)
 
     def evict(self, session_id: str) -> None:
         self._entries.pop(session_id, None)

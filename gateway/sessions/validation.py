@@ -140,11 +140,15 @@ class SessionValidator:
         except SessionGone:
             return self._stored(self.cache.store_gone(session_id, self._clock()))
         except OktaError as exc:
-            return _Outage(str(exc))
+            return self._unanswered(session_id, str(exc))
         except Exception as exc:  # a bug must not take the request path down with a traceback per request
             log.exception("validating a session failed unexpectedly")
-            return _Outage(type(exc).__name__)
+            return self._unanswered(session_id, type(exc).__name__)
         return self._stored(self.cache.store_alive(session, self._clock(), self._current_stretch()))
+
+    def _unanswered(self, session_id: str, reason: str) -> _Outage:
+        self.cache.stop_serving_stale(session_id)
+        return _Outage(reason)
 
     def _stored(self, entry: Entry) -> Entry:
         self._metrics.cache_entries.set(len(self.cache))

@@ -13,15 +13,22 @@ SESSION = OktaSession("idxffK-esRDSrC5m0ly-Kma9A", "00u0abcdefGHIJKLMNOP", "a@ex
 
 
 def cache(**policy: float) -> ValidationCache:
-    return ValidationCache(CachePolicy(**{"ttl": 60, "negative_ttl": 30, "refresh_ahead": 0.25, **policy}))
+    return ValidationCache(CachePolicy(**{"ttl": 60, "negative_ttl": 30, "revalidate": 15, **policy}))
 
 
 def test_a_live_entry_is_fresh_then_wants_refresh_then_is_missing():
     c = cache()
     c.store_alive(SESSION, T0)
-    assert c.lookup(SESSION.id, T0 + 44)[0] is Freshness.FRESH
-    assert c.lookup(SESSION.id, T0 + 45)[0] is Freshness.REFRESH  # the last quarter of the TTL
-    assert c.lookup(SESSION.id, T0 + 60) == (Freshness.MISSING, None)
+    assert c.lookup(SESSION.id, T0 + 59.9)[0] is Freshness.FRESH
+    assert c.lookup(SESSION.id, T0 + 60)[0] is Freshness.REFRESH  # the TTL is over: served while revalidated
+    assert c.lookup(SESSION.id, T0 + 75) == (Freshness.MISSING, None)
+
+
+def test_the_revalidation_window_never_passes_expires_at():
+    c = cache()
+    c.store_alive(replace(SESSION, expires_at=T0 + 65), T0)
+    assert c.lookup(SESSION.id, T0 + 64)[0] is Freshness.REFRESH
+    assert c.lookup(SESSION.id, T0 + 65)[0] is Freshness.MISSING
 
 
 def test_an_entry_dies_at_expires_at_even_inside_its_ttl():
@@ -42,8 +49,8 @@ def test_a_gone_session_is_cached_negatively_for_its_own_ttl_and_never_refreshed
 def test_stretch_lengthens_the_ttl_but_not_past_expires_at():
     c = cache()
     c.store_alive(SESSION, T0, stretch=4)
-    assert c.lookup(SESSION.id, T0 + 170)[0] is Freshness.FRESH
-    assert c.lookup(SESSION.id, T0 + 239)[0] is Freshness.REFRESH
+    assert c.lookup(SESSION.id, T0 + 239)[0] is Freshness.FRESH
+    assert c.lookup(SESSION.id, T0 + 240)[0] is Freshness.REFRESH
     c.store_alive(replace(SESSION, expires_at=T0 + 100), T0, stretch=4)
     assert c.lookup(SESSION.id, T0 + 100)[0] is Freshness.MISSING
 
