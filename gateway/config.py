@@ -24,8 +24,12 @@ from typing import Any, TypeVar
 
 from yarl import URL
 
+from .plugin import AppProfile, PluginError, SourceOptions, app_profile, source_factory
 from .routing import Route, RouteTable, normalize_prefix
+from .sessions.binding import BindingCodec, BindingKeyError
 from .sessions.cache import CachePolicy
+from .sessions.policy import Mode, SessionRules, Unbound
+from .sessions.settings import CookieSettings, RouteSessions
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
@@ -73,6 +77,7 @@ class Settings:
     proxy: ProxySettings
     routes: RouteTable
     okta: OktaSettings | None = None
+    binding_keys: tuple[str, ...] = field(default=(), repr=False)  # Fernet keys: the first seals, all open
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -163,12 +168,43 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
     routes_value = top.get("route", list, "an array of tables [[route]] (at least one)", [])
     if not routes_value:
         raise top.error("route", "at least one [[route]] table", show_value=False)
-    read = [_route(source, i, table, defaults) for i, table in enumerate(routes_value)]
     okta = _okta(_table(top, "okta")) if "okta" in data else None
-    top.finish()
+    read = [_route(source, i, table, defaults, okta is not None) for i, table in enumerate(routes_value)]
     routes = [route for route, _ in read]
+    keys = _binding_keys(_table(top, "binding"), any(r.sessions is not None for r in routes))
+    top.finish()
     _check_routes(source, routes, [from_env for _, from_env in read], server.prefix)
-    return Settings(source=source, server=server, proxy=proxy, routes=RouteTable(routes), okta=okta)
+    return Settings(source=source, server=server, proxy=proxy, routes=RouteTable(routes), okta=okta,
+                    binding_keys=keys)
+
+
+def _binding_keys(s: _Section, needed: bool) -> tuple[str, ...]:
+    """The Fernet keys that seal bindings: `keys` from the environment, or `keys_file`, one key a line."""
+    raw = s.table.get("keys")
+    if raw is not None and (not isinstance(raw, str) or not _ENV_REF.fullmatch(raw)):
+        raise s.error("keys", 'a reference to the environment such as "${GATEWAY_BINDING_KEYS}" (keys written '
+                      "into the file would travel with it)", show_value=False)
+    text = s.get("keys", str, "an environment reference", None)
+    path = s.get("keys_file", str, "a path to a file with one key a line", None)
+    s.finish()
+    if text is not None and path is not None:
+        raise s.error("keys_file", "either keys or keys_file, not both", show_value=False)
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError):
+            raise s.error("keys_file", "a readable file with one Fernet key a line", path) from None
+    if text is None:
+        if needed:
+            raise s.error("keys", "keys (or keys_file) for the binding cookie, since a route binds sessions "
+                          '(make one with: session-gateway keygen)', show_value=False)
+        return ()
+    keys = tuple(k for k in re.split(r"[\s,]+", text) if k)
+    try:
+        BindingCodec(keys)
+    except BindingKeyError as exc:
+        raise s.error("keys_file" if path else "keys", f"Fernet keys: {exc}", show_value=False) from None
+    return keys
 
 
 def _okta(s: _Section) -> OktaSettings:
@@ -252,7 +288,8 @@ class _RouteDefaults:
                    _size(s, "max_request_body", 1 * 2**30))
 
 
-def _route(source: str, index: int, table: Any, defaults: _RouteDefaults) -> tuple[Route, frozenset[str]]:
+def _route(source: str, index: int, table: Any, defaults: _RouteDefaults,
+           okta: bool) -> tuple[Route, frozenset[str]]:
     """The route, and which of its keys took their value from the environment (never to be shown)."""
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: route[{index}]: expected a table [[route]], got {table!r}")
@@ -287,9 +324,126 @@ def _route(source: str, index: int, table: Any, defaults: _RouteDefaults) -> tup
         read_timeout=_seconds(s, "read_timeout", defaults.read_timeout),
         max_request_body=_size(s, "max_request_body", defaults.max_request_body),
         grace=_fail_mode(s),
+        sessions=_route_sessions(s, okta),
     )
     s.finish()
     return route, frozenset(s.from_env)
+
+
+_MODES = tuple(m.value for m in Mode)
+_COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def _route_sessions(s: _Section, okta: bool) -> RouteSessions | None:
+    """The route's binding settings, or None when its policy is off and stays off (no [okta])."""
+    default = Mode.ENFORCE.value if okta else Mode.OFF.value
+    mode = Mode(s.check("policy", s.get("policy", str, "a binding policy", default), lambda m: m in _MODES,
+                        f"one of {', '.join(_MODES)}"))
+    if mode is not Mode.OFF and not okta:
+        raise s.error("policy", '"off" while there is no [okta] table to validate sessions with', mode.value)
+    profile = _profile(s)
+    sources = tuple(s.get("sid_sources", list, 'a list of session-id sources such as ["saml"]', ["saml"]))
+    for name in sources:
+        try:
+            source_factory(name) if isinstance(name, str) else None
+        except PluginError as exc:
+            raise s.error("sid_sources", str(exc), name) from None
+        if not isinstance(name, str):
+            raise s.error("sid_sources", "a list of source names", name)
+    options = _source_options(s, sources)
+    idle = _optional_seconds(s, "idle_timeout")
+    rules = SessionRules(
+        unbound=Unbound(s.check("unbound", s.get("unbound", str, '"relogin" or "allow"', "relogin"),
+                                lambda u: u in ("relogin", "allow"), '"relogin" or "allow"')),
+        idle_timeout=idle,
+        extend_okta_every=_optional_seconds(s, "extend_okta_on_activity"),
+        touch_every=60.0 if idle is None else min(60.0, idle / 10),
+    )
+    cookie = _binding_cookie(_table(s, "binding_cookie"), s.path)
+    domain = s.get("app_cookie_domain", str, "the Domain the app sets its cookies with", None)
+    if mode is Mode.OFF and not okta:
+        return None
+    return RouteSessions(mode, profile, sources, options, rules, cookie, domain)
+
+
+def _optional_seconds(s: _Section, key: str) -> float | None:
+    if key not in s.table:
+        s.known.append(key)
+        return None
+    return _seconds(s, key, 0.0)
+
+
+def _profile(s: _Section) -> AppProfile:
+    name = s.get("app_profile", str, "an app profile name", "generic")
+    try:
+        base = app_profile(name)
+    except PluginError as exc:
+        raise s.error("app_profile", str(exc), name) from None
+    cookies = tuple(s.get("app_cookies", list, "a list of cookie names", list(base.session_cookies)))
+    for c in cookies:
+        s.check("app_cookies", c, lambda v: isinstance(v, str) and _COOKIE_NAME.fullmatch(v) is not None,
+                "cookie names (a trailing * makes a prefix)")
+    if not cookies:
+        raise s.error("app_cookies", "at least one cookie name", show_value=False)
+    paths = tuple(s.get("logout_paths", list, "a list of paths", list(base.logout_paths)))
+    for p in paths:
+        s.check("logout_paths", p, lambda v: isinstance(v, str) and v.startswith("/"), "paths starting with /")
+    acs = s.check("acs_path", s.get("acs_path", str, "a path", base.acs_path), lambda v: v.startswith("/"),
+                  "a path starting with /")
+    sign_in = s.check("sign_in_url", s.get("sign_in_url", str, "a path or URL", base.sign_in_url), _path_or_url,
+                      "a path starting with / or an http(s) URL")
+    logout = s.get("app_logout_url", str, "a path on the app", base.logout_url)
+    if logout is not None:
+        s.check("app_logout_url", logout, lambda v: v.startswith("/") and not v.startswith("//"),
+                "a path on the app starting with / (the gateway calls it on the app's upstream)")
+    cookie_path = s.check("app_cookie_path", s.get("app_cookie_path", str, "a path", base.cookie_path),
+                          lambda v: v.startswith("/"), "a path starting with /")
+    return AppProfile(base.name, cookies, acs, sign_in, paths, logout, cookie_path)
+
+
+def _path_or_url(value: str) -> bool:
+    if value.startswith("/") and not value.startswith("//"):
+        return True
+    try:
+        url = URL(value)
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
+
+
+def _source_options(s: _Section, sources: tuple[str, ...]) -> SourceOptions:
+    attribute = s.get("saml_session_attribute", str, "a SAML attribute name", "okta_session_id")
+    okta_cookie = s.get("okta_cookie", str, 'Okta\'s cookie name, "sid"', "sid")
+    header = s.get("session_id_header", str, "a header name", "X-Okta-Session-Id")
+    trusted = s.get("session_id_header_from", list, "a list of addresses or networks", [])
+    for value in trusted:
+        _network(s, "session_id_header_from", value)
+    if "header" in sources and not trusted:
+        raise s.error("session_id_header_from", "the addresses of the component that sets "
+                      f"{header} (the header source trusts no one else)", show_value=False)
+    return SourceOptions(attribute, okta_cookie, header, tuple(trusted))
+
+
+def _binding_cookie(s: _Section, route_label: str) -> CookieSettings:
+    s.path = f"{route_label}.binding_cookie"
+    default = CookieSettings()
+    name = s.check("name", s.get("name", str, "a cookie name", default.name),
+                   lambda v: _COOKIE_NAME.fullmatch(v) is not None, "a cookie name (letters, digits, - _ .)")
+    path = s.check("path", s.get("path", str, "a path", default.path), lambda v: v.startswith("/"),
+                   "a path starting with /")
+    domain = s.get("domain", str, "a domain", None)
+    secure_value = s.get("secure", (bool, str), 'true, false or "auto"', "auto")
+    if isinstance(secure_value, str) and secure_value != "auto":
+        raise s.error("secure", 'true, false or "auto" (Secure when the request came by https)', secure_value)
+    httponly = s.get("httponly", bool, "true or false", True)
+    samesite = s.check("samesite", s.get("samesite", str, '"Lax", "Strict" or "None"', default.samesite),
+                       lambda v: v in ("Lax", "Strict", "None"), '"Lax", "Strict" or "None"')
+    if samesite == "None" and secure_value is False:
+        raise s.error("samesite", '"Lax" or "Strict" with secure = false (browsers drop SameSite=None cookies '
+                      "that are not Secure)", samesite)
+    s.finish()
+    return CookieSettings(name, path, domain, None if secure_value == "auto" else bool(secure_value), httponly,
+                          samesite)
 
 
 def _fail_mode(s: _Section) -> float | None:

@@ -35,6 +35,35 @@ class Metrics:
                                  "Lookups answered by a route's fail mode while Okta was unavailable", ["mode"],
                                  registry=self.registry)
 
+        self._decisions = Counter("gateway_session_decisions", "Enforcement decisions by route, what was done and why",
+                                  ["route", "action", "reason"], registry=self.registry)
+        self._would_end = Counter("gateway_session_observed_ends",
+                                  "Requests that enforce would have refused, forwarded in observe mode",
+                                  ["route", "reason"], registry=self.registry)
+        self._sign_ins = Counter("gateway_sign_ins", "App sign-ins seen at the ACS, by outcome", ["route", "outcome"],
+                                 registry=self.registry)
+        self.okta_extensions = Counter("gateway_okta_extensions", "Okta sessions refreshed on app activity",
+                                       registry=self.registry)
+        self.sockets_closed = Counter("gateway_websockets_closed", "Open WebSockets closed because their session ended",
+                                      registry=self.registry)
+        self._children: dict[tuple[str, ...], Counter] = {}
+
+    def decision(self, route: str, action: str, reason: str) -> None:
+        self._child(self._decisions, ("d", route, action, reason)).inc()
+
+    def would_end(self, route: str, reason: str) -> None:
+        self._child(self._would_end, ("w", route, reason)).inc()
+
+    def sign_in(self, route: str, outcome: str) -> None:
+        self._child(self._sign_ins, ("s", route, outcome)).inc()
+
+    def _child(self, parent: Counter, key: tuple[str, ...]) -> Counter:
+        """A labelled child, looked up once: `labels()` costs about a microsecond, a dict lookup far less."""
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = parent.labels(*key[1:])
+        return child
+
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value, for tests and the status page."""
         found = self.registry.get_sample_value(name, labels)

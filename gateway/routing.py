@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from yarl import URL
 
+from .sessions.settings import RouteSessions
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -34,6 +36,7 @@ class Route:
     read_timeout: float
     max_request_body: int | None
     grace: float | None = None  # Okta unavailable: None refuses (fail mode closed), else serve last-known for N s
+    sessions: RouteSessions | None = None  # how its app's sessions are bound to Okta's; None: not at all
 
     @property
     def upstream_origin(self) -> str:

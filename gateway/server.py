@@ -21,8 +21,12 @@ from .okta.client import OktaClient
 from .proxy.http import Forwarder, error_response
 from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
+from .sessions.binding import BindingCodec
+from .sessions.binding_cookie import BindingStorage
 from .sessions.cache import ValidationCache
-from .sessions.validation import SessionValidator
+from .sessions.enforce import Enforcer
+from .sessions.sockets import OpenSockets
+from .sessions.validation import SessionValidator, Verdict
 
 log = logging.getLogger("gateway")
 
@@ -30,6 +34,8 @@ SETTINGS = web.AppKey("settings", Settings)
 POOLS = web.AppKey("pools", UpstreamPools)
 METRICS = web.AppKey("metrics", Metrics)
 VALIDATOR = web.AppKey("validator", SessionValidator)
+ENFORCERS = web.AppKey("enforcers", dict[str, Enforcer])
+SOCKETS = web.AppKey("sockets", OpenSockets)
 
 _CREDENTIALS_RECHECK = (30.0, 300.0)  # seconds between checks of our Okta token: while in doubt, while good
 
@@ -42,16 +48,37 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     app[POOLS] = pools
     app[METRICS] = metrics = Metrics()
     app.cleanup_ctx.append(_pools_ctx)
+    http = Forwarder(pools, settings.server)
+    ws = WebSocketForwarder(pools, settings.server, settings.proxy)
+    app[ENFORCERS] = {}
+    app[SOCKETS] = OpenSockets()
     if settings.okta is not None:
-        app[VALIDATOR] = _validator(settings.okta, metrics, clock)
+        app[VALIDATOR] = validator = _validator(settings.okta, metrics, clock)
+        app[ENFORCERS] = _enforcers(settings, validator, http, ws, pools, app[SOCKETS], metrics, clock)
         app.cleanup_ctx.append(_okta_ctx)
 
     prefix = settings.server.prefix
     app.router.add_get(prefix + "healthz", healthz, allow_head=True)
     app.router.add_get(prefix + "readyz", readyz, allow_head=True)
     app.router.add_route("*", prefix + "{tail:.*}", not_found)
-    app.router.add_route("*", "/{tail:.*}", _proxy_handler(settings, pools), expect_handler=_expect_later)
+    app.router.add_route("*", "/{tail:.*}", _proxy_handler(settings, http, ws, app[ENFORCERS]),
+                         expect_handler=_expect_later)
     return app
+
+
+def _enforcers(settings: Settings, validator: SessionValidator, http: Forwarder, ws: WebSocketForwarder,
+               pools: UpstreamPools, sockets: OpenSockets, metrics: Metrics,
+               clock: Callable[[], float]) -> dict[str, Enforcer]:
+    """One Enforcer per route that binds sessions (its policy may be switched to off and back while running)."""
+    routes = [r for r in settings.routes.routes if r.sessions is not None]
+    if not routes:
+        return {}
+    codec = BindingCodec(settings.binding_keys)
+    return {
+        r.name: Enforcer(r, r.sessions, validator=validator, storage=BindingStorage(codec, r.sessions.cookie),
+                         http=http, websocket=ws, pools=pools, sockets=sockets, metrics=metrics, clock=clock)
+        for r in routes if r.sessions is not None
+    }
 
 
 async def _pools_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -70,12 +97,30 @@ def _validator(okta: OktaSettings, metrics: Metrics, clock: Callable[[], float])
 async def _okta_ctx(app: web.Application) -> AsyncIterator[None]:
     validator = app[VALIDATOR]
     await validator.client.start()
-    watcher = asyncio.get_running_loop().create_task(_watch_credentials(validator.client))
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(_watch_credentials(validator.client)),
+             loop.create_task(_sweep_sockets(validator, app[SOCKETS], app[METRICS]))]
     yield
-    watcher.cancel()
-    await asyncio.gather(watcher, return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for enforcer in app[ENFORCERS].values():
+        await enforcer.close()
     await validator.close()
     await validator.client.close()
+
+
+_SOCKET_SWEEP = 5.0  # seconds between revalidations of the sessions behind open WebSockets
+
+
+async def _sweep_sockets(validator: SessionValidator, sockets: OpenSockets, metrics: Metrics) -> None:
+    """An open WebSocket makes no requests: revalidate its session now and then, and close it once it ended."""
+    while True:
+        await asyncio.sleep(_SOCKET_SWEEP)
+        for session_id in sockets.sessions():
+            validation = await validator.validate(session_id)
+            if validation.verdict is Verdict.GONE or (validation.verdict is Verdict.ALIVE and not validation.signed_in):
+                metrics.sockets_closed.inc(sockets.end(session_id))
 
 
 async def _watch_credentials(client: OktaClient) -> None:
@@ -85,15 +130,18 @@ async def _watch_credentials(client: OktaClient) -> None:
         await asyncio.sleep(_CREDENTIALS_RECHECK[1] if ok else _CREDENTIALS_RECHECK[0])
 
 
-def _proxy_handler(settings: Settings, pools: UpstreamPools) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _proxy_handler(
+    settings: Settings, http: Forwarder, ws: WebSocketForwarder, enforcers: dict[str, Enforcer]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     table = settings.routes
-    http = Forwarder(pools, settings.server)
-    ws = WebSocketForwarder(pools, settings.server, settings.proxy)
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         route = table.match(request.headers.get("Host", ""), request.path)
         if route is None:
             return error_response(request, 404, answers.NO_ROUTE)
+        enforcer = enforcers.get(route.name) if enforcers else None
+        if enforcer is not None:
+            return await enforcer(request)
         if is_websocket_upgrade(request):
             return await ws(request, route)
         return await http(request, route)

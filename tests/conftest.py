@@ -181,6 +181,7 @@ def gateway_process(tmp_path: Path) -> Any:
 
 SANDBOX_HOST = "127.0.0.2"  # Okta's stand-in lives on another host than the gateway, as in production
 API_TOKEN = "sandbox-api-token-for-tests"
+BINDING_KEY = "fOhJQXD8l0yZ0hn6cx6-d9Hkcb1wOlc6L5rbYJkp6Ls="  # a Fernet key for tests only
 
 
 class Sandbox:
@@ -214,5 +215,6 @@ def start_sandbox(aiohttp_server: Any) -> Callable[..., Awaitable[Sandbox]]:
 
 @pytest.fixture(autouse=True)
 def okta_api_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    """conf/gateway.example.toml reads the token from the environment, as every real configuration must."""
+    """conf/gateway.example.toml reads its secrets from the environment, as every real configuration must."""
     monkeypatch.setenv("OKTA_API_TOKEN", API_TOKEN)
+    monkeypatch.setenv("GATEWAY_BINDING_KEYS", BINDING_KEY)

@@ -602,7 +602,8 @@ def test_config_and_routing_import_no_aiohttp():
 
 
 def with_okta(**okta: Any) -> dict[str, Any]:
-    return {"okta": {"org_url": "https://example.okta.com", "api_token": "${OKTA_API_TOKEN}", **okta}, **one_route()}
+    return {"okta": {"org_url": "https://example.okta.com", "api_token": "${OKTA_API_TOKEN}", **okta},
+            "binding": {"keys": "${GATEWAY_BINDING_KEYS}"}, **one_route()}
 
 
 def test_okta_settings_and_their_defaults():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
@@ -25,28 +25,39 @@ class BodyTooLarge(Exception):
     """The client's body went past the route's cap while it streamed."""
 
 
+BeforeAnswer = Callable[[web.StreamResponse], None]
+
+
 class Forwarder:
-    """Forwards requests of any route to its upstream pool."""
+    """Forwards requests of any route to its upstream pool.
+
+    Session enforcement uses three options: `body`, a request body it has already read (the ACS POST); `cookie`,
+    the Cookie header to send instead of the client's ("" for none: the gateway's own cookie stays here); and
+    `before_answer`, called with the answer before it is sent, to set or expire cookies on it.
+    """
 
     def __init__(self, pools: UpstreamPools, server: ServerSettings) -> None:
         self._pools = pools
         self._trusted = server.trusted_proxies
 
-    async def __call__(self, request: web.Request, route: Route) -> web.StreamResponse:
+    async def __call__(
+        self, request: web.Request, route: Route, *, body: bytes | None = None, cookie: str | None = None,
+        before_answer: BeforeAnswer | None = None,
+    ) -> web.StreamResponse:
         target = route.upstream_target(request.raw_path)
         if target is None:
             return error_response(request, 400, answers.BAD_PATH)
-        length = request.content_length
+        length = request.content_length if body is None else len(body)
         cap = route.max_request_body
         if cap is not None and length is not None and length > cap:
             return error_response(request, 413, answers.TOO_LARGE, close=True)
-        body = _body(request, cap)
-        if body is not None and request.version >= (1, 1) and _expects_continue(request):
+        stream = _body(request, cap) if body is None else _once(body)
+        if body is None and stream is not None and request.version >= (1, 1) and _expects_continue(request):
             await request.writer.write(_CONTINUE)
-        headers = upstream_headers(request, route, self._trusted)
+        headers = upstream_headers(request, route, self._trusted, cookie=cookie)
         try:
             upstream = await self._pools.http(route).request(
-                request.method, target, headers, body, body_length=length,
+                request.method, target, headers, stream, body_length=length,
                 connect_timeout=route.connect_timeout, read_timeout=route.read_timeout,
             )
         except BodyTooLarge:
@@ -58,17 +69,26 @@ class Forwarder:
             log.warning("route %s: upstream %s: %s", route.name, route.upstream_origin, exc)
             return error_response(request, 502, answers.BAD_GATEWAY)
         try:
-            return await _relay(request, route, upstream)
+            return await _relay(request, route, upstream, before_answer)
         finally:
             upstream.close()
 
 
 def upstream_headers(
-    request: web.Request, route: Route, trusted: Sequence[IPNetwork], drop: frozenset[str] = frozenset()
+    request: web.Request, route: Route, trusted: Sequence[IPNetwork], drop: frozenset[str] = frozenset(),
+    cookie: str | None = None,
 ) -> list[Header]:
-    """The client's request headers as the route's upstream must get them (headers.py has the rules)."""
+    """The client's request headers as the route's upstream must get them (headers.py has the rules).
+
+    `cookie`, when given, replaces the client's Cookie header ("" sends none).
+    """
+    headers = tuple(request.headers.items())
+    if cookie is not None:
+        headers = tuple(h for h in headers if h[0].lower() != "cookie")
+        if cookie:
+            headers += (("Cookie", cookie),)
     return request_headers_for_upstream(
-        tuple(request.headers.items()),
+        headers,
         peer=request.remote,
         scheme=request.scheme,
         host=request.headers.get("Host", ""),
@@ -91,6 +111,10 @@ def _body(request: web.Request, cap: int | None) -> AsyncIterable[bytes] | None:
     return _capped(request.content, cap)
 
 
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
 async def _capped(content: StreamReader, cap: int) -> AsyncIterator[bytes]:
     """A chunked request body that stops with `BodyTooLarge` past the cap."""
     left = cap
@@ -101,13 +125,20 @@ async def _capped(content: StreamReader, cap: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _relay(request: web.Request, route: Route, upstream: UpstreamResponse) -> web.StreamResponse:
+async def _relay(
+    request: web.Request, route: Route, upstream: UpstreamResponse, before_answer: BeforeAnswer | None
+) -> web.StreamResponse:
     headers = response_headers_for_client(upstream.headers)
     body = upstream.body_if_complete()
     if body:  # the whole answer is here: aiohttp sends head and body in one write, and handles a vanished client
-        return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=CIMultiDict(headers))
+        whole = web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=CIMultiDict(headers))
+        if before_answer is not None:
+            before_answer(whole)
+        return whole
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     response.headers.extend(headers)
+    if before_answer is not None:
+        before_answer(response)
     try:
         await response.prepare(request)
         async for chunk in upstream.iter_body():

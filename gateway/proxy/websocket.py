@@ -36,12 +36,16 @@ class WebSocketForwarder:
         self._trusted = server.trusted_proxies
         self._max_message = proxy.websocket_max_message
 
-    async def __call__(self, request: web.Request, route: Route) -> web.StreamResponse:
+    async def __call__(
+        self, request: web.Request, route: Route, *, cookie: str | None = None, stop: asyncio.Event | None = None
+    ) -> web.StreamResponse:
+        """Proxy the upgrade. `cookie` replaces the client's Cookie header (as for HTTP); setting `stop` closes
+        both sides with 1008 (policy violation): the session behind the socket has ended."""
         target = route.upstream_target(request.raw_path)
         if target is None:
             return error_response(request, 400, answers.BAD_PATH)
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        headers = upstream_headers(request, route, self._trusted, drop=_NOT_FORWARDED)
+        headers = upstream_headers(request, route, self._trusted, drop=_NOT_FORWARDED, cookie=cookie)
         scheme = "wss" if route.upstream.scheme == "https" else "ws"
         url = URL(f"{scheme}://{route.upstream.raw_authority}{target}", encoded=True)
         try:
@@ -75,7 +79,7 @@ class WebSocketForwarder:
         )
         try:
             await client.prepare(request)
-            await _pump_both(client, upstream)
+            await _pump_both(client, upstream, stop)
         except ConnectionResetError:
             log.debug("route %s: WebSocket client went away", route.name)
         finally:
@@ -89,12 +93,19 @@ class WebSocketForwarder:
 AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
-async def _pump_both(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+SESSION_ENDED = (aiohttp.WSCloseCode.POLICY_VIOLATION, b"session ended")
+
+
+async def _pump_both(
+    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, stop: asyncio.Event | None = None
+) -> None:
     """Pump both directions; the first side to close ends both, and its close code crosses to the other."""
     pumps: dict[asyncio.Task[tuple[int, bytes] | None], tuple[AnyWebSocket, AnyWebSocket]] = {
         asyncio.create_task(_pump(client, upstream)): (client, upstream),
         asyncio.create_task(_pump(upstream, client)): (upstream, client),
     }
+    if stop is not None:
+        pumps[asyncio.create_task(_stopped(stop))] = (upstream, client)
     try:
         done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -114,6 +125,11 @@ async def _pump_both(client: web.WebSocketResponse, upstream: aiohttp.ClientWebS
         await sink.close(code=code, message=reason)
     if not source.closed:
         await source.close(code=code, message=reason)
+
+
+async def _stopped(stop: asyncio.Event) -> tuple[int, bytes]:
+    await stop.wait()
+    return SESSION_ENDED
 
 
 async def _pump(source: AnyWebSocket, sink: AnyWebSocket) -> tuple[int, bytes] | None:

@@ -1,0 +1,130 @@
+"""The binding: which Okta session an app session was born from, sealed so that only the gateway can read it.
+
+Rules of this module:
+- Pure: no I/O, no aiohttp. The cookie that carries a sealed binding is written by binding_cookie.py.
+- A binding is sealed with Fernet (AES-CBC + HMAC-SHA256, from `cryptography`). Several keys may be configured:
+  the first seals, every one opens, so keys rotate without logging anyone out; a binding opened with an older key
+  says so (`stale_key`), and the caller seals it again with the first.
+- A binding belongs to one app session: it carries a keyed fingerprint (HMAC-SHA256, a key derived from each
+  Fernet key) of the app's session cookie, never the cookie itself. A binding presented with another app session
+  cookie, or with none, is void. When the app rotates its session cookie, the caller re-fingerprints.
+- Sealed bindings stay far under the 4 KiB that browsers keep of a cookie: short keys, compact JSON.
+- Opening costs tens of microseconds; `BindingCodec.open()` remembers what it opened recently (bounded), so a
+  browser that sends the same cookie on every request pays it once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+
+_FINGERPRINT_LABEL = b"session-gateway app session fingerprint v1"
+_MAX_LOGIN = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    session_id: str  # the Okta session (the API's {id})
+    user_id: str
+    login: str
+    app_fingerprint: str  # keyed hash of the app session cookie this binding belongs to
+    bound_at: float
+    last_activity: float
+
+    def touched(self, now: float) -> Binding:
+        return replace(self, last_activity=now)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    binding: Binding
+    key_index: int  # which configured key opened it (0: the current one)
+
+    @property
+    def stale_key(self) -> bool:
+        return self.key_index != 0
+
+
+class BindingKeyError(ValueError):
+    """A configured key is not a Fernet key; the message never carries the key."""
+
+
+class BindingCodec:
+    def __init__(self, keys: list[str] | tuple[str, ...], *, remember: int = 10_000) -> None:
+        if not keys:
+            raise BindingKeyError("at least one key is needed")
+        fernets, fingerprint_keys = [], []
+        for i, key in enumerate(keys):
+            try:
+                fernets.append(Fernet(key))
+            except (ValueError, TypeError):
+                raise BindingKeyError(f"key {i + 1} is not a Fernet key (32 url-safe base64-encoded bytes)") from None
+            raw = base64.urlsafe_b64decode(key)
+            fingerprint_keys.append(hmac.new(raw, _FINGERPRINT_LABEL, hashlib.sha256).digest())
+        self._fernets = fernets
+        self._fingerprint_keys = fingerprint_keys
+        self._remember = remember
+        self._opened: OrderedDict[str, Opened | None] = OrderedDict()
+
+    def seal(self, binding: Binding) -> str:
+        """The binding as aiohttp-session's cookie JSON ({"created", "session"}), sealed with the first key."""
+        body = {"created": int(binding.bound_at), "session": _to_json(binding)}
+        return self._fernets[0].encrypt(json.dumps(body, separators=(",", ":")).encode()).decode()
+
+    def open(self, sealed: str) -> Opened | None:
+        """The binding in a cookie value, or None when no configured key opens it or it is malformed."""
+        known = self._opened.get(sealed, _MISSING)
+        if known is not _MISSING:
+            return known  # type: ignore[return-value]
+        opened = self._open(sealed)
+        self._opened[sealed] = opened
+        if len(self._opened) > self._remember:
+            self._opened.popitem(last=False)
+        return opened
+
+    def fingerprint(self, cookie_name: str, cookie_value: str, key_index: int = 0) -> str:
+        mac = hmac.new(self._fingerprint_keys[key_index], f"{cookie_name}={cookie_value}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()[:16]).decode().rstrip("=")
+
+    def belongs_to(self, opened: Opened, cookie_name: str, cookie_value: str) -> bool:
+        expected = self.fingerprint(cookie_name, cookie_value, opened.key_index)
+        return hmac.compare_digest(expected, opened.binding.app_fingerprint)
+
+    def _open(self, sealed: str) -> Opened | None:
+        token = sealed.encode("ascii", "replace")
+        for index, fernet in enumerate(self._fernets):
+            try:
+                plain = fernet.decrypt(token)
+            except InvalidToken:
+                continue
+            binding = _from_json(plain)
+            return Opened(binding, index) if binding is not None else None
+        return None
+
+
+_MISSING = object()
+
+
+def _to_json(b: Binding) -> dict[str, Any]:
+    return {"sid": b.session_id, "uid": b.user_id, "login": b.login[:_MAX_LOGIN], "fp": b.app_fingerprint,
+            "at": round(b.bound_at, 3), "last": round(b.last_activity, 3)}
+
+
+def _from_json(plain: bytes) -> Binding | None:
+    try:
+        data = json.loads(plain)["session"]
+        binding = Binding(data["sid"], data["uid"], data["login"], data["fp"], float(data["at"]),
+                          float(data["last"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not all(isinstance(v, str) for v in (binding.session_id, binding.user_id, binding.login,
+                                            binding.app_fingerprint)):
+        return None
+    return binding

@@ -1,0 +1,107 @@
+"""Cookie rules of session enforcement: reading the browser's Cookie header and the app's Set-Cookie headers.
+
+Rules of this module:
+- Pure: strings in, strings out; no aiohttp. Every function here runs on the hot path, so it splits strings
+  instead of going through http.cookies (whose SimpleCookie costs tens of microseconds a header).
+- Of a name sent twice, the first value counts, as servers commonly read it (browsers send the more specific
+  Path first).
+- An app cookie name ending in `*` is a prefix: `_shibsession_*` matches `_shibsession_64656661756c74…`.
+- A Set-Cookie that ends a cookie (empty value, Max-Age 0 or less, or an Expires in the past) is an expiry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+
+def parse_cookie_header(header: str | None) -> dict[str, str]:
+    cookies: dict[str, str] = {}
+    if not header:
+        return cookies
+    for part in header.split(";"):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if sep and name and name not in cookies:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            cookies[name] = value
+    return cookies
+
+
+def matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in patterns)
+
+
+def app_session_cookie(cookies: Mapping[str, str], patterns: tuple[str, ...]) -> tuple[str, str] | None:
+    """The app session cookie the request carries: the first pattern that a non-empty cookie matches."""
+    for pattern in patterns:
+        if pattern.endswith("*"):
+            prefix = pattern[:-1]
+            for name, value in cookies.items():
+                if name.startswith(prefix) and value:
+                    return name, value
+        elif cookies.get(pattern):
+            return pattern, cookies[pattern]
+    return None
+
+
+def app_cookie_names(cookies: Mapping[str, str], patterns: tuple[str, ...]) -> list[str]:
+    return [name for name in cookies if matches(name, patterns)]
+
+
+def cookie_header_for_app(cookies: Mapping[str, str], own: str) -> str:
+    """The Cookie header the app gets: the browser's cookies less the gateway's own."""
+    return "; ".join(f"{name}={value}" for name, value in cookies.items() if name != own)
+
+
+def only(cookies: Mapping[str, str], names: Iterable[str]) -> str:
+    """A Cookie header of just these cookies (the app's own, for a server-side call to its logout)."""
+    return "; ".join(f"{name}={cookies[name]}" for name in names if name in cookies)
+
+
+@dataclass(frozen=True, slots=True)
+class SetCookie:
+    name: str
+    value: str
+    path: str | None
+    domain: str | None
+    expired: bool
+
+
+def read_set_cookie(header: str, now: float) -> SetCookie | None:
+    first, *attributes = header.split(";")
+    name, sep, value = first.partition("=")
+    name, value = name.strip(), value.strip()
+    if not sep or not name:
+        return None
+    path = domain = None
+    expired = value in ("", '""')
+    for attribute in attributes:
+        key, _, val = attribute.partition("=")
+        key, val = key.strip().lower(), val.strip()
+        if key == "path":
+            path = val or None
+        elif key == "domain":
+            domain = val or None
+        elif key == "max-age":
+            expired = expired or _max_age_over(val)
+        elif key == "expires":
+            expired = expired or _in_the_past(val, now)
+    return SetCookie(name, value, path, domain, expired)
+
+
+def _max_age_over(value: str) -> bool:
+    try:
+        return int(value) <= 0
+    except ValueError:
+        return False
+
+
+def _in_the_past(value: str, now: float) -> bool:
+    try:
+        return parsedate_to_datetime(value).timestamp() <= now
+    except (TypeError, ValueError, IndexError):
+        return False

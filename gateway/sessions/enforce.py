@@ -1,0 +1,327 @@
+"""Session enforcement on a route: identify, validate, decide(), act. The rules are in policy.py; this is the shell.
+
+Per request of a route whose policy is not `off`:
+1. read the cookies once (cookies.py); at the app's ACS, a sign-in (see `_sign_in`);
+2. the binding cookie counts only if it opens with one of our keys and belongs to the app session cookie sent;
+3. the session-id sources (Okta's cookie, a trusted header) may name a session too;
+4. the named session is validated through the cache, and decide() says what to do;
+5. forward (the binding cookie never reaches the app; the binding is re-sealed on the answer when it must be:
+   activity, key rotation, the app rotating its session cookie, a fresh bind; dropped when the app ends its own
+   session), or end the app session: expire its cookies and ours, call its logout server-side, close its open
+   WebSockets, and send a browser to sign-in or answer an API call 401; or 503 while Okta cannot say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from aiohttp import web
+
+from .. import answers
+from ..metrics import Metrics
+from ..plugin import RequestInfo, SidSource, SignInReader, source_factory
+from ..proxy.headers import request_headers_for_upstream
+from ..proxy.http import Forwarder, error_response
+from ..proxy.upstream import UpstreamPools
+from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
+from ..routing import Route
+from .binding import Binding, Opened
+from .binding_cookie import BindingStorage
+from .cookies import (
+    app_cookie_names,
+    app_session_cookie,
+    cookie_header_for_app,
+    matches,
+    only,
+    parse_cookie_header,
+    read_set_cookie,
+)
+from .policy import Action, Decision, Facts, Mode, OktaState, OktaView, decide
+from .saml import MAX_FORM_BYTES
+from .settings import RouteSessions
+from .sockets import OpenSockets
+from .validation import SessionValidator, Validation, Verdict
+
+log = logging.getLogger("gateway.sessions")
+
+SESSION_ENDED = "Your session has ended. Sign in again."
+OKTA_UNAVAILABLE = "Sign-in cannot be checked right now. Try again in a moment."
+_MAX_EXTENDED = 100_000
+_WARN_EVERY = 60.0
+
+
+class Enforcer:
+    """Enforces one route's binding policy. `mode` may be switched while the gateway runs."""
+
+    def __init__(
+        self, route: Route, sessions: RouteSessions, *, validator: SessionValidator, storage: BindingStorage,
+        http: Forwarder, websocket: WebSocketForwarder, pools: UpstreamPools, sockets: OpenSockets,
+        metrics: Metrics, clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.route, self.sessions, self.mode = route, sessions, sessions.mode
+        self._validator, self._storage, self._http, self._ws = validator, storage, http, websocket
+        self._pools, self._sockets, self._metrics, self._clock = pools, sockets, metrics, clock
+        made = [source_factory(name)(sessions.source_options) for name in sessions.sources]
+        self._identifiers = [s for s in made if isinstance(s, SidSource)]
+        self._reader = next((s for s in made if isinstance(s, SignInReader)), None)
+        self._profile = sessions.profile
+        self._own = sessions.cookie.name
+        self._learned: dict[str, tuple[str | None, str | None]] = {}  # app cookie -> (Path, Domain) as set
+        self._extended: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._warned = 0.0
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        mode = self.mode
+        if mode is Mode.OFF:
+            return await self._forward_plain(request)
+        cookies = parse_cookie_header(request.headers.get("Cookie"))
+        if self._reader is not None and request.method == "POST" and request.path == self._profile.acs_path:
+            return await self._sign_in(request, cookies, self._reader)
+        app = app_session_cookie(cookies, self._profile.session_cookies)
+        opened = self._storage.open(cookies.get(self._own))
+        if opened is not None and (app is None or not self._storage.codec.belongs_to(opened, *app)):
+            opened = None
+        binding = opened.binding if opened is not None else None
+        claimed = self._claimed(request, cookies) if self._identifiers else None
+        session_id = binding.session_id if binding is not None else claimed
+        okta = None
+        if app is not None and session_id is not None:
+            okta = okta_view(await self._validator.validate(session_id, self.route.grace))
+        now = self._clock()
+        decision = decide(Facts(app is not None, binding, claimed, okta, self._extended.get(session_id or "")),
+                          self.sessions.rules, mode, now)
+        self._metrics.decision(self.route.name, decision.action, decision.reason)
+        if decision.action is Action.END:
+            return await self._end(request, cookies, session_id, decision.reason)
+        if decision.action is Action.UNAVAILABLE:
+            return error_response(request, 503, OKTA_UNAVAILABLE)
+        if decision.would is not Action.FORWARD:
+            self._metrics.would_end(self.route.name, decision.reason)
+            log.debug("route %s: observe: enforce would %s (%s)", self.route.name, decision.would, decision.reason)
+        if decision.extend_okta and session_id is not None:
+            self._extend(session_id, now)
+        reseal = _reseal(decision, opened, okta, claimed, app, now, self._storage)
+        if is_websocket_upgrade(request):
+            return await self._websocket(request, cookies, session_id if okta is not None else None)
+        return await self._http(request, self.route, cookie=cookie_header_for_app(cookies, self._own),
+                                before_answer=lambda response: self._on_answer(request, response, reseal, app))
+
+    # --- forwarding --------------------------------------------------------------------------------------
+
+    async def _forward_plain(self, request: web.Request) -> web.StreamResponse:
+        if is_websocket_upgrade(request):
+            return await self._ws(request, self.route)
+        return await self._http(request, self.route)
+
+    async def _websocket(self, request: web.Request, cookies: dict[str, str],
+                         session_id: str | None) -> web.StreamResponse:
+        cookie = cookie_header_for_app(cookies, self._own)
+        if session_id is None:
+            return await self._ws(request, self.route, cookie=cookie)
+        stop = self._sockets.opened(session_id)
+        try:
+            return await self._ws(request, self.route, cookie=cookie, stop=stop)
+        finally:
+            self._sockets.closed(session_id, stop)
+
+    def _on_answer(self, request: web.Request, response: web.StreamResponse, reseal: Binding | None,
+                   app: tuple[str, str] | None) -> None:
+        """The app's answer, before it is sent: follow its session cookie, and re-seal or drop our binding."""
+        base = reseal
+        for header in response.headers.getall("Set-Cookie", ()):
+            set_cookie = read_set_cookie(header, self._clock())
+            if set_cookie is None or not matches(set_cookie.name, self._profile.session_cookies):
+                continue
+            self._learned[set_cookie.name] = (set_cookie.path, set_cookie.domain)
+            if app is None or set_cookie.name != app[0]:
+                continue
+            if set_cookie.expired:  # the app ended its own session: the binding goes with it
+                self._storage.write(request, response, None)
+                return
+            opened = self._storage.open(parse_cookie_header(request.headers.get("Cookie")).get(self._own))
+            current = base or (opened.binding if opened is not None else None)
+            if current is not None and set_cookie.value != app[1]:  # rotated: the binding follows
+                base = replace(current, app_fingerprint=self._storage.codec.fingerprint(set_cookie.name,
+                                                                                          set_cookie.value))
+        if base is not None:
+            self._storage.write(request, response, base)
+
+    # --- sign-in at the ACS ------------------------------------------------------------------------------
+
+    async def _sign_in(self, request: web.Request, cookies: dict[str, str],
+                       reader: SignInReader) -> web.StreamResponse:
+        """Read the SAML Response, check its session with Okta, forward it untouched, bind if the app accepts it."""
+        length = request.content_length
+        if length is None or length > MAX_FORM_BYTES:
+            self._metrics.sign_in(self.route.name, "unreadable")
+            return await self._http(request, self.route, cookie=cookie_header_for_app(cookies, self._own))
+        body = await request.read()
+        signed_in = reader.read_sign_in(body, request.headers.get("Content-Type", ""))
+        outcome, validation = "unreadable", None
+        if signed_in is not None and signed_in.session_id is None:
+            outcome = "no_session_attribute"
+        elif signed_in is not None and signed_in.session_id is not None:
+            validation = await self._validator.validate(signed_in.session_id, self.route.grace)
+            outcome = _sign_in_outcome(validation, signed_in.name_id)
+        now = self._clock()
+
+        def bind(response: web.StreamResponse) -> None:
+            fresh = self._fresh_app_cookie(response, now)
+            if fresh is None:  # the app did not accept the assertion
+                self._metrics.sign_in(self.route.name, "refused_by_app")
+                return
+            self._metrics.sign_in(self.route.name, outcome)
+            if outcome != "bound" or validation is None or validation.session is None:
+                self._warn_unbindable(outcome)
+                return
+            s = validation.session
+            fingerprint = self._storage.codec.fingerprint(*fresh)
+            self._storage.write(request, response, Binding(s.id, s.user_id, s.login, fingerprint, now, now))
+
+        return await self._http(request, self.route, body=body, cookie=cookie_header_for_app(cookies, self._own),
+                                before_answer=bind)
+
+    def _fresh_app_cookie(self, response: web.StreamResponse, now: float) -> tuple[str, str] | None:
+        for header in response.headers.getall("Set-Cookie", ()):
+            set_cookie = read_set_cookie(header, now)
+            if set_cookie is not None and not set_cookie.expired and matches(set_cookie.name,
+                                                                             self._profile.session_cookies):
+                self._learned[set_cookie.name] = (set_cookie.path, set_cookie.domain)
+                return set_cookie.name, set_cookie.value
+        return None
+
+    def _warn_unbindable(self, outcome: str) -> None:
+        now = time.monotonic()
+        if now - self._warned < _WARN_EVERY:
+            return
+        self._warned = now
+        hint = {"no_session_attribute": f"the SAML Response carries no {self.sessions.source_options.saml_attribute}"
+                                        " attribute (add an attribute statement with session.id to the Okta app)",
+                "login_mismatch": "the Okta session belongs to another login than the assertion's NameID",
+                "unreadable": "the SAML Response could not be read (encrypted, signed twice or malformed)"}
+        log.warning("route %s: an app session began that cannot be bound to an Okta session: %s", self.route.name,
+                    hint.get(outcome, outcome.replace("_", " ")))
+
+    # --- ending an app session -----------------------------------------------------------------------------
+
+    async def _end(self, request: web.Request, cookies: dict[str, str], session_id: str | None,
+                   reason: str) -> web.StreamResponse:
+        response = self._ended_answer(request)
+        present = app_cookie_names(cookies, self._profile.session_cookies)
+        for name in present:
+            path, domain = self._learned.get(name, (None, None))
+            response.del_cookie(name, path=path or self._profile.cookie_path,
+                                domain=domain or self.sessions.app_cookie_domain)
+        if self._own in cookies:
+            self._storage.write(request, response, None)
+        if self._profile.logout_url is not None and present:
+            await self._app_logout(request, only(cookies, present))
+        if session_id is not None:
+            self._metrics.sockets_closed.inc(self._sockets.end(session_id))
+        log.debug("route %s: ended an app session (%s)", self.route.name, reason)
+        return response
+
+    def _ended_answer(self, request: web.Request) -> web.Response:
+        if answers.wants_json(request.headers.get("Accept"), request.headers.get("X-Requested-With")):
+            response = error_response(request, 401, SESSION_ENDED)
+        else:
+            status = 302 if request.method in ("GET", "HEAD") else 303
+            response = web.Response(status=status, headers={"Location": self._profile.sign_in_url})
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def _app_logout(self, request: web.Request, app_cookies: str) -> None:
+        """Call the app's own logout with the user's app cookies, so that its server-side session dies too."""
+        target = self.route.upstream_target(self._profile.logout_url or "/")
+        if target is None:
+            return
+        headers = request_headers_for_upstream(
+            (("Cookie", app_cookies), ("Accept", "text/html")), peer=request.remote, scheme=request.scheme,
+            host=request.headers.get("Host", ""), upstream_host=self.route.upstream.raw_authority,
+            preserve_host=self.route.preserve_host, trusted_proxies=(),
+        )
+        try:
+            answer = await self._pools.http(self.route).request(
+                "GET", target, headers, None, body_length=None, connect_timeout=self.route.connect_timeout,
+                read_timeout=self.route.read_timeout)
+            try:
+                async for _ in answer.iter_body():
+                    pass
+            finally:
+                answer.close()
+        except Exception as exc:  # the browser's answer does not depend on it; the log says so
+            log.warning("route %s: the app's logout %s failed: %s", self.route.name, self._profile.logout_url,
+                        type(exc).__name__)
+
+    # --- sources and Okta --------------------------------------------------------------------------------
+
+    def _claimed(self, request: web.Request, cookies: dict[str, str]) -> str | None:
+        info = RequestInfo(request.headers, cookies, request.remote)
+        for source in self._identifiers:
+            found = source.identify(info)
+            if found:
+                return found
+        return None
+
+    def _extend(self, session_id: str, now: float) -> None:
+        """Refresh the Okta session in the background, at most once per interval (decide() says when)."""
+        self._extended[session_id] = now
+        if len(self._extended) > _MAX_EXTENDED:
+            self._extended.pop(next(iter(self._extended)))
+        task = asyncio.get_running_loop().create_task(self._refresh(session_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, session_id: str) -> None:
+        try:
+            await self._validator.client.refresh_session(session_id)
+            self._metrics.okta_extensions.inc()
+        except Exception as exc:
+            log.info("route %s: refreshing an Okta session failed: %s", self.route.name, type(exc).__name__)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def okta_view(validation: Validation) -> OktaView:
+    if validation.verdict is Verdict.UNAVAILABLE:
+        return OktaView(OktaState.UNAVAILABLE)
+    s = validation.session
+    if validation.verdict is Verdict.GONE or s is None:
+        return OktaView(OktaState.GONE)
+    state = OktaState.SIGNED_IN if s.active else OktaState.NOT_SIGNED_IN
+    return OktaView(state, s.user_id, s.login, s.expires_at)
+
+
+def _sign_in_outcome(validation: Validation, name_id: str) -> str:
+    if validation.verdict is Verdict.UNAVAILABLE:
+        return "okta_unavailable"
+    if not validation.signed_in or validation.session is None:
+        return "okta_session_not_signed_in"
+    if validation.session.login.lower() != name_id.strip().lower():
+        return "login_mismatch"
+    return "bound"
+
+
+def _reseal(decision: Decision, opened: Opened | None, okta: OktaView | None, claimed: str | None,
+            app: tuple[str, str] | None, now: float, storage: BindingStorage) -> Binding | None:
+    """The binding to seal on the answer, or None when the one the browser has will do."""
+    if app is None:
+        return None
+    if decision.bind and claimed is not None and okta is not None:
+        return Binding(claimed, okta.user_id, okta.login, storage.codec.fingerprint(*app), now, now)
+    if opened is None or decision.action is not Action.FORWARD:
+        return None
+    binding = opened.binding
+    if opened.stale_key:
+        binding = replace(binding, app_fingerprint=storage.codec.fingerprint(*app))
+    elif not decision.touch:
+        return None
+    return binding.touched(now) if decision.touch else binding

@@ -1,0 +1,163 @@
+"""decide(): what the gateway does with one request of a bound route, given what it knows.
+
+Rules of this module:
+- Pure: no I/O, no aiohttp, no clock of its own. Everything it needs comes in as plain values (`Facts`, the
+  route's `SessionRules`, the mode in force, `now` in epoch seconds); a `Decision` comes out. The enforcement
+  middleware (enforce.py) gathers the facts and carries the decision out.
+- A request without an app session cookie has nothing to protect: it is forwarded (the app will ask for sign-in).
+- An app session lives exactly as long as the Okta session it was born from. It is ended when that Okta session
+  is gone (404, ended, expired: `now >= expiresAt`), is not fully signed in (`MFA_REQUIRED`, `MFA_ENROLL`), belongs
+  to another user than the binding says, when the browser now presents another Okta session than the one the
+  binding names, or when the gateway's own idle timeout has passed since the binding's last activity.
+- An app session with no valid binding is unbound: it is bound on the spot when a session-id source (Okta's
+  cookie, a trusted header) names a signed-in Okta session; otherwise the route's `unbound` rule decides
+  (`relogin` ends it, `allow` forwards it).
+- When Okta cannot say (and the route's fail mode allowed no grace) the answer is UNAVAILABLE, never an end: an
+  outage must not log anybody out.
+- `observe` computes the same decision and forwards anyway; `off` forwards without deciding anything.
+- A forwarded request of a bound session asks for the binding to be re-saved (`touch`) only when its last
+  activity is older than `touch_every`, and for the Okta session to be refreshed (`extend_okta`) only when it was
+  not refreshed for `extend_okta_every`: both cost I/O or a Set-Cookie, so never on every request.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .binding import Binding
+
+
+class Mode(enum.StrEnum):
+    ENFORCE = "enforce"
+    OBSERVE = "observe"
+    OFF = "off"
+
+
+class Unbound(enum.StrEnum):
+    RELOGIN = "relogin"
+    ALLOW = "allow"
+
+
+class Action(enum.StrEnum):
+    FORWARD = "forward"
+    END = "end"  # end the app session: the request does not reach the app
+    UNAVAILABLE = "unavailable"  # Okta cannot say and the fail mode refuses: 503
+
+
+class OktaState(enum.Enum):
+    SIGNED_IN = "signed_in"  # ACTIVE
+    NOT_SIGNED_IN = "not_signed_in"  # MFA_REQUIRED, MFA_ENROLL
+    GONE = "gone"  # unknown, ended, expired, or not an Okta id
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class OktaView:
+    """What Okta (through the cache) says of the session: its state, and for a known session who and until when."""
+
+    state: OktaState
+    user_id: str = ""
+    login: str = ""
+    expires_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRules:
+    """A route's binding rules, from its configuration."""
+
+    unbound: Unbound = Unbound.RELOGIN
+    idle_timeout: float | None = None  # the gateway's own idle timeout, seconds
+    extend_okta_every: float | None = None  # refresh the Okta session on activity at most this often
+    touch_every: float = 60.0  # re-save the binding's last activity at most this often
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the enforcement middleware learnt of one request."""
+
+    has_app_session: bool
+    binding: Binding | None  # a binding that belongs to this app session, or None
+    claimed_session_id: str | None = None  # what a session-id source (cookie, header) names, if any
+    okta: OktaView | None = None  # Okta's answer for the session in question; None when there is none
+    last_extended: float | None = None  # when this gateway last refreshed the Okta session
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action  # what is done
+    reason: str
+    would: Action  # what `enforce` would do (the same as action except in observe mode)
+    bind: bool = False  # make a binding for this app session (from a claimed, signed-in session id)
+    touch: bool = False
+    extend_okta: bool = False
+
+
+FORWARD = Decision(Action.FORWARD, "ok", Action.FORWARD)
+NOTHING_TO_PROTECT = Decision(Action.FORWARD, "no_app_session", Action.FORWARD)
+OFF = Decision(Action.FORWARD, "policy_off", Action.FORWARD)
+
+
+def decide(facts: Facts, rules: SessionRules, mode: Mode, now: float) -> Decision:
+    if mode is Mode.OFF:
+        return OFF
+    decision = _enforce(facts, rules, now)
+    if mode is Mode.OBSERVE and decision.action is not Action.FORWARD:
+        return Decision(Action.FORWARD, decision.reason, decision.action)
+    return decision
+
+
+def _enforce(facts: Facts, rules: SessionRules, now: float) -> Decision:
+    if not facts.has_app_session:
+        return NOTHING_TO_PROTECT
+    binding, okta = facts.binding, facts.okta
+    if binding is None:
+        return _unbound(facts, rules, now)
+    if facts.claimed_session_id is not None and facts.claimed_session_id != binding.session_id:
+        return _end("okta_session_changed")
+    if okta is None:  # the shell always validates a bound session; no answer is no session
+        return _end("okta_session_ended")
+    ended = _okta_refusal(okta, now)
+    if ended is not None:
+        return ended
+    if okta.user_id and okta.user_id != binding.user_id:
+        return _end("okta_user_changed")
+    if rules.idle_timeout is not None and now - binding.last_activity >= rules.idle_timeout:
+        return _end("idle_timeout")
+    touch = now - binding.last_activity >= rules.touch_every
+    extend = rules.extend_okta_every is not None and (
+        facts.last_extended is None or now - facts.last_extended >= rules.extend_okta_every
+    )
+    if not (touch or extend):
+        return FORWARD
+    return Decision(Action.FORWARD, "ok", Action.FORWARD, touch=touch, extend_okta=extend)
+
+
+def _unbound(facts: Facts, rules: SessionRules, now: float) -> Decision:
+    okta = facts.okta
+    if facts.claimed_session_id is not None and okta is not None:
+        refused = _okta_refusal(okta, now)
+        if refused is None:
+            return Decision(Action.FORWARD, "bound_from_source", Action.FORWARD, bind=True)
+        if refused.action is Action.UNAVAILABLE:
+            return refused
+    if rules.unbound is Unbound.ALLOW:
+        return Decision(Action.FORWARD, "unbound_allowed", Action.FORWARD)
+    return _end("unbound")
+
+
+def _okta_refusal(okta: OktaView, now: float) -> Decision | None:
+    """None when Okta vouches for the session now; otherwise the decision that follows."""
+    if okta.state is OktaState.UNAVAILABLE:
+        return Decision(Action.UNAVAILABLE, "okta_unavailable", Action.UNAVAILABLE)
+    if okta.state is OktaState.GONE:
+        return _end("okta_session_ended")
+    if okta.state is OktaState.NOT_SIGNED_IN:
+        return _end("okta_not_signed_in")
+    if now >= okta.expires_at:
+        return _end("okta_session_expired")
+    return None
+
+
+def _end(reason: str) -> Decision:
+    return Decision(Action.END, reason, Action.END)

@@ -1,0 +1,40 @@
+"""The WebSockets open per Okta session, so that ending a session closes them too.
+
+An open socket makes no further requests, so nothing else would notice its session end: whoever learns that a
+session ended (enforcement, a sweep, later the revocation bus) calls `end()`, and every socket of that session
+closes with 1008. No I/O here; server.py runs the periodic sweep that revalidates the sessions listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class OpenSockets:
+    def __init__(self) -> None:
+        self._by_session: dict[str, set[asyncio.Event]] = {}
+
+    def opened(self, session_id: str) -> asyncio.Event:
+        stop = asyncio.Event()
+        self._by_session.setdefault(session_id, set()).add(stop)
+        return stop
+
+    def closed(self, session_id: str, stop: asyncio.Event) -> None:
+        open_ones = self._by_session.get(session_id)
+        if open_ones is not None:
+            open_ones.discard(stop)
+            if not open_ones:
+                del self._by_session[session_id]
+
+    def end(self, session_id: str) -> int:
+        """Close every socket of the session; how many there were."""
+        open_ones = self._by_session.pop(session_id, set())
+        for stop in open_ones:
+            stop.set()
+        return len(open_ones)
+
+    def sessions(self) -> list[str]:
+        return list(self._by_session)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._by_session.values())
