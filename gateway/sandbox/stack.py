@@ -1,0 +1,125 @@
+"""The whole picture on loopback: the Okta sandbox, legacy SAML apps, and the gateway in front of them.
+
+The demo, the end-to-end tests and the benchmarks all start it the same way. Okta lives on another address than the
+gateway (127.0.0.2 against 127.0.0.1), as it lives on another host in production, so the gateway never sees Okta's
+cookies. Each app is registered in the org as a SAML app whose ACS is the gateway's URL, sends the session id as
+the attribute `okta_session_id` (Okta's expression `session.id`), and sits behind its own route, under a path
+prefix of its own so that two apps' JSESSIONID cookies do not meet in one browser.
+
+Secrets come as in production: the API token from $OKTA_API_TOKEN and the binding keys from
+$GATEWAY_BINDING_KEYS; the caller sets them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ..config import Settings, parse
+from ..server import build_app
+from .legacy import LEGACY_STATE, LegacyAppConfig, LegacyState, build_legacy_app
+from .okta.app import build_okta_app
+from .okta.org import OktaOrg
+from .run import start_app
+
+SESSION_ATTRIBUTE = {"okta_session_id": "session.id"}
+
+
+@dataclass(frozen=True)
+class AppRoute:
+    """One legacy app behind one route. `prefix` is where the browser finds it on the gateway ("" for the root)."""
+
+    name: str
+    prefix: str = ""
+    policy: str = "enforce"
+    title: str = "Legacy HR"
+    route: dict[str, Any] = field(default_factory=dict)  # more keys of the route's [[route]] table
+
+
+@dataclass
+class Stack:
+    org: OktaOrg
+    settings: Settings
+    gateway_url: str
+    apps: dict[str, LegacyState]
+    gateway: web.Application
+    runners: list[web.AppRunner]
+
+    def url(self, path: str) -> str:
+        return self.gateway_url + path
+
+    async def close(self) -> None:
+        for runner in reversed(self.runners):
+            await runner.cleanup()
+        self.runners.clear()
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def start_stack(
+    apps: list[AppRoute], *, org: OktaOrg | None = None, okta_host: str = "127.0.0.2", okta_port: int = 0,
+    gateway_host: str = "127.0.0.1", gateway_port: int = 0, okta: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None, clock: Callable[[], float] | None = None,
+) -> Stack:
+    """Start everything; `org` may be made by the caller (users, policy, clock), else one is made with no users."""
+    okta_port = okta_port or free_port(okta_host)
+    gateway_port = gateway_port or free_port(gateway_host)
+    gateway_url = f"http://{gateway_host}:{gateway_port}"
+    if org is None:
+        org = OktaOrg(issuer=f"http://{okta_host}:{okta_port}", api_token=os.environ["OKTA_API_TOKEN"])
+    runners = [await start_app(build_okta_app(org), okta_host, okta_port)]
+    try:
+        routes, states = [], {}
+        for spec in apps:
+            port = free_port(gateway_host)
+            app = build_legacy_app(_legacy_config(org, spec, gateway_url))
+            runners.append(await start_app(app, gateway_host, port))
+            states[spec.name] = app[LEGACY_STATE]
+            routes.append(_route(spec, f"http://{gateway_host}:{port}"))
+        settings = parse({
+            "server": {"listen": f"{gateway_host}:{gateway_port}", **(server or {})},
+            "okta": {"org_url": org.issuer, "api_token": "${OKTA_API_TOKEN}", **(okta or {})},
+            "binding": {"keys": "${GATEWAY_BINDING_KEYS}"},
+            "route": routes,
+        }, "stack.toml")
+        gateway = build_app(settings, clock=clock or org.clock.timestamp)
+        runners.append(await start_app(gateway, gateway_host, gateway_port, auto_decompress=False))
+    except BaseException:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        raise
+    return Stack(org, settings, gateway_url, states, gateway, runners)
+
+
+def _legacy_config(org: OktaOrg, spec: AppRoute, gateway_url: str) -> LegacyAppConfig:
+    external = gateway_url + spec.prefix
+    audience = f"urn:session-gateway:sandbox:{spec.name}"
+    saml_app = org.add_saml_app(spec.name, f"{external}/saml/acs", audience, attributes=SESSION_ATTRIBUTE)
+    return LegacyAppConfig(
+        name=spec.title, external_url=external, idp_sso_url=f"{org.issuer}/app/{spec.name}/sso/saml",
+        idp_certificate_pem=org.signing_certificate_pem, audience=audience, idp_issuer=saml_app.issuer,
+        cookie_path=spec.prefix or "/", clock=org.clock.now,
+    )
+
+
+def _route(spec: AppRoute, upstream: str) -> dict[str, Any]:
+    prefix = spec.prefix
+    route: dict[str, Any] = {
+        "name": spec.name, "host": "*", "path": prefix or "/", "upstream": upstream, "policy": spec.policy,
+        "app_profile": "servlet", "acs_path": f"{prefix}/saml/acs", "sign_in_url": f"{prefix}/login",
+        "logout_paths": [f"{prefix}/logout"], "app_logout_url": f"{prefix}/logout",
+        "app_cookie_path": prefix or "/",
+        "binding_cookie": {"name": f"gateway_binding_{spec.name}", "path": prefix or "/"},
+    }
+    if prefix:
+        route["rewrite"] = "/"
+    return {**route, **spec.route}
