@@ -1,19 +1,27 @@
-"""Proxy throughput: a 1 KiB static file from nginx directly, through nginx proxy_pass, and through the gateway.
+"""Proxy throughput: one 1 KiB static file, served three ways under identical wrk settings.
 
-Every target is measured with the same wrk settings (pinned to the last CPU when there are two or more), after a
-short warm-up. nginx runs with one worker, as does the gateway for the headline ratio; the gateway is then measured
-again with `--workers` processes sharing its port, for the figure an operator gets from the whole machine.
+1. nginx direct: an nginx server block serving `1k.bin` from disk (the upstream);
+2. nginx proxy_pass: a second server block in the same nginx (one worker) proxying to the first through an
+   `upstream {}` block with `keepalive 64`, `proxy_http_version 1.1` and `proxy_set_header Connection ""`;
+3. the gateway: `python -m gateway.cli run --config <tmp>.toml`, one route `/` to the same upstream.
 
-    python bench/proxy_bench.py [--duration 10s] [--connections 64] [--workers 2]
+Each target gets a 2 s wrk warm-up (not reported), then a measured `wrk --latency` run. wrk is pinned to CPU 1
+when the machine has two CPUs or more; the servers are not pinned. Everything listens on 127.0.0.1 only, on free
+ports, and every child process is stopped (SIGTERM, then SIGKILL after 5 s) and the temp dir removed at the end.
+wrk and nginx come from the Debian packages `wrk` and `nginx-light`, installed with apt-get when missing.
 
-The last line is `RESULT gateway_vs_nginx=<ratio> gateway_vs_direct=<ratio>` (one worker each). Not run by CI.
+    python bench/proxy_bench.py [--duration 10s] [--connections 64] [--threads 1] [--workers 1] [--python PY]
+
+Prints a few `#` header lines, one line per target (requests/s, p50 and p99 latency) and, as the last line,
+`RESULT gateway_vs_nginx=<ratio> gateway_vs_direct=<ratio>` (ratios of requests/s). The exit status is 1 when
+the gateway answered any non-2xx/3xx response (its figure is then flagged in its line) or a server could not be
+started. Not run by CI.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import signal
@@ -22,120 +30,252 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 REPO = Path(__file__).resolve().parent.parent
-PATH = "/1k.bin"
+URL_PATH = "/1k.bin"
+FILE_SIZE = 1024
+WARMUP = "2s"
+READY_TIMEOUT = 20.0  # seconds for the gateway's /.gateway/readyz to answer 200
+PORT_TIMEOUT = 10.0  # seconds for nginx to accept connections
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+WRK_CPU = 1
+
+Child = subprocess.Popen[bytes]
+
+
+class BenchError(Exception):
+    """Something that stops the benchmark; the message is printed and the exit status is 1."""
 
 
 @dataclass(frozen=True)
-class Measurement:
-    name: str
+class WrkResult:
     rps: float
     p50_ms: float
     p99_ms: float
-    bad: int
+    non_2xx: int
+    socket_errors: dict[str, int]
 
-    def line(self) -> str:
-        warning = f"  !! {self.bad} non-2xx/3xx answers or socket errors" if self.bad else ""
-        return (f"{self.name:<28} {self.rps:>10.0f} req/s   p50 {self.p50_ms:7.2f} ms   "
-                f"p99 {self.p99_ms:7.2f} ms{warning}")
+    @property
+    def socket_error_total(self) -> int:
+        return sum(self.socket_errors.values())
 
 
-def main() -> int:
-    args = _arguments()
-    _ensure_tools()
-    work = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
-    work.chmod(0o755)  # nginx's workers run unprivileged and must read the file
-    children: list[subprocess.Popen[bytes]] = []
+# --- command line ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--duration", default="10s", type=_duration, help="measured wrk run, e.g. 10s, 1m")
+    parser.add_argument("--connections", default=64, type=_positive, help="wrk connections (default 64)")
+    parser.add_argument("--threads", default=1, type=_positive, help="wrk threads (default 1)")
+    parser.add_argument("--workers", default=1, type=_positive, help="gateway worker processes (default 1)")
+    parser.add_argument("--python", default=sys.executable, help="interpreter that runs the gateway")
+    return parser.parse_args(argv)
+
+
+def _duration(text: str) -> str:
+    if not re.fullmatch(r"\d+[smh]?", text) or duration_seconds(text) <= 0:
+        raise argparse.ArgumentTypeError(f"not a wrk duration: {text!r} (use e.g. 10s, 1m)")
+    return text
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a wrk duration ("10", "10s", "2m", "1h")."""
+    match = re.fullmatch(r"(\d+)([smh]?)", text)
+    if match is None:
+        raise ValueError(text)
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+# --- tools ----------------------------------------------------------------------------------------------------
+
+
+def which(tool: str) -> str | None:
+    """`tool` on $PATH, or in the sbin/bin directories (nginx lives in /usr/sbin, often not on a user's PATH)."""
+    return shutil.which(tool) or shutil.which(tool, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin")
+
+
+def ensure_tools() -> tuple[str, str]:
+    """Paths of wrk and nginx, installing the Debian packages when either is missing."""
+    if which("wrk") is None or which("nginx") is None:
+        print("# installing wrk and nginx-light with apt-get", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update"], check=True, env=env, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "wrk", "nginx-light"], check=True, env=env, timeout=900)
+    wrk, nginx = which("wrk"), which("nginx")
+    if wrk is None or nginx is None:
+        raise BenchError("wrk or nginx is still missing after apt-get install")
+    return wrk, nginx
+
+
+def nginx_version(nginx: str) -> tuple[int, ...]:
+    out = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10)
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out.stderr + out.stdout)
+    return tuple(int(part) for part in match.groups()) if match else (0, 0, 0)
+
+
+def python_version(python: str) -> str:
+    out = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                         capture_output=True, text=True, timeout=30)
+    return out.stdout.strip() or "unknown"
+
+
+def wrk_pin() -> list[str]:
+    """`taskset -c 1` when taskset exists and there are two CPUs or more (and CPU 1 is ours), else nothing."""
+    cpus = os.sched_getaffinity(0)
+    if shutil.which("taskset") and len(cpus) >= 2 and WRK_CPU in cpus:
+        return ["taskset", "-c", str(WRK_CPU)]
+    return []
+
+
+def cpu_list(cpus: set[int]) -> str:
+    """"0-3,6" for {0, 1, 2, 3, 6}."""
+    ranges: list[str] = []
+    for cpu in sorted(cpus):
+        if ranges and int(ranges[-1].split("-")[-1]) == cpu - 1:
+            ranges[-1] = f"{ranges[-1].split('-')[0]}-{cpu}"
+        else:
+            ranges.append(str(cpu))
+    return ",".join(ranges)
+
+
+# --- processes ------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(argv: list[str], log: Path, *, cwd: Path | None = None, env: dict[str, str] | None = None) -> Child:
+    """A child in its own process group (so that its own children can be stopped with it), output to `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(child: Child) -> None:
+    """SIGTERM to the child's process group, SIGKILL after STOP_GRACE seconds; then reap what is left."""
+    if child.poll() is None:
+        _signal_group(child, signal.SIGTERM)
+        try:
+            child.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+    _signal_group(child, signal.SIGKILL)  # grandchildren the leader left behind, if any
+
+
+def _signal_group(child: Child, signum: int) -> None:
     try:
-        direct_port, proxy_port = _free_port(), _free_port()
-        children.append(_start_nginx(work, direct_port, proxy_port))
-        _wait_for_port(direct_port)
-        _wait_for_port(proxy_port)
-        pin = _wrk_pin()
-        print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}  nproc={os.cpu_count()}  python={platform.python_version()}")
-        print(f"# wrk -t{args.threads} -c{args.connections} -d{args.duration} --latency {PATH}"
-              f"{'  (wrk on CPU ' + pin[-1] + ', servers unpinned)' if pin else ''}")
-        results = [
-            _measure(args, pin, "nginx direct", direct_port),
-            _measure(args, pin, "nginx proxy_pass (1 worker)", proxy_port),
-        ]
-        for workers in dict.fromkeys((1, args.workers)):
-            port = _free_port()
-            gateway = _start_gateway(args.python, work, port, direct_port, workers)
-            children.append(gateway)
-            _wait_for_ready(gateway, port)
-            results.append(_measure(args, pin, f"gateway ({workers} worker{'s' if workers > 1 else ''})", port))
-            _stop(gateway)
-        for result in results:
-            print(result.line())
-        direct, nginx, gateway, *more = results
-        for extra in more:
-            print(f"RESULT gateway_{extra.name.split('(')[1].split()[0]}workers_vs_nginx={extra.rps / nginx.rps:.2f}")
-        print(f"RESULT gateway_vs_nginx={gateway.rps / nginx.rps:.2f} gateway_vs_direct={gateway.rps / direct.rps:.2f}")
-        return 0
-    finally:
-        for child in children:
-            _stop(child)
-        shutil.rmtree(work, ignore_errors=True)
+        os.killpg(child.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
-def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", default="10s")
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 2),
-                        help="gateway processes for the second gateway run (default: 2, or 1 on one CPU)")
-    parser.add_argument("--python", default=sys.executable, help="the interpreter that runs the gateway")
-    return parser.parse_args()
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # so that the `finally` in main() stops the children
 
 
-def _ensure_tools() -> None:
-    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx-light")) if not _which(tool)]
-    if missing:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+def tail(path: Path, limit: int = 8000) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return ""
 
 
-def _which(tool: str) -> str | None:
-    return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/bin")
+# --- nginx ----------------------------------------------------------------------------------------------------
 
 
-def _start_nginx(work: Path, direct_port: int, proxy_port: int) -> subprocess.Popen[bytes]:
-    (work / "html").mkdir()
-    (work / "html" / PATH.lstrip("/")).write_bytes(os.urandom(1024))
+def nginx_conf(work: Path, direct_port: int, proxy_port: int) -> str:
     temp = work / "temp"
-    temp.mkdir()
-    conf = work / "nginx.conf"
-    conf.write_text(f"""
-daemon off; master_process on; worker_processes 1;
-error_log {work}/error.log; pid {work}/nginx.pid;
+    return f"""\
+daemon off;
+master_process on;
+worker_processes 1;
+error_log {work}/error.log;
+pid {work}/nginx.pid;
+
 events {{ worker_connections 4096; }}
+
 http {{
-  access_log off;
-  client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy; fastcgi_temp_path {temp}/fastcgi;
-  uwsgi_temp_path {temp}/uwsgi; scgi_temp_path {temp}/scgi;
-  keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{direct_port}; root {work}/html; }}
-  upstream static {{ server 127.0.0.1:{direct_port}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{proxy_port};
-    location / {{ proxy_pass http://static; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}
+    access_log off;
+    default_type application/octet-stream;
+    client_body_temp_path {temp}/client_body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    keepalive_requests 1000000;
+
+    server {{
+        listen 127.0.0.1:{direct_port};
+        root {work}/html;
+    }}
+
+    upstream bench_static {{
+        server 127.0.0.1:{direct_port};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+
+    server {{
+        listen 127.0.0.1:{proxy_port};
+        location / {{
+            proxy_pass http://bench_static;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
 }}
-""")
-    return subprocess.Popen([_which("nginx") or "nginx", "-c", str(conf), "-p", str(work)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+"""
 
 
-def _start_gateway(python: str, work: Path, port: int, upstream_port: int, workers: int) -> subprocess.Popen[bytes]:
-    config = work / f"gateway-{workers}.toml"
-    config.write_text(f"""
+def start_nginx(nginx: str, work: Path, direct_port: int, proxy_port: int) -> Child:
+    html = work / "html"
+    html.mkdir()
+    html.chmod(0o755)
+    page = html / URL_PATH.lstrip("/")
+    page.write_bytes(os.urandom(FILE_SIZE))
+    page.chmod(0o644)  # nginx's worker may run as an unprivileged user
+    (work / "temp").mkdir()
+    conf = work / "nginx.conf"
+    conf.write_text(nginx_conf(work, direct_port, proxy_port))
+    argv = [nginx, "-c", str(conf), "-p", f"{work}/"]
+    if nginx_version(nginx) >= (1, 19, 5):
+        argv += ["-e", str(work / "error.log")]  # the log used before the configuration is read
+    return spawn(argv, work / "nginx.out")
+
+
+def wait_for_port(port: int, child: Child, log: Path) -> None:
+    deadline = time.monotonic() + PORT_TIMEOUT
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise BenchError(f"nginx exited with status {child.returncode}:\n{tail(log)}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"nothing accepts connections on 127.0.0.1:{port} after {PORT_TIMEOUT:g} s:\n{tail(log)}")
+
+
+# --- gateway --------------------------------------------------------------------------------------------------
+
+
+def gateway_conf(port: int, upstream_port: int, workers: int) -> str:
+    return f"""\
 [server]
 listen = "127.0.0.1:{port}"
 workers = {workers}
@@ -147,84 +287,165 @@ name = "static"
 host = "*"
 path = "/"
 upstream = "http://127.0.0.1:{upstream_port}"
-""")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([python, "-m", "gateway.cli", "run", "--config", str(config)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+"""
 
 
-def _wait_for_ready(process: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 20
+def start_gateway(python: str, work: Path, port: int, upstream_port: int, workers: int) -> Child:
+    config = work / "gateway.toml"
+    config.write_text(gateway_conf(port, upstream_port, workers))
+    pythonpath = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
+    argv = [python, "-m", "gateway.cli", "run", "--config", str(config)]
+    return spawn(argv, work / "gateway.err", cwd=REPO, env=env)
+
+
+def http_status(port: int, path: str) -> int | None:
+    """The status of one GET over a fresh connection, or None when there is no answer."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(request)
+            head = sock.recv(64)
+    except OSError:
+        return None
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    return int(match.group(1)) if match else None
+
+
+def wait_for_gateway(child: Child, port: int, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"the gateway exited:\n{process.stderr.read().decode() if process.stderr else ''}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/.gateway/readyz", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    _stop(process)
-    sys.exit(f"the gateway was not ready within 20 s:\n{process.stderr.read().decode() if process.stderr else ''}")
-
-
-def _measure(args: argparse.Namespace, pin: list[str], name: str, port: int) -> Measurement:
-    url = f"http://127.0.0.1:{port}{PATH}"
-    common = [*pin, "wrk", f"-t{args.threads}", f"-c{args.connections}"]
-    subprocess.run([*common, "-d2s", url], check=True, capture_output=True, timeout=60)
-    out = subprocess.run([*common, f"-d{args.duration}", "--latency", url], check=True, capture_output=True,
-                         text=True, timeout=600).stdout
-    return _parse_wrk(name, out)
-
-
-def _parse_wrk(name: str, out: str) -> Measurement:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M))
-    p99 = _ms(re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M))
-    bad = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if socket_errors:
-        bad += sum(int(n) for n in socket_errors.groups())
-    return Measurement(name, rps, p50, p99, bad)
-
-
-def _ms(match: re.Match[str] | None) -> float:
-    if match is None:
-        return float("nan")
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-
-def _wrk_pin() -> list[str]:
-    cpus = os.cpu_count() or 1
-    return ["taskset", "-c", str(cpus - 1)] if cpus >= 2 and shutil.which("taskset") else []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        if child.poll() is not None:
+            raise BenchError(f"the gateway exited with status {child.returncode}; its stderr:\n{tail(log)}")
+        if http_status(port, "/.gateway/readyz") == 200:
             return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on 127.0.0.1:{port}")
+        time.sleep(0.1)
+    raise BenchError(f"the gateway was not ready within {READY_TIMEOUT:g} s; its stderr:\n{tail(log)}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+# --- wrk ------------------------------------------------------------------------------------------------------
+
+
+def run_wrk(wrk: str, pin: list[str], args: argparse.Namespace, port: int, duration: str, latency: bool) -> str:
+    argv = [*pin, wrk, "--threads", str(args.threads), "--connections", str(args.connections),
+            "--duration", duration, *(["--latency"] if latency else []), f"http://127.0.0.1:{port}{URL_PATH}"]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration_seconds(duration) + 60)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"wrk did not finish: {' '.join(argv)}") from exc
+    if out.returncode != 0:
+        raise BenchError(f"wrk failed ({out.returncode}): {' '.join(argv)}\n{out.stdout}{out.stderr}")
+    return out.stdout
+
+
+def to_ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}[unit]
+
+
+def parse_wrk(out: str) -> WrkResult:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    if rps is None:
+        raise BenchError(f"no Requests/sec in wrk's output:\n{out}")
+    percentiles: dict[str, float] = {}
+    for pct in ("50", "99"):
+        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M)
+        percentiles[pct] = to_ms(match.group(1), match.group(2)) if match else float("nan")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = dict(zip(("connect", "read", "write", "timeout"),
+                             (int(n) for n in errors.groups()) if errors else (0, 0, 0, 0), strict=True))
+    return WrkResult(float(rps.group(1)), percentiles["50"], percentiles["99"],
+                     int(non_2xx.group(1)) if non_2xx else 0, socket_errors)
+
+
+def measure(wrk: str, pin: list[str], args: argparse.Namespace, port: int) -> WrkResult:
+    run_wrk(wrk, pin, args, port, WARMUP, latency=False)
+    return parse_wrk(run_wrk(wrk, pin, args, port, args.duration, latency=True))
+
+
+def result_line(name: str, result: WrkResult, *, loud: bool = False) -> str:
+    line = f"{name:<30} {result.rps:>11,.0f} req/s   p50 {result.p50_ms:8.3f} ms   p99 {result.p99_ms:8.3f} ms"
+    if result.non_2xx:
+        line += f"   non-2xx/3xx: {result.non_2xx}"
+        if loud:
+            line += "   !!! THE GATEWAY ANSWERED ERRORS: THIS FIGURE IS NOT A PROXY MEASUREMENT !!!"
+    if result.socket_error_total:
+        line += "   socket errors: " + ", ".join(f"{kind} {n}" for kind, n in result.socket_errors.items())
+    return line
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b > 0 else "nan"
+
+
+# --- main -----------------------------------------------------------------------------------------------------
+
+
+def print_header(args: argparse.Namespace, nginx: str, pin: list[str]) -> None:
+    cpus = os.sched_getaffinity(0)
+    print(f"# proxy_bench {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"# nproc {len(cpus)} (cpu_count {os.cpu_count()}), python {sys.version.split()[0]} (this script), "
+          f"python {python_version(args.python)} ({args.python}, the gateway), "
+          f"nginx {'.'.join(map(str, nginx_version(nginx)))}")
+    print(f"# wrk --threads {args.threads} --connections {args.connections} --duration {args.duration} --latency "
+          f"http://127.0.0.1:PORT{URL_PATH} ({FILE_SIZE} B), after a {WARMUP} warm-up run per target")
+    servers = f"nginx (1 worker) and the gateway ({args.workers} worker{'s' if args.workers > 1 else ''})"
+    if pin:
+        print(f"# CPUs: wrk pinned to CPU {pin[-1]} ({' '.join(pin)}); {servers} unpinned on CPUs {cpu_list(cpus)}")
+    else:
+        print(f"# CPUs: nothing pinned (one CPU or no taskset); wrk and {servers} share CPUs {cpu_list(cpus)}")
+    sys.stdout.flush()
+
+
+def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
+    wrk, nginx = ensure_tools()
+    pin = wrk_pin()
+    print_header(args, nginx, pin)
+
+    direct_port, proxy_port, gateway_port = free_port(), free_port(), free_port()
+    nginx_child = start_nginx(nginx, work, direct_port, proxy_port)
+    children.append(nginx_child)
+    for port in (direct_port, proxy_port):
+        wait_for_port(port, nginx_child, work / "error.log")
+    gateway = start_gateway(args.python, work, gateway_port, direct_port, args.workers)
+    children.append(gateway)
+    wait_for_gateway(gateway, gateway_port, work / "gateway.err")
+
+    targets = [("nginx direct", direct_port), ("nginx proxy_pass (1 worker)", proxy_port),
+               (f"gateway ({args.workers} worker{'s' if args.workers > 1 else ''})", gateway_port)]
+    results: list[WrkResult] = []
+    for name, port in targets:
+        result = measure(wrk, pin, args, port)
+        results.append(result)
+        print(result_line(name, result, loud=port == gateway_port), flush=True)
+    if gateway.poll() is not None:
+        raise BenchError(f"the gateway exited during the run; its stderr:\n{tail(work / 'gateway.err')}")
+
+    direct, proxied, through_gateway = results
+    print(f"RESULT gateway_vs_nginx={ratio(through_gateway.rps, proxied.rps)} "
+          f"gateway_vs_direct={ratio(through_gateway.rps, direct.rps)}", flush=True)
+    return 1 if through_gateway.non_2xx else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    work = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
+    work.chmod(0o755)  # nginx's worker may run as an unprivileged user and must reach html/
+    children: list[Child] = []
+    try:
+        return run(args, work, children)
+    except BenchError as exc:
+        sys.stdout.flush()
+        print(f"proxy_bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("proxy_bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        for child in reversed(children):
+            stop(child)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
