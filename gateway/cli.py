@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="Identity Engine (idx cookie) or Classic Engine (sid cookie)")
     okta.set_defaults(command=_sandbox_okta)
 
+    keygen = sub.add_parser("keygen", help="print a new key for the binding cookie ([binding] keys)")
+    keygen.set_defaults(command=_keygen)
+
     demo = sub.add_parser("demo", help="the gateway in front of the built-in upstream app")
     demo.add_argument("--config", default=DEFAULT_CONFIG, help=f"configuration (default {DEFAULT_CONFIG})")
     demo.set_defaults(command=_demo)
@@ -104,10 +107,21 @@ def _sandbox_okta(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keygen(args: argparse.Namespace) -> int:
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .sandbox.demo import run_demo
 
     os.environ.setdefault("OKTA_API_TOKEN", secrets.token_urlsafe(24))  # the demo's sandbox and gateway share it
+    if "GATEWAY_BINDING_KEYS" not in os.environ:
+        from cryptography.fernet import Fernet
+
+        os.environ["GATEWAY_BINDING_KEYS"] = Fernet.generate_key().decode()
     settings = load(Path(args.config))
     _setup_logging(settings)
     asyncio.run(run_demo(settings))

@@ -129,3 +129,19 @@ def test_run_with_several_workers_on_a_port_in_use_exits_1(tmp_path):
         result = cli("run", "--config", str(config))
     assert result.returncode == 1
     assert "in use" in result.stderr.splitlines()[-1] and "Traceback" not in result.stderr
+
+
+# --- keygen ---------------------------------------------------------------------------------------------------
+
+
+def test_keygen_prints_a_fresh_fernet_key_that_the_configuration_accepts(tmp_path: Path):
+    from cryptography.fernet import Fernet
+
+    first, second = cli("keygen"), cli("keygen")
+    assert first.returncode == 0 and first.stdout != second.stdout
+    key = one_line(first.stdout)
+    Fernet(key)  # raises on anything that is not a key
+    keys = write(tmp_path, key + "\n", "keys")
+    config = write(tmp_path, f'[okta]\norg_url = "https://example.okta.com"\napi_token = "${{OKTA_API_TOKEN}}"\n'
+                             f'[binding]\nkeys_file = "{keys}"\n{GOOD_ROUTE}')
+    assert cli("check-config", "--config", str(config)).returncode == 0
