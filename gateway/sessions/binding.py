@@ -9,8 +9,8 @@ Rules of this module:
   Fernet key) of the app's session cookie, never the cookie itself. A binding presented with another app session
   cookie, or with none, is void. When the app rotates its session cookie, the caller re-fingerprints.
 - Sealed bindings stay far under the 4 KiB that browsers keep of a cookie: short keys, compact JSON.
-- Opening costs tens of microseconds; `BindingCodec.open()` remembers what it opened recently (bounded), so a
-  browser that sends the same cookie on every request pays it once.
+- Opening and checking cost tens of microseconds; `BindingCodec.open_for()` remembers its recent answers
+  (bounded), so a browser that sends the same cookies on every request pays for them once.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class BindingCodec:
         self._fernets = fernets
         self._fingerprint_keys = fingerprint_keys
         self._remember = remember
-        self._opened: OrderedDict[str, Opened | None] = OrderedDict()
+        self._checked: OrderedDict[tuple[str, str, str], Opened | None] = OrderedDict()
 
     def seal(self, binding: Binding) -> str:
         """The binding as aiohttp-session's cookie JSON ({"created", "session"}), sealed with the first key."""
@@ -80,24 +80,6 @@ class BindingCodec:
 
     def open(self, sealed: str) -> Opened | None:
         """The binding in a cookie value, or None when no configured key opens it or it is malformed."""
-        known = self._opened.get(sealed, _MISSING)
-        if known is not _MISSING:
-            return known  # type: ignore[return-value]
-        opened = self._open(sealed)
-        self._opened[sealed] = opened
-        if len(self._opened) > self._remember:
-            self._opened.popitem(last=False)
-        return opened
-
-    def fingerprint(self, cookie_name: str, cookie_value: str, key_index: int = 0) -> str:
-        mac = hmac.new(self._fingerprint_keys[key_index], f"{cookie_name}={cookie_value}".encode(), hashlib.sha256)
-        return base64.urlsafe_b64encode(mac.digest()[:16]).decode().rstrip("=")
-
-    def belongs_to(self, opened: Opened, cookie_name: str, cookie_value: str) -> bool:
-        expected = self.fingerprint(cookie_name, cookie_value, opened.key_index)
-        return hmac.compare_digest(expected, opened.binding.app_fingerprint)
-
-    def _open(self, sealed: str) -> Opened | None:
         token = sealed.encode("ascii", "replace")
         for index, fernet in enumerate(self._fernets):
             try:
@@ -107,6 +89,28 @@ class BindingCodec:
             binding = _from_json(plain)
             return Opened(binding, index) if binding is not None else None
         return None
+
+    def open_for(self, sealed: str, cookie_name: str, cookie_value: str) -> Opened | None:
+        """The binding in a cookie value if it belongs to this app session cookie, else None (remembered)."""
+        key = (sealed, cookie_name, cookie_value)
+        known = self._checked.get(key, _MISSING)
+        if known is not _MISSING:
+            return known  # type: ignore[return-value]
+        opened = self.open(sealed)
+        if opened is not None and not self.belongs_to(opened, cookie_name, cookie_value):
+            opened = None
+        self._checked[key] = opened
+        if len(self._checked) > self._remember:
+            self._checked.popitem(last=False)
+        return opened
+
+    def fingerprint(self, cookie_name: str, cookie_value: str, key_index: int = 0) -> str:
+        mac = hmac.new(self._fingerprint_keys[key_index], f"{cookie_name}={cookie_value}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()[:16]).decode().rstrip("=")
+
+    def belongs_to(self, opened: Opened, cookie_name: str, cookie_value: str) -> bool:
+        expected = self.fingerprint(cookie_name, cookie_value, opened.key_index)
+        return hmac.compare_digest(expected, opened.binding.app_fingerprint)
 
 
 _MISSING = object()

@@ -27,6 +27,10 @@ class BindingStorage(AbstractStorage):
     def open(self, value: str | None) -> Opened | None:
         return self.codec.open(value) if value else None
 
+    def open_for(self, value: str | None, app_cookie: tuple[str, str] | None) -> Opened | None:
+        """The binding of this cookie value if it belongs to the app session cookie sent with it."""
+        return self.codec.open_for(value, *app_cookie) if value and app_cookie is not None else None
+
     def write(self, request: web.BaseRequest, response: web.StreamResponse, binding: Binding | None) -> None:
         """Set the sealed binding on the answer, or expire the cookie when binding is None."""
         c = self.cookie

@@ -83,9 +83,7 @@ class Enforcer:
         if self._reader is not None and request.method == "POST" and request.path == self._profile.acs_path:
             return await self._sign_in(request, cookies, self._reader)
         app = app_session_cookie(cookies, self._profile.session_cookies)
-        opened = self._storage.open(cookies.get(self._own))
-        if opened is not None and (app is None or not self._storage.codec.belongs_to(opened, *app)):
-            opened = None
+        opened = self._storage.open_for(cookies.get(self._own), app)
         binding = opened.binding if opened is not None else None
         claimed = self._claimed(request, cookies) if self._identifiers else None
         session_id = binding.session_id if binding is not None else claimed
@@ -109,7 +107,8 @@ class Enforcer:
         if is_websocket_upgrade(request):
             return await self._websocket(request, cookies, session_id if okta is not None else None)
         return await self._http(request, self.route, cookie=cookie_header_for_app(cookies, self._own),
-                                before_answer=lambda response: self._on_answer(request, response, reseal, app))
+                                before_answer=lambda response: self._on_answer(request, response, reseal, binding,
+                                                                               app))
 
     # --- forwarding --------------------------------------------------------------------------------------
 
@@ -130,7 +129,7 @@ class Enforcer:
             self._sockets.closed(session_id, stop)
 
     def _on_answer(self, request: web.Request, response: web.StreamResponse, reseal: Binding | None,
-                   app: tuple[str, str] | None) -> None:
+                   binding: Binding | None, app: tuple[str, str] | None) -> None:
         """The app's answer, before it is sent: follow its session cookie, and re-seal or drop our binding."""
         base = reseal
         for header in response.headers.getall("Set-Cookie", ()):
@@ -143,8 +142,7 @@ class Enforcer:
             if set_cookie.expired:  # the app ended its own session: the binding goes with it
                 self._storage.write(request, response, None)
                 return
-            opened = self._storage.open(parse_cookie_header(request.headers.get("Cookie")).get(self._own))
-            current = base or (opened.binding if opened is not None else None)
+            current = base or binding
             if current is not None and set_cookie.value != app[1]:  # rotated: the binding follows
                 base = replace(current, app_fingerprint=self._storage.codec.fingerprint(set_cookie.name,
                                                                                           set_cookie.value))

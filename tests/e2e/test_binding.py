@@ -22,7 +22,7 @@ def expired(page, name: str) -> bool:
 async def signed_in(start, browsers, *apps, **kwargs):
     stack = await start(*apps, **kwargs)
     browser = browsers(stack)
-    page = await browser.sign_in()
+    page = await browser.sign_in(ALICE)
     assert page.status == 200 and "signed in to" in page.text, page.text
     return stack, browser
 
@@ -101,8 +101,20 @@ async def test_an_app_session_without_a_binding_is_sent_through_sign_in_again(st
     browser.drop_cookie("gateway_binding_hr")
     page = await browser.get("/page/1")
     assert page.status == 302 and page.location == "/login" and expired(page, "JSESSIONID")
-    again = await browser.sign_in()  # Okta's session is alive: a silent SSO round trip binds again
+    again = await browser.sign_in(ALICE)  # Okta's session is alive: a silent SSO round trip binds again
     assert again.status == 200 and browser.cookie("gateway_binding_hr")
+
+
+async def test_when_the_app_rotates_its_session_cookie_the_binding_follows(start, browsers):
+    stack, browser = await signed_in(start, browsers)
+    before = {name: browser.cookie(name) for name in ("JSESSIONID", "gateway_binding_hr")}
+    rotated = await browser.request("POST", "/api/rotate", headers={"Accept": "application/json"})
+    assert rotated.status == 200
+    after = {name: browser.cookie(name) for name in ("JSESSIONID", "gateway_binding_hr")}
+    assert after["JSESSIONID"] != before["JSESSIONID"] and after["gateway_binding_hr"] != before["gateway_binding_hr"]
+    assert (await browser.get("/page/1")).status == 200  # the new app cookie is bound
+    browser.set_cookie("gateway_binding_hr", before["gateway_binding_hr"] or "")
+    assert (await browser.get("/page/1")).status == 302  # the old binding belongs to the old app cookie
 
 
 async def test_unbound_allow_forwards_an_app_session_without_a_binding(start, browsers):

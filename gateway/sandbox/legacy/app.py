@@ -52,6 +52,7 @@ def build_legacy_app(config: LegacyAppConfig) -> web.Application:
     app.router.add_route("GET", route(config.logout_path), logout)
     app.router.add_route("POST", route(config.logout_path), logout)
     app.router.add_get(route("/api/me"), api_me)
+    app.router.add_post(route("/api/rotate"), rotate)
     app.router.add_get(route("/ws"), websocket)
     return app
 
@@ -145,6 +146,19 @@ async def api_me(request: web.Request) -> web.Response:
     if session is None:
         return web.json_response({"error": "not signed in"}, status=401)
     return web.json_response({"login": session.login, "attributes": session.attributes})
+
+
+async def rotate(request: web.Request) -> web.Response:
+    """Give the session a new cookie value, as an app does after a privilege change (session fixation defence)."""
+    config, state = request.app[LEGACY_CONFIG], request.app[LEGACY_STATE]
+    session = current_session(request)
+    fresh = state.rotate(request.cookies.get(config.cookie_name, "")) if session is not None else None
+    if fresh is None:
+        return web.json_response({"error": "not signed in"}, status=401)
+    response = web.json_response({"login": session.login if session else "", "rotated": True})
+    response.set_cookie(config.cookie_name, fresh, path=config.cookie_path, httponly=True, samesite="Lax",
+                        secure=config.secure_cookie)
+    return response
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

@@ -53,6 +53,15 @@ class LegacyState:
             session.last_seen = max(session.last_seen, now)
         return session
 
+    def rotate(self, cookie: str) -> str | None:
+        """The same session under a new cookie value (as servlet containers change the session id); None if none."""
+        session = self.sessions.pop(cookie, None)
+        if session is None:
+            return None
+        fresh = secrets.token_urlsafe(32)
+        self.sessions[fresh] = session
+        return fresh
+
     def destroy(self, cookie: str | None) -> bool:
         """End the session of this cookie value; whether there was one."""
         return self.sessions.pop(cookie, None) is not None if cookie else False
