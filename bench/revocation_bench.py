@@ -1,0 +1,191 @@
+"""Revocation: how soon an Okta sign-out reaches the app session, and what enforcement costs in throughput.
+
+1. pull_revocation_window_s: the whole stack in this process (Okta sandbox on 127.0.0.2, the legacy app and the
+   gateway on 127.0.0.1, real wall clock), a browser signed in through SAML requesting a page every 10 ms; the user
+   signs out of Okta at a random moment of the cache's TTL; the window is the time from the sign-out to the first
+   refused request. Polling only (no event hook). Several trials; the worst is reported, beside the TTL.
+2. enforce_vs_off: one gateway process with two routes to the same nginx static upstream (1 KiB file), one with
+   policy enforce and one with policy off; wrk sends a bound session's cookies (a real Okta session in the sandbox,
+   a real sealed binding) to each in turn, twice, same settings as bench/proxy_bench.py. The ratio of requests/s.
+
+    python bench/revocation_bench.py [--duration 10s] [--connections 64] [--trials 5]
+
+Prints `RESULT pull_revocation_window_s=<worst> cache_ttl_s=<ttl>` and `RESULT enforce_vs_off=<ratio>`. Not run by
+CI. wrk and nginx come from Debian's packages, installed when missing (bench/proxy_bench.py does it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import proxy_bench as pb  # noqa: E402
+from cryptography.fernet import Fernet  # noqa: E402
+
+from gateway.sandbox.browser import Browser  # noqa: E402
+from gateway.sandbox.okta.org import OktaOrg  # noqa: E402
+from gateway.sandbox.stack import AppRoute, free_port, start_stack  # noqa: E402
+from gateway.sessions.binding import Binding, BindingCodec  # noqa: E402
+
+TTL = 5.0
+TOKEN = "revocation-bench-token"
+ALICE = ("alice@example.com", "Alice-bench-1")
+
+
+# --- 1. the pull window -------------------------------------------------------------------------------------
+
+async def pull_window(trials: int) -> float:
+    os.environ["OKTA_API_TOKEN"] = TOKEN
+    os.environ["GATEWAY_BINDING_KEYS"] = Fernet.generate_key().decode()
+    port = free_port("127.0.0.2")
+    org = OktaOrg(issuer=f"http://127.0.0.2:{port}", api_token=TOKEN)
+    org.add_user(*ALICE)
+    stack = await start_stack([AppRoute("hr")], org=org, okta_port=port,
+                              okta={"cache_ttl": TTL}, server={"log_level": "warning"})
+    worst = 0.0
+    try:
+        for _ in range(trials):
+            browser = Browser(stack)
+            try:
+                assert (await browser.sign_in(ALICE)).status == 200
+                await asyncio.sleep(random.uniform(0, TTL))
+                session = next(iter(org.sessions_of(org.user(ALICE[0]).id)))  # type: ignore[union-attr]
+                signed_out = time.monotonic()
+                org.sign_out(session)
+                for _ in range(int(4 * TTL / 0.01)):  # bounded: the window is at most the TTL and a request
+                    if (await browser.get("/page/1")).status != 200:
+                        break
+                    await asyncio.sleep(0.01)
+                window = time.monotonic() - signed_out
+                worst = max(worst, window)
+                print(f"# trial: refused {window:.3f} s after the Okta sign-out", flush=True)
+            finally:
+                await browser.close()
+    finally:
+        await stack.close()
+    return worst
+
+
+# --- 2. enforce against off ---------------------------------------------------------------------------------
+
+def gateway_conf(port: int, okta_port: int, upstream_port: int) -> str:
+    routes = ""
+    for name, policy in (("on", "enforce"), ("off", "off")):
+        routes += f"""
+[[route]]
+name = "{name}"
+path = "/{name}"
+rewrite = "/"
+upstream = "http://127.0.0.1:{upstream_port}"
+policy = "{policy}"
+app_profile = "servlet"
+"""
+    return f"""\
+[server]
+listen = "127.0.0.1:{port}"
+access_log = false
+log_level = "warning"
+
+[okta]
+org_url = "http://127.0.0.2:{okta_port}"
+api_token = "${{OKTA_API_TOKEN}}"
+
+[binding]
+keys = "${{GATEWAY_BINDING_KEYS}}"
+{routes}"""
+
+
+def okta_session(okta_port: int) -> tuple[str, str, str]:
+    """Sign in through the sandbox's API: (session id, user id, login)."""
+    def post(path: str, body: dict[str, str]) -> dict[str, str]:
+        request = urllib.request.Request(f"http://127.0.0.2:{okta_port}{path}", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json", "Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback only
+            return json.loads(answer.read())  # type: ignore[no-any-return]
+
+    token = post("/api/v1/authn", {"username": "alice@example.com", "password": "Alice-demo-1"})["sessionToken"]
+    session = post("/api/v1/sessions", {"sessionToken": token})
+    return session["id"], session["userId"], session["login"]
+
+
+def wrk_rps(wrk: str, pin: list[str], args: argparse.Namespace, url: str, cookie: str) -> pb.WrkResult:
+    base = [*pin, wrk, "--threads", str(args.threads), "--connections", str(args.connections),
+            "-H", f"Cookie: {cookie}"]
+    pb.subprocess.run([*base, "--duration", pb.WARMUP, url], capture_output=True, timeout=120, check=True)
+    out = pb.subprocess.run([*base, "--duration", args.duration, "--latency", url], capture_output=True, text=True,
+                            timeout=pb.duration_seconds(args.duration) + 60, check=True)
+    return pb.parse_wrk(out.stdout)
+
+
+def enforce_vs_off(args: argparse.Namespace, work: Path, children: list[pb.Child]) -> float:
+    wrk, nginx = pb.ensure_tools()
+    pin = pb.wrk_pin()
+    key = Fernet.generate_key().decode()
+    env = {**os.environ, "OKTA_API_TOKEN": TOKEN, "GATEWAY_BINDING_KEYS": key,
+           "PYTHONPATH": str(pb.REPO)}
+    direct, spare, okta_port, port = pb.free_port(), pb.free_port(), free_port("127.0.0.2"), pb.free_port()
+    children.append(pb.start_nginx(nginx, work, direct, spare))
+    pb.wait_for_port(direct, children[-1], work / "error.log")
+    children.append(pb.spawn([args.python, "-m", "gateway.cli", "sandbox", "okta", "--host", "127.0.0.2", "--port",
+                              str(okta_port)], work / "okta.err", cwd=pb.REPO, env=env))
+    (work / "gateway.toml").write_text(gateway_conf(port, okta_port, direct))
+    children.append(pb.spawn([args.python, "-m", "gateway.cli", "run", "--config", str(work / "gateway.toml")],
+                             work / "gateway.err", cwd=pb.REPO, env=env))
+    pb.wait_for_gateway(children[-1], port, work / "gateway.err")
+    time.sleep(0.5)
+    session_id, user_id, login = okta_session(okta_port)
+    codec = BindingCodec([key])
+    rps: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(2):
+        for name in ("off", "on"):
+            now = time.time()  # a fresh binding each run, as a browser's would be: no re-seal inside the run
+            binding = Binding(session_id, user_id, login, codec.fingerprint("JSESSIONID", "bench"), now, now)
+            cookie = f"JSESSIONID=bench; gateway_binding={codec.seal(binding)}"
+            result = wrk_rps(wrk, pin, args, f"http://127.0.0.1:{port}/{name}{pb.URL_PATH}", cookie)
+            if result.non_2xx:
+                raise pb.BenchError(f"route {name} answered {result.non_2xx} non-2xx: the binding was refused")
+            rps[name].append(result.rps)
+            print(pb.result_line(f"gateway, policy {name}", result), flush=True)
+    return (sum(rps["on"]) / len(rps["on"])) / (sum(rps["off"]) / len(rps["off"]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", default="10s")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--python", default=sys.executable)
+    args = parser.parse_args()
+    window = asyncio.run(pull_window(args.trials))
+    print(f"RESULT pull_revocation_window_s={window:.3f} cache_ttl_s={TTL:g}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="revocation-bench-"))
+    work.chmod(0o755)
+    children: list[pb.Child] = []
+    try:
+        ratio = enforce_vs_off(args, work, children)
+    except pb.BenchError as exc:
+        print(f"revocation_bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for child in reversed(children):
+            pb.stop(child)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"RESULT enforce_vs_off={ratio:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
