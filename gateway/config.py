@@ -115,7 +115,8 @@ class _Section:
         elif isinstance(value, list) and any(isinstance(v, str) and "${" in v for v in value):
             self.from_env.add(key)
             value = [self._expand(key, v) if isinstance(v, str) else v for v in value]
-        if isinstance(value, bool) and kind is not bool:  # TOML's true is a Python int too
+        accepts_bool = kind is bool or (isinstance(kind, tuple) and bool in kind)
+        if isinstance(value, bool) and not accepts_bool:  # TOML's true is a Python int too
             raise self.error(key, expected, value)
         if not isinstance(value, kind):
             raise self.error(key, expected, value)
@@ -191,7 +192,7 @@ def _binding_keys(s: _Section, needed: bool) -> tuple[str, ...]:
         raise s.error("keys_file", "either keys or keys_file, not both", show_value=False)
     if path is not None:
         try:
-            text = Path(path).read_text(encoding="ascii")
+            text = (Path(s.source).parent / path).read_text(encoding="ascii")  # relative to the configuration
         except (OSError, UnicodeDecodeError):
             raise s.error("keys_file", "a readable file with one Fernet key a line", path) from None
     if text is None:
@@ -381,8 +382,8 @@ def _profile(s: _Section) -> AppProfile:
         raise s.error("app_profile", str(exc), name) from None
     cookies = tuple(s.get("app_cookies", list, "a list of cookie names", list(base.session_cookies)))
     for c in cookies:
-        s.check("app_cookies", c, lambda v: isinstance(v, str) and _COOKIE_NAME.fullmatch(v) is not None,
-                "cookie names (a trailing * makes a prefix)")
+        s.check("app_cookies", c, lambda v: isinstance(v, str) and _COOKIE_NAME.fullmatch(v) is not None
+                and v != "*", "cookie names (a trailing * makes a prefix of at least one character)")
     if not cookies:
         raise s.error("app_cookies", "at least one cookie name", show_value=False)
     paths = tuple(s.get("logout_paths", list, "a list of paths", list(base.logout_paths)))
@@ -438,8 +439,8 @@ def _binding_cookie(s: _Section, route_label: str) -> CookieSettings:
     httponly = s.get("httponly", bool, "true or false", True)
     samesite = s.check("samesite", s.get("samesite", str, '"Lax", "Strict" or "None"', default.samesite),
                        lambda v: v in ("Lax", "Strict", "None"), '"Lax", "Strict" or "None"')
-    if samesite == "None" and secure_value is False:
-        raise s.error("samesite", '"Lax" or "Strict" with secure = false (browsers drop SameSite=None cookies '
+    if samesite == "None" and secure_value is not True:
+        raise s.error("samesite", '"Lax" or "Strict" unless secure = true (browsers drop SameSite=None cookies '
                       "that are not Secure)", samesite)
     s.finish()
     return CookieSettings(name, path, domain, None if secure_value == "auto" else bool(secure_value), httponly,

@@ -43,4 +43,4 @@ class TrustedHeader:
             peer = ipaddress.ip_address(request.peer)
         except ValueError:
             return None
-        return value.strip() if any(peer in network for network in self._trusted) else None
+        return (value.strip() or None) if any(peer in network for network in self._trusted) else None

@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from gateway.config import ConfigError, load, parse
+from gateway.plugin import SourceOptions
+from gateway.sessions.policy import Mode, SessionRules, Unbound
+from gateway.sessions.settings import CookieSettings, RouteSessions
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "conf" / "gateway.example.toml"
@@ -641,3 +645,326 @@ def test_fail_modes():
     assert parse(one_route(fail_mode="grace", grace_seconds=30)).routes.routes[0].grace == 30.0
     error_of(one_route(fail_mode="open"), "route[0] (app).fail_mode")
     error_of(one_route(grace_seconds=30), "route[0] (app).grace_seconds")
+
+
+# --- a route's session binding (policy, profile, sources, binding cookie) and [binding] keys ---------------------
+
+OKTA = {"org_url": "https://example.okta.com", "api_token": "${OKTA_API_TOKEN}"}
+BINDING = {"keys": "${GATEWAY_BINDING_KEYS}"}
+ROUTE = "route[0] (app)"
+KEY_1 = "fOhJQXD8l0yZ0hn6cx6-d9Hkcb1wOlc6L5rbYJkp6Ls="
+KEY_2 = "q3Pp2pz8m7s6b5Kx9yW1vT0uR4eE8iI2oO6aA0sS3dU="
+NOT_A_KEY = "this-is-my-secret-binding-key-text"
+
+
+def bound_route(binding: dict[str, Any] | None = None, **route: Any) -> dict[str, Any]:
+    """One route with [okta] and [binding] keys, so that it binds sessions (policy enforce by default)."""
+    return {"okta": OKTA, "binding": BINDING if binding is None else binding, **one_route(**route)}
+
+
+def sessions_of(data: dict[str, Any]) -> RouteSessions:
+    sessions = parse(data, SOURCE).routes.routes[0].sessions
+    assert sessions is not None
+    return sessions
+
+
+def test_route_sessions_defaults_with_okta():
+    s = sessions_of(bound_route())
+    assert s.mode is Mode.ENFORCE and s.profile.name == "generic"
+    assert (s.profile.session_cookies, s.profile.acs_path, s.profile.sign_in_url) == (("session",), "/saml/acs",
+                                                                                      "/login")
+    assert s.sources == ("saml",) and s.source_options == SourceOptions()
+    assert s.rules == SessionRules(unbound=Unbound.RELOGIN, idle_timeout=None, extend_okta_every=None,
+                                   touch_every=60.0)
+    assert s.cookie == CookieSettings() and s.app_cookie_domain is None
+
+
+def test_without_okta_a_route_binds_nothing():
+    assert parse(one_route()).routes.routes[0].sessions is None
+    assert parse(one_route(policy="off")).routes.routes[0].sessions is None
+    assert parse(one_route()).binding_keys == ()
+
+
+@pytest.mark.parametrize("policy", ["enforce", "observe"])
+def test_a_binding_policy_without_okta_is_refused(policy):
+    message = error_of(one_route(policy=policy), f"{ROUTE}.policy")
+    assert '"off"' in message and "[okta]" in message and repr(policy) in message
+
+
+@pytest.mark.parametrize(("policy", "mode"), [("enforce", Mode.ENFORCE), ("observe", Mode.OBSERVE),
+                                              ("off", Mode.OFF)])
+def test_policies_with_okta(policy, mode):
+    assert sessions_of(bound_route(policy=policy)).mode is mode
+
+
+@pytest.mark.parametrize("policy", ["strict", "Enforce", ""])
+def test_an_unknown_policy_is_refused(policy):
+    message = error_of(bound_route(policy=policy), f"{ROUTE}.policy")
+    assert "one of enforce, observe, off" in message
+
+
+@pytest.mark.parametrize("policy", [1, True, ["enforce"]])
+def test_a_policy_that_is_not_a_string_is_refused(policy):
+    error_of(bound_route(policy=policy), f"{ROUTE}.policy")
+
+
+def test_unbound_values():
+    assert sessions_of(bound_route()).rules.unbound is Unbound.RELOGIN
+    assert sessions_of(bound_route(unbound="allow")).rules.unbound is Unbound.ALLOW
+    assert sessions_of(bound_route(unbound="relogin")).rules.unbound is Unbound.RELOGIN
+
+
+@pytest.mark.parametrize("unbound", ["deny", "Allow", "", 0])
+def test_an_unknown_unbound_value_is_refused(unbound):
+    message = error_of(bound_route(unbound=unbound), f"{ROUTE}.unbound")
+    assert '"relogin" or "allow"' in message
+
+
+def test_an_unknown_app_profile_lists_the_known_ones():
+    message = error_of(bound_route(app_profile="websphere"), f"{ROUTE}.app_profile")
+    assert "one of aspnet, generic, mellon, php, servlet, shibboleth, simplesamlphp, spring-saml" in message
+    assert "'websphere'" in message
+
+
+def test_an_unknown_sid_source_lists_the_known_ones():
+    message = error_of(bound_route(sid_sources=["saml", "magic"]), f"{ROUTE}.sid_sources")
+    assert "one of cookie, header, saml" in message and "'magic'" in message
+
+
+@pytest.mark.parametrize("sources", [[5], "saml", ["saml", None]])
+def test_sid_sources_must_be_a_list_of_names(sources):
+    error_of(bound_route(sid_sources=sources), f"{ROUTE}.sid_sources")
+
+
+def test_a_named_profile_is_used():
+    profile = sessions_of(bound_route(app_profile="shibboleth")).profile
+    assert profile.session_cookies == ("_shibsession_*",) and profile.acs_path == "/Shibboleth.sso/SAML2/POST"
+    assert profile.logout_url == "/Shibboleth.sso/Logout"
+
+
+def test_profile_overrides_are_applied():
+    profile = sessions_of(bound_route(
+        app_profile="shibboleth", app_cookies=["JSESSIONID", "_shibsession_*"], acs_path="/sso/acs",
+        sign_in_url="https://idp.example.com/sso?app=1", logout_paths=["/bye", "/signout"], app_logout_url="/bye",
+        app_cookie_path="/app")).profile
+    assert profile.name == "shibboleth"
+    assert profile.session_cookies == ("JSESSIONID", "_shibsession_*") and profile.acs_path == "/sso/acs"
+    assert profile.sign_in_url == "https://idp.example.com/sso?app=1"
+    assert profile.logout_paths == ("/bye", "/signout") and profile.logout_url == "/bye"
+    assert profile.cookie_path == "/app"
+
+
+def test_an_override_leaves_the_other_profile_values_alone():
+    profile = sessions_of(bound_route(app_profile="mellon", acs_path="/x/acs")).profile
+    assert profile.acs_path == "/x/acs"
+    assert (profile.session_cookies, profile.sign_in_url, profile.logout_url) == (("mellon-cookie",), "/mellon/login",
+                                                                                  "/mellon/logout")
+
+
+@pytest.mark.parametrize("url", ["https://app.example.com/logout", "//evil.example/logout", "logout", ""])
+def test_app_logout_url_must_be_a_path_on_the_app(url):
+    message = error_of(bound_route(app_logout_url=url), f"{ROUTE}.app_logout_url")
+    assert "path" in message
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("app_cookies", []), ("app_cookies", ["bad name"]), ("app_cookies", ["a;b"]), ("app_cookies", [5]),
+    ("app_cookies", "JSESSIONID"), ("acs_path", "saml/acs"), ("sign_in_url", "login"),
+    ("sign_in_url", "//evil.example/login"), ("sign_in_url", "ftp://idp.example/login"),
+    ("logout_paths", ["logout"]), ("logout_paths", "/logout"), ("app_cookie_path", "app"),
+])
+def test_bad_profile_overrides_are_refused(key, value):
+    error_of(bound_route(**{key: value}), f"{ROUTE}.{key}")
+
+
+def test_the_header_source_needs_the_addresses_it_trusts():
+    message = error_of(bound_route(sid_sources=["header"]), f"{ROUTE}.session_id_header_from")
+    assert "X-Okta-Session-Id" in message
+    message = error_of(bound_route(sid_sources=["header"], session_id_header="X-Sid"),
+                       f"{ROUTE}.session_id_header_from")
+    assert "X-Sid" in message
+
+
+def test_source_options_are_read():
+    s = sessions_of(bound_route(sid_sources=["saml", "cookie", "header"], saml_session_attribute="sessionId",
+                                okta_cookie="idx", session_id_header="X-Sid",
+                                session_id_header_from=["10.0.0.0/8", "::1"]))
+    assert s.sources == ("saml", "cookie", "header")
+    assert s.source_options == SourceOptions("sessionId", "idx", "X-Sid", ("10.0.0.0/8", "::1"))
+
+
+@pytest.mark.parametrize("trusted", [["nope"], ["10.0.0.0/33"], [5], "10.0.0.0/8"])
+def test_bad_trusted_header_addresses_are_refused(trusted):
+    error_of(bound_route(sid_sources=["header"], session_id_header_from=trusted), f"{ROUTE}.session_id_header_from")
+
+
+@pytest.mark.parametrize(("idle", "touch_every"), [(300, 30.0), (5, 0.5), (600, 60.0), (1200, 60.0), (86400, 60.0)])
+def test_idle_timeout_sets_touch_every_to_a_tenth_of_it_at_most_a_minute(idle, touch_every):
+    rules = sessions_of(bound_route(idle_timeout=idle)).rules
+    assert rules.idle_timeout == float(idle) and rules.touch_every == touch_every
+
+
+def test_extend_okta_on_activity_is_read():
+    assert sessions_of(bound_route(extend_okta_on_activity=300)).rules.extend_okta_every == 300.0
+    assert sessions_of(bound_route()).rules.extend_okta_every is None
+
+
+@pytest.mark.parametrize("key", ["idle_timeout", "extend_okta_on_activity"])
+@pytest.mark.parametrize("value", [0, -1, 86401, "5m", True])
+def test_bad_session_timeouts_are_refused(key, value):
+    error_of(bound_route(**{key: value}), f"{ROUTE}.{key}")
+
+
+def test_app_cookie_domain_is_read():
+    assert sessions_of(bound_route(app_cookie_domain=".example.com")).app_cookie_domain == ".example.com"
+
+
+def test_an_unknown_session_key_gets_a_did_you_mean():
+    message = error_of(bound_route(idle_timout=60), f"{ROUTE}.idle_timout")
+    assert "did you mean 'idle_timeout'?" in message
+
+
+# --- binding_cookie ------------------------------------------------------------------------------------------------
+
+
+def test_binding_cookie_settings():
+    cookie = sessions_of(bound_route(binding_cookie={"name": "gw_hr", "path": "/hr", "domain": "example.com",
+                                                     "secure": True, "httponly": False,
+                                                     "samesite": "Strict"})).cookie
+    assert cookie == CookieSettings("gw_hr", "/hr", "example.com", True, False, "Strict")
+
+
+@pytest.mark.parametrize(("secure", "stored"), [(True, True), (False, False), ("auto", None)])
+def test_binding_cookie_secure(secure, stored):
+    assert sessions_of(bound_route(binding_cookie={"secure": secure})).cookie.secure is stored
+
+
+@pytest.mark.parametrize("secure", ["yes", "true", "", 1])
+def test_binding_cookie_secure_other_values_are_refused(secure):
+    message = error_of(bound_route(binding_cookie={"secure": secure}), f"{ROUTE}.binding_cookie.secure")
+    assert '"auto"' in message
+
+
+def test_samesite_none_needs_a_secure_cookie():
+    message = error_of(bound_route(binding_cookie={"samesite": "None", "secure": False}),
+                       f"{ROUTE}.binding_cookie.samesite")
+    assert "secure = true" in message
+    assert sessions_of(bound_route(binding_cookie={"samesite": "None", "secure": True})).cookie.samesite == "None"
+    error_of(bound_route(binding_cookie={"samesite": "None"}), f"{ROUTE}.binding_cookie.samesite")  # "auto" too
+
+
+@pytest.mark.parametrize(("key", "value"), [("samesite", "lax"), ("samesite", "Sometimes"), ("name", "bad name"),
+                                            ("name", "a;b"), ("name", ""), ("path", "hr"), ("httponly", "yes"),
+                                            ("domain", 5)])
+def test_bad_binding_cookie_values_are_refused(key, value):
+    error_of(bound_route(binding_cookie={key: value}), f"{ROUTE}.binding_cookie.{key}")
+
+
+def test_an_unknown_binding_cookie_key_gets_a_did_you_mean():
+    message = error_of(bound_route(binding_cookie={"secur": True}), f"{ROUTE}.binding_cookie.secur")
+    assert "did you mean 'secure'?" in message
+
+
+def test_binding_cookie_must_be_a_table():
+    error_of(bound_route(binding_cookie="gw"), f"{ROUTE}.binding_cookie")
+
+
+# --- [binding] keys ------------------------------------------------------------------------------------------------
+
+
+def test_binding_keys_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("GATEWAY_BINDING_KEYS", KEY_1)
+    assert parse(bound_route()).binding_keys == (KEY_1,)
+
+
+@pytest.mark.parametrize("separator", [",", " ", "\n", ", ", "\n\n"])
+def test_several_binding_keys_in_the_environment(monkeypatch, separator):
+    monkeypatch.setenv("GATEWAY_BINDING_KEYS", f"{KEY_1}{separator}{KEY_2}")
+    assert parse(bound_route()).binding_keys == (KEY_1, KEY_2)
+
+
+@pytest.mark.parametrize("literal", [KEY_1, f"{KEY_1},{KEY_2}", [KEY_1], "x${GATEWAY_BINDING_KEYS}", 5])
+def test_a_literal_binding_key_is_refused_and_never_shown(literal):
+    message = error_of(bound_route({"keys": literal}), "binding.keys")
+    assert "environment" in message and KEY_1 not in message and KEY_2 not in message
+    assert KEY_1[:10] not in message
+
+
+def test_a_missing_environment_variable_for_the_keys_is_named(monkeypatch):
+    monkeypatch.delenv("GATEWAY_BINDING_KEYS")
+    message = error_of(bound_route(), "binding.keys")
+    assert "GATEWAY_BINDING_KEYS" in message
+
+
+def test_binding_keys_from_a_file(tmp_path):
+    path = tmp_path / "binding.keys"
+    path.write_text(f"{KEY_1}\n{KEY_2}\n")
+    assert parse(bound_route({"keys_file": str(path)})).binding_keys == (KEY_1, KEY_2)
+
+
+def test_keys_and_keys_file_together_are_refused(tmp_path):
+    path = tmp_path / "binding.keys"
+    path.write_text(KEY_1)
+    message = error_of(bound_route({"keys": "${GATEWAY_BINDING_KEYS}", "keys_file": str(path)}), "binding.keys_file")
+    assert "not both" in message
+
+
+def test_an_unreadable_keys_file_is_named(tmp_path):
+    missing = tmp_path / "nope.keys"
+    message = error_of(bound_route({"keys_file": str(missing)}), "binding.keys_file")
+    assert str(missing) in message
+
+
+def test_a_keys_file_that_is_not_ascii_is_refused_without_its_text(tmp_path):
+    path = tmp_path / "binding.keys"
+    path.write_bytes("clé-secrète".encode())
+    message = error_of(bound_route({"keys_file": str(path)}), "binding.keys_file")
+    assert "secr" not in message
+
+
+@pytest.mark.parametrize("keys", [NOT_A_KEY, f"{KEY_1},{NOT_A_KEY}", f"{KEY_1}={KEY_2}", KEY_1[:-2]])
+def test_a_key_that_is_not_a_fernet_key_is_refused_without_its_text(monkeypatch, tmp_path, keys):
+    monkeypatch.setenv("GATEWAY_BINDING_KEYS", keys)
+    message = error_of(bound_route(), "binding.keys")
+    assert "Fernet" in message and NOT_A_KEY not in message and KEY_1[:10] not in message
+    path = tmp_path / "binding.keys"
+    path.write_text(keys.replace(",", "\n"))
+    message = error_of(bound_route({"keys_file": str(path)}), "binding.keys_file")
+    assert "Fernet" in message and NOT_A_KEY not in message and KEY_1[:10] not in message
+
+
+@pytest.mark.parametrize("value", ["", "  ", ",\n"])
+def test_no_keys_at_all_is_refused(monkeypatch, tmp_path, value):
+    monkeypatch.setenv("GATEWAY_BINDING_KEYS", value)
+    error_of(bound_route(), "binding.keys")
+    path = tmp_path / "binding.keys"
+    path.write_text(value)
+    error_of(bound_route({"keys_file": str(path)}), "binding.keys_file")
+
+
+def test_missing_keys_while_a_route_binds_points_to_keygen():
+    message = error_of({"okta": OKTA, **one_route()}, "binding.keys")
+    assert "session-gateway keygen" in message
+    message = error_of(bound_route({}), "binding.keys")
+    assert "session-gateway keygen" in message
+
+
+def test_no_keys_are_needed_when_no_route_binds():
+    assert parse(one_route()).binding_keys == ()
+
+
+def test_an_unknown_binding_key_gets_a_did_you_mean():
+    message = error_of(bound_route({"keys": "${GATEWAY_BINDING_KEYS}", "key_file": "x"}), "binding.key_file")
+    assert "did you mean 'keys_file'?" in message
+
+
+def test_keys_made_by_fernet_are_accepted(monkeypatch):
+    fresh = Fernet.generate_key().decode()
+    monkeypatch.setenv("GATEWAY_BINDING_KEYS", fresh)
+    assert parse(bound_route()).binding_keys == (fresh,)
+
+
+def test_binding_keys_never_appear_in_the_settings_repr(monkeypatch):
+    monkeypatch.setenv("GATEWAY_BINDING_KEYS", f"{KEY_1},{KEY_2}")
+    text = repr(parse(bound_route()))
+    assert KEY_1 not in text and KEY_2 not in text

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,6 +28,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 _FINGERPRINT_LABEL = b"session-gateway app session fingerprint v1"
 _MAX_LOGIN = 256
+_FERNET_KEY = re.compile(r"[A-Za-z0-9_+/-]{43}=")  # 32 bytes in base64 (Fernet.generate_key(), openssl rand)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ class BindingCodec:
         fernets, fingerprint_keys = [], []
         for i, key in enumerate(keys):
             try:
+                if not isinstance(key, str) or _FERNET_KEY.fullmatch(key) is None:
+                    raise ValueError  # lenient base64 would take "KEY1=KEY2=" or "KEY1=;KEY2=" as KEY1 alone
                 fernets.append(Fernet(key))
             except (ValueError, TypeError):
                 raise BindingKeyError(f"key {i + 1} is not a Fernet key (32 url-safe base64-encoded bytes)") from None

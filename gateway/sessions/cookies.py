@@ -6,7 +6,10 @@ Rules of this module:
 - Of a name sent twice, the first value counts, as servers commonly read it (browsers send the more specific
   Path first).
 - An app cookie name ending in `*` is a prefix: `_shibsession_*` matches `_shibsession_64656661756c74…`.
-- A Set-Cookie that ends a cookie (empty value, Max-Age 0 or less, or an Expires in the past) is an expiry.
+- A Set-Cookie that ends a cookie (empty value, Max-Age 0 or less, or an Expires in the past) is an expiry; as in
+  browsers, a Max-Age wins over an Expires.
+- A value in double quotes reads without them, in the Cookie header and in a Set-Cookie alike: the binding's
+  fingerprint is taken of the one and checked against the other.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ def parse_cookie_header(header: str | None) -> dict[str, str]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if sep and name and name not in cookies:
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            cookies[name] = value
+            cookies[name] = _unquote(value.strip())
     return cookies
+
+
+def _unquote(value: str) -> str:
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
 
 
 def matches(name: str, patterns: Iterable[str]) -> bool:
@@ -52,9 +56,11 @@ def app_cookie_names(cookies: Mapping[str, str], patterns: tuple[str, ...]) -> l
     return [name for name in cookies if matches(name, patterns)]
 
 
-def cookie_header_for_app(cookies: Mapping[str, str], own: str) -> str:
-    """The Cookie header the app gets: the browser's cookies less the gateway's own."""
-    return "; ".join(f"{name}={value}" for name, value in cookies.items() if name != own)
+def cookie_header_for_app(header: str, own: str) -> str:
+    """The Cookie header the app gets: the browser's, less the gateway's own cookie, every other byte as sent."""
+    if own not in header:
+        return header
+    return "; ".join(p.strip() for p in header.split(";") if p.partition("=")[0].strip() != own and p.strip())
 
 
 def only(cookies: Mapping[str, str], names: Iterable[str]) -> str:
@@ -74,11 +80,12 @@ class SetCookie:
 def read_set_cookie(header: str, now: float) -> SetCookie | None:
     first, *attributes = header.split(";")
     name, sep, value = first.partition("=")
-    name, value = name.strip(), value.strip()
+    name, value = name.strip(), _unquote(value.strip())
     if not sep or not name:
         return None
     path = domain = None
-    expired = value in ("", '""')
+    max_age_over: bool | None = None
+    in_the_past: bool | None = None
     for attribute in attributes:
         key, _, val = attribute.partition("=")
         key, val = key.strip().lower(), val.strip()
@@ -87,21 +94,28 @@ def read_set_cookie(header: str, now: float) -> SetCookie | None:
         elif key == "domain":
             domain = val or None
         elif key == "max-age":
-            expired = expired or _max_age_over(val)
+            max_age_over = _unless_none(_max_age_over(val), max_age_over)
         elif key == "expires":
-            expired = expired or _in_the_past(val, now)
+            in_the_past = _unless_none(_in_the_past(val, now), in_the_past)
+    expired = value == "" or (bool(in_the_past) if max_age_over is None else max_age_over)
     return SetCookie(name, value, path, domain, expired)
 
 
-def _max_age_over(value: str) -> bool:
+def _unless_none(read: bool | None, before: bool | None) -> bool | None:
+    """An attribute that cannot be read is ignored, as browsers do: the one before it stands."""
+    return before if read is None else read
+
+
+def _max_age_over(value: str) -> bool | None:
+    """Whether a Max-Age ends the cookie; None when it is not a number (browsers ignore it then)."""
     try:
         return int(value) <= 0
     except ValueError:
-        return False
+        return None
 
 
-def _in_the_past(value: str, now: float) -> bool:
+def _in_the_past(value: str, now: float) -> bool | None:
     try:
         return parsedate_to_datetime(value).timestamp() <= now
     except (TypeError, ValueError, IndexError):
-        return False
+        return None

@@ -13,7 +13,8 @@ Rules of this module:
   cookie, a trusted header) names a signed-in Okta session; otherwise the route's `unbound` rule decides
   (`relogin` ends it, `allow` forwards it).
 - When Okta cannot say (and the route's fail mode allowed no grace) the answer is UNAVAILABLE, never an end: an
-  outage must not log anybody out.
+  outage must not log anybody out. An unbound session on an `allow` route is forwarded unbound instead: whatever
+  Okta would say, it would be forwarded.
 - `observe` computes the same decision and forwards anyway; `off` forwards without deciding anything.
 - A forwarded request of a bound session asks for the binding to be re-saved (`touch`) only when its last
   activity is older than `touch_every`, and for the Okta session to be refreshed (`extend_okta`) only when it was
@@ -139,8 +140,8 @@ def _unbound(facts: Facts, rules: SessionRules, now: float) -> Decision:
         refused = _okta_refusal(okta, now)
         if refused is None:
             return Decision(Action.FORWARD, "bound_from_source", Action.FORWARD, bind=True)
-        if refused.action is Action.UNAVAILABLE:
-            return refused
+        if refused.action is Action.UNAVAILABLE and rules.unbound is Unbound.RELOGIN:
+            return refused  # `allow` forwards whatever Okta says: an outage must not refuse it
     if rules.unbound is Unbound.ALLOW:
         return Decision(Action.FORWARD, "unbound_allowed", Action.FORWARD)
     return _end("unbound")

@@ -1,0 +1,285 @@
+"""decide(): every rule of gateway/sessions/policy.py, case by case, with plain values and a clock that is a number."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from gateway.sessions.binding import Binding
+from gateway.sessions.policy import (
+    Action,
+    Decision,
+    Facts,
+    Mode,
+    OktaState,
+    OktaView,
+    SessionRules,
+    Unbound,
+    decide,
+)
+
+T0 = 1_000_000.0
+SID = "102abcDEFghiJKLmnoPQRst"
+OTHER_SID = "102zyxWVUtsrQPOnmlKJIhg"
+USER = "00u0abcdefGHIJKLMNOP"
+BOUND = Binding(SID, USER, "alice@example.com", "fp", bound_at=T0 - 100, last_activity=T0 - 10)
+ACTIVE = OktaView(OktaState.SIGNED_IN, USER, "alice@example.com", expires_at=T0 + 3600)
+RULES = SessionRules()
+
+
+def bound(okta: OktaView | None = ACTIVE, *, binding: Binding = BOUND, claimed_session_id: str | None = None,
+          last_extended: float | None = None) -> Facts:
+    return Facts(True, binding, claimed_session_id, okta, last_extended)
+
+
+def unbound(claimed: str | None = SID, okta: OktaView | None = ACTIVE) -> Facts:
+    return Facts(has_app_session=True, binding=None, claimed_session_id=claimed, okta=okta)
+
+
+def enforce(facts: Facts, rules: SessionRules = RULES, now: float = T0) -> Decision:
+    return decide(facts, rules, Mode.ENFORCE, now)
+
+
+def ended(reason: str) -> Decision:
+    return Decision(Action.END, reason, Action.END)
+
+
+# --- nothing to protect -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binding", [None, BOUND])
+@pytest.mark.parametrize("okta", [None, ACTIVE, OktaView(OktaState.GONE), OktaView(OktaState.UNAVAILABLE)])
+def test_a_request_without_an_app_session_is_forwarded_whatever_else_is_known(binding, okta):
+    facts = Facts(has_app_session=False, binding=binding, claimed_session_id=OTHER_SID, okta=okta)
+    decision = enforce(facts)
+    assert decision == Decision(Action.FORWARD, "no_app_session", Action.FORWARD)
+    assert not (decision.bind or decision.touch or decision.extend_okta)
+
+
+# --- a bound app session lives as long as its Okta session ---------------------------------------------------------
+
+
+def test_bound_and_signed_in_before_expires_at_is_forwarded():
+    assert enforce(bound()) == Decision(Action.FORWARD, "ok", Action.FORWARD)
+
+
+def test_bound_and_signed_in_one_instant_before_expires_at_is_forwarded():
+    assert enforce(bound(), now=ACTIVE.expires_at - 0.001).action is Action.FORWARD
+
+
+def test_bound_with_the_same_claimed_session_is_forwarded():
+    assert enforce(bound(claimed_session_id=SID)).action is Action.FORWARD
+
+
+@pytest.mark.parametrize(
+    ("okta", "reason"),
+    [
+        (OktaView(OktaState.GONE), "okta_session_ended"),
+        (OktaView(OktaState.NOT_SIGNED_IN, USER, "alice@example.com", T0 + 3600), "okta_not_signed_in"),
+        (replace(ACTIVE, expires_at=T0), "okta_session_expired"),  # now == expiresAt: over
+        (replace(ACTIVE, expires_at=T0 - 1), "okta_session_expired"),
+        (replace(ACTIVE, user_id="00u9otherUSERxxxxxxx"), "okta_user_changed"),
+    ],
+    ids=["gone", "mfa_required", "expired_exactly_at_expires_at", "expired_before", "user_changed"],
+)
+def test_a_bound_session_ends_with_its_okta_session(okta, reason):
+    assert enforce(bound(okta)) == ended(reason)
+
+
+def test_a_signed_in_view_without_a_user_id_does_not_count_as_another_user():
+    assert enforce(bound(replace(ACTIVE, user_id=""))).action is Action.FORWARD
+
+
+def test_another_claimed_session_than_the_binding_names_ends_it():
+    assert enforce(bound(claimed_session_id=OTHER_SID)) == ended("okta_session_changed")
+
+
+def test_another_claimed_session_ends_it_even_while_okta_cannot_say():
+    # no Okta answer is needed to see that the browser now presents another session
+    decision = enforce(bound(OktaView(OktaState.UNAVAILABLE), claimed_session_id=OTHER_SID))
+    assert decision == ended("okta_session_changed")
+
+
+def test_a_bound_session_without_an_okta_answer_is_ended():
+    assert enforce(bound(None)) == ended("okta_session_ended")
+
+
+# --- Okta cannot say: never an end ----------------------------------------------------------------------------------
+
+
+def test_a_bound_session_while_okta_is_unavailable_is_unavailable_not_ended():
+    decision = enforce(bound(OktaView(OktaState.UNAVAILABLE)))
+    assert decision == Decision(Action.UNAVAILABLE, "okta_unavailable", Action.UNAVAILABLE)
+
+
+def test_okta_unavailable_is_not_an_end_even_when_idle_time_is_over():
+    rules = SessionRules(idle_timeout=5)
+    decision = enforce(bound(OktaView(OktaState.UNAVAILABLE)), rules)
+    assert decision.action is Action.UNAVAILABLE and decision.would is Action.UNAVAILABLE
+
+
+def test_an_unbound_session_with_a_claimed_id_while_okta_is_unavailable_is_unavailable():
+    decision = enforce(unbound(okta=OktaView(OktaState.UNAVAILABLE)))
+    assert decision == Decision(Action.UNAVAILABLE, "okta_unavailable", Action.UNAVAILABLE)
+    assert not decision.bind
+
+
+def test_an_allowed_unbound_session_is_forwarded_while_okta_is_unavailable():
+    # `allow` forwards whatever Okta would say; an outage must not refuse what it would let through
+    rules = SessionRules(unbound=Unbound.ALLOW)
+    decision = enforce(unbound(okta=OktaView(OktaState.UNAVAILABLE)), rules)
+    assert decision == Decision(Action.FORWARD, "unbound_allowed", Action.FORWARD)
+    assert not decision.bind
+
+
+# --- the gateway's own idle timeout ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("idle_for", "action"), [(299.999, Action.FORWARD), (300, Action.END), (301, Action.END)])
+def test_the_idle_timeout_ends_at_exactly_its_length(idle_for, action):
+    rules = SessionRules(idle_timeout=300)
+    facts = bound(binding=replace(BOUND, last_activity=T0 - idle_for))
+    decision = enforce(facts, rules)
+    assert decision.action is action
+    if action is Action.END:
+        assert decision.reason == "idle_timeout"
+
+
+def test_without_an_idle_timeout_a_long_idle_session_lives_on():
+    facts = bound(binding=replace(BOUND, last_activity=T0 - 30 * 86400))
+    assert enforce(facts).action is Action.FORWARD
+
+
+def test_okta_refusal_is_reported_before_the_idle_timeout():
+    facts = bound(OktaView(OktaState.GONE), binding=replace(BOUND, last_activity=T0 - 1000))
+    assert enforce(facts, SessionRules(idle_timeout=300)).reason == "okta_session_ended"
+
+
+# --- unbound app sessions -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unbound_rule", list(Unbound))
+def test_an_unbound_session_with_a_claimed_signed_in_id_is_bound(unbound_rule):
+    decision = enforce(unbound(), SessionRules(unbound=unbound_rule))
+    assert decision == Decision(Action.FORWARD, "bound_from_source", Action.FORWARD, bind=True)
+
+
+@pytest.mark.parametrize(
+    "okta",
+    [None, OktaView(OktaState.GONE), OktaView(OktaState.NOT_SIGNED_IN, USER, "a", T0 + 60),
+     replace(ACTIVE, expires_at=T0)],
+    ids=["no_answer", "gone", "mfa_required", "expired"],
+)
+@pytest.mark.parametrize(("rule", "expected"), [
+    (Unbound.RELOGIN, Decision(Action.END, "unbound", Action.END)),
+    (Unbound.ALLOW, Decision(Action.FORWARD, "unbound_allowed", Action.FORWARD)),
+])
+def test_an_unbound_session_whose_claimed_id_is_not_signed_in_follows_the_unbound_rule(okta, rule, expected):
+    assert enforce(unbound(okta=okta), SessionRules(unbound=rule)) == expected
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    (Unbound.RELOGIN, Decision(Action.END, "unbound", Action.END)),
+    (Unbound.ALLOW, Decision(Action.FORWARD, "unbound_allowed", Action.FORWARD)),
+])
+def test_an_unbound_session_with_nothing_claimed_follows_the_unbound_rule(rule, expected):
+    assert enforce(unbound(claimed=None, okta=None), SessionRules(unbound=rule)) == expected
+
+
+def test_an_okta_answer_without_a_claimed_id_does_not_bind():
+    decision = enforce(unbound(claimed=None, okta=ACTIVE))
+    assert decision == ended("unbound") and not decision.bind
+
+
+def test_an_unbound_session_is_never_touched_nor_extended():
+    rules = SessionRules(extend_okta_every=1, touch_every=0)
+    decision = enforce(unbound(), rules)
+    assert decision.bind and not decision.touch and not decision.extend_okta
+
+
+# --- observe and off -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("facts", "rules", "reason"),
+    [
+        (bound(OktaView(OktaState.GONE)), RULES, "okta_session_ended"),
+        (bound(claimed_session_id=OTHER_SID), RULES, "okta_session_changed"),
+        (bound(binding=replace(BOUND, last_activity=T0 - 600)), SessionRules(idle_timeout=300), "idle_timeout"),
+        (unbound(claimed=None, okta=None), RULES, "unbound"),
+    ],
+    ids=["gone", "changed", "idle", "unbound"],
+)
+def test_observe_forwards_and_says_enforce_would_end_and_why(facts, rules, reason):
+    assert decide(facts, rules, Mode.ENFORCE, T0) == ended(reason)
+    assert decide(facts, rules, Mode.OBSERVE, T0) == Decision(Action.FORWARD, reason, Action.END)
+
+
+def test_observe_forwards_when_okta_is_unavailable_and_says_so():
+    decision = decide(bound(OktaView(OktaState.UNAVAILABLE)), RULES, Mode.OBSERVE, T0)
+    assert decision == Decision(Action.FORWARD, "okta_unavailable", Action.UNAVAILABLE)
+
+
+def test_observe_of_a_forward_is_the_same_decision_as_enforce():
+    facts = bound(binding=replace(BOUND, last_activity=T0 - 120))
+    rules = SessionRules(extend_okta_every=600)
+    assert decide(facts, rules, Mode.OBSERVE, T0) == decide(facts, rules, Mode.ENFORCE, T0)
+    assert decide(unbound(), rules, Mode.OBSERVE, T0).bind
+
+
+@pytest.mark.parametrize("facts", [bound(OktaView(OktaState.GONE)), bound(OktaView(OktaState.UNAVAILABLE)),
+                                   unbound(claimed=None, okta=None), unbound(), bound(None)])
+def test_off_forwards_without_deciding_anything(facts):
+    decision = decide(facts, SessionRules(idle_timeout=1, extend_okta_every=1, touch_every=0), Mode.OFF, T0)
+    assert decision == Decision(Action.FORWARD, "policy_off", Action.FORWARD)
+
+
+# --- touch and extend: only now and then ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("idle_for", "touch"), [(0, False), (59.999, False), (60, True), (3000, True)])
+def test_a_binding_is_touched_only_when_its_last_activity_is_touch_every_old(idle_for, touch):
+    facts = bound(binding=replace(BOUND, last_activity=T0 - idle_for))
+    decision = enforce(facts, SessionRules(touch_every=60))
+    assert decision.action is Action.FORWARD and decision.reason == "ok"
+    assert decision.touch is touch and not decision.extend_okta
+
+
+def test_touch_follows_a_shorter_touch_every():
+    facts = bound(binding=replace(BOUND, last_activity=T0 - 10))
+    assert enforce(facts, SessionRules(touch_every=10)).touch
+    assert not enforce(facts, SessionRules(touch_every=10.5)).touch
+
+
+@pytest.mark.parametrize(
+    ("every", "last_extended", "extend"),
+    [(None, None, False), (None, T0 - 10**6, False), (300, None, True), (300, T0 - 299.9, False),
+     (300, T0 - 300, True), (300, T0 - 4000, True), (300, T0, False)],
+)
+def test_okta_is_extended_only_when_set_and_not_extended_for_extend_okta_every(every, last_extended, extend):
+    facts = bound(last_extended=last_extended)
+    decision = enforce(facts, SessionRules(extend_okta_every=every))
+    assert decision.action is Action.FORWARD and decision.extend_okta is extend and not decision.touch
+
+
+def test_touch_and_extend_together():
+    facts = bound(binding=replace(BOUND, last_activity=T0 - 60), last_extended=None)
+    decision = enforce(facts, SessionRules(extend_okta_every=30))
+    assert decision == Decision(Action.FORWARD, "ok", Action.FORWARD, touch=True, extend_okta=True)
+
+
+def test_an_ended_session_is_neither_touched_nor_extended():
+    facts = bound(OktaView(OktaState.GONE), binding=replace(BOUND, last_activity=T0 - 600), last_extended=None)
+    decision = enforce(facts, SessionRules(extend_okta_every=1))
+    assert decision.action is Action.END and not (decision.touch or decision.extend_okta or decision.bind)
+
+
+# --- purity ---------------------------------------------------------------------------------------------------------
+
+
+def test_decide_is_a_function_of_its_arguments():
+    facts = bound(binding=replace(BOUND, last_activity=T0 - 61), last_extended=None)
+    rules = SessionRules(extend_okta_every=30)
+    assert {decide(facts, rules, Mode.ENFORCE, T0) for _ in range(3)} == {decide(facts, rules, Mode.ENFORCE, T0)}
+    assert facts.binding == replace(BOUND, last_activity=T0 - 61)  # nothing it is given changes
