@@ -51,6 +51,8 @@ log = logging.getLogger("gateway.sessions")
 SESSION_ENDED = "Your session has ended. Sign in again."
 OKTA_UNAVAILABLE = "Sign-in cannot be checked right now. Try again in a moment."
 _MAX_EXTENDED = 100_000
+_MAX_SEEN = 10_000
+_Seen = tuple[dict[str, str], tuple[str, str] | None, Opened | None, str]
 _WARN_EVERY = 60.0
 
 
@@ -73,17 +75,17 @@ class Enforcer:
         self._learned: dict[str, tuple[str | None, str | None]] = {}  # app cookie -> (Path, Domain) as set
         self._extended: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cookie_headers: dict[str, _Seen] = {}
         self._warned = 0.0
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         mode = self.mode
         if mode is Mode.OFF:
             return await self._forward_plain(request)
-        cookies = parse_cookie_header(request.headers.get("Cookie"))
+        seen = self._seen(request.headers.get("Cookie", ""))
+        cookies, app, opened, for_app = seen
         if self._reader is not None and request.method == "POST" and request.path == self._profile.acs_path:
-            return await self._sign_in(request, cookies, self._reader)
-        app = app_session_cookie(cookies, self._profile.session_cookies)
-        opened = self._storage.open_for(cookies.get(self._own), app)
+            return await self._sign_in(request, for_app, self._reader)
         binding = opened.binding if opened is not None else None
         claimed = self._claimed(request, cookies) if self._identifiers else None
         session_id = binding.session_id if binding is not None else claimed
@@ -93,20 +95,20 @@ class Enforcer:
         now = self._clock()
         decision = decide(Facts(app is not None, binding, claimed, okta, self._extended.get(session_id or "")),
                           self.sessions.rules, mode, now)
-        self._metrics.decision(self.route.name, decision.action, decision.reason)
+        self._metrics.decisions.get(self.route.name, decision.action, decision.reason).inc()
         if decision.action is Action.END:
             return await self._end(request, cookies, session_id, decision.reason)
         if decision.action is Action.UNAVAILABLE:
             return error_response(request, 503, OKTA_UNAVAILABLE)
         if decision.would is not Action.FORWARD:
-            self._metrics.would_end(self.route.name, decision.reason)
+            self._metrics.would_end.get(self.route.name, decision.reason).inc()
             log.debug("route %s: observe: enforce would %s (%s)", self.route.name, decision.would, decision.reason)
         if decision.extend_okta and session_id is not None:
             self._extend(session_id, now)
         reseal = _reseal(decision, opened, okta, claimed, app, now, self._storage)
         if is_websocket_upgrade(request):
-            return await self._websocket(request, cookies, session_id if okta is not None else None)
-        return await self._http(request, self.route, cookie=cookie_header_for_app(cookies, self._own),
+            return await self._websocket(request, for_app, session_id if okta is not None else None)
+        return await self._http(request, self.route, cookie=for_app,
                                 before_answer=lambda response: self._on_answer(request, response, reseal, binding,
                                                                                app))
 
@@ -117,9 +119,7 @@ class Enforcer:
             return await self._ws(request, self.route)
         return await self._http(request, self.route)
 
-    async def _websocket(self, request: web.Request, cookies: dict[str, str],
-                         session_id: str | None) -> web.StreamResponse:
-        cookie = cookie_header_for_app(cookies, self._own)
+    async def _websocket(self, request: web.Request, cookie: str, session_id: str | None) -> web.StreamResponse:
         if session_id is None:
             return await self._ws(request, self.route, cookie=cookie)
         stop = self._sockets.opened(session_id)
@@ -127,6 +127,20 @@ class Enforcer:
             return await self._ws(request, self.route, cookie=cookie, stop=stop)
         finally:
             self._sockets.closed(session_id, stop)
+
+    def _seen(self, header: str) -> _Seen:
+        """What a Cookie header says: its cookies, the app session cookie, the binding that belongs to it, and the
+        header the app gets. A browser sends the same header request after request: remembered, bounded."""
+        seen = self._cookie_headers.get(header)
+        if seen is None:
+            cookies = parse_cookie_header(header)
+            app = app_session_cookie(cookies, self._profile.session_cookies)
+            seen = (cookies, app, self._storage.open_for(cookies.get(self._own), app),
+                    cookie_header_for_app(header, self._own))
+            if len(self._cookie_headers) >= _MAX_SEEN:
+                self._cookie_headers.pop(next(iter(self._cookie_headers)))
+            self._cookie_headers[header] = seen
+        return seen
 
     def _on_answer(self, request: web.Request, response: web.StreamResponse, reseal: Binding | None,
                    binding: Binding | None, app: tuple[str, str] | None) -> None:
@@ -151,13 +165,12 @@ class Enforcer:
 
     # --- sign-in at the ACS ------------------------------------------------------------------------------
 
-    async def _sign_in(self, request: web.Request, cookies: dict[str, str],
-                       reader: SignInReader) -> web.StreamResponse:
+    async def _sign_in(self, request: web.Request, for_app: str, reader: SignInReader) -> web.StreamResponse:
         """Read the SAML Response, check its session with Okta, forward it untouched, bind if the app accepts it."""
         length = request.content_length
         if length is None or length > MAX_FORM_BYTES:
-            self._metrics.sign_in(self.route.name, "unreadable")
-            return await self._http(request, self.route, cookie=cookie_header_for_app(cookies, self._own))
+            self._metrics.sign_ins.get(self.route.name, "unreadable").inc()
+            return await self._http(request, self.route, cookie=for_app)
         body = await request.read()
         signed_in = reader.read_sign_in(body, request.headers.get("Content-Type", ""))
         outcome, validation = "unreadable", None
@@ -171,9 +184,9 @@ class Enforcer:
         def bind(response: web.StreamResponse) -> None:
             fresh = self._fresh_app_cookie(response, now)
             if fresh is None:  # the app did not accept the assertion
-                self._metrics.sign_in(self.route.name, "refused_by_app")
+                self._metrics.sign_ins.get(self.route.name, "refused_by_app").inc()
                 return
-            self._metrics.sign_in(self.route.name, outcome)
+            self._metrics.sign_ins.get(self.route.name, outcome).inc()
             if outcome != "bound" or validation is None or validation.session is None:
                 self._warn_unbindable(outcome)
                 return
@@ -181,7 +194,7 @@ class Enforcer:
             fingerprint = self._storage.codec.fingerprint(*fresh)
             self._storage.write(request, response, Binding(s.id, s.user_id, s.login, fingerprint, now, now))
 
-        return await self._http(request, self.route, body=body, cookie=cookie_header_for_app(cookies, self._own),
+        return await self._http(request, self.route, body=body, cookie=for_app,
                                 before_answer=bind)
 
     def _fresh_app_cookie(self, response: web.StreamResponse, now: float) -> tuple[str, str] | None:
