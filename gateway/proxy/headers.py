@@ -12,6 +12,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -63,13 +64,20 @@ def request_headers_for_upstream(
     `drop` names further headers to leave out, in lower case.
     """
     trusted = is_trusted(peer, trusted_proxies)
-    skip = _NOT_FORWARDED_UP if trusted else _NOT_FORWARDED_FROM_CLIENTS
     named = connection_tokens(headers)
-    skip = skip | named | drop if named or drop else skip
+    skip = _skip_set(trusted, drop)
+    if named:
+        skip = skip | named
     out = [(k, v) for k, v in headers if k.lower() not in skip]
     out.append(("Host", host if preserve_host and host else upstream_host))
     out.extend(_forwarded(headers, trusted, peer=peer, scheme=scheme, host=host))
     return out
+
+
+@functools.cache
+def _skip_set(trusted: bool, drop: frozenset[str]) -> frozenset[str]:
+    """The headers never forwarded, with the caller's own (a handful of fixed sets: built once each)."""
+    return (_NOT_FORWARDED_UP if trusted else _NOT_FORWARDED_FROM_CLIENTS) | drop
 
 
 def forwarded_headers(

@@ -19,6 +19,7 @@ from .upstream import UpstreamPools
 log = logging.getLogger("gateway.proxy")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_COOKIE = frozenset({"cookie"})
 
 
 class BodyTooLarge(Exception):
@@ -82,13 +83,10 @@ def upstream_headers(
 
     `cookie`, when given, replaces the client's Cookie header ("" sends none).
     """
-    headers = tuple(request.headers.items())
     if cookie is not None:
-        headers = tuple(h for h in headers if h[0].lower() != "cookie")
-        if cookie:
-            headers += (("Cookie", cookie),)
-    return request_headers_for_upstream(
-        headers,
+        drop = drop | _COOKIE if drop else _COOKIE
+    headers = request_headers_for_upstream(
+        tuple(request.headers.items()),
         peer=request.remote,
         scheme=request.scheme,
         host=request.headers.get("Host", ""),
@@ -97,6 +95,9 @@ def upstream_headers(
         trusted_proxies=trusted,
         drop=drop,
     )
+    if cookie:
+        headers.append(("Cookie", cookie))
+    return headers
 
 
 def _expects_continue(request: web.Request) -> bool:

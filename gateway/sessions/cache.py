@@ -26,6 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from ..okta.model import OktaSession
+from .policy import OktaState, OktaView
 
 
 class Freshness(enum.Enum):
@@ -40,6 +41,7 @@ class Entry:
     fetched_at: float
     fresh_until: float
     good_until: float  # served until then; from fresh_until on, with a refresh
+    view: OktaView  # what decide() is told of the session, made once per entry rather than once per request
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +79,11 @@ class ValidationCache:
     def store_alive(self, session: OktaSession, now: float, stretch: float = 1.0) -> Entry:
         fresh_until = min(now + self.policy.ttl * stretch, session.expires_at)
         good_until = min(fresh_until + self.policy.revalidate, session.expires_at)
-        return self._put(session.id, Entry(session, now, fresh_until, good_until))
+        return self._put(session.id, Entry(session, now, fresh_until, good_until, view_of(session)))
 
     def store_gone(self, session_id: str, now: float) -> Entry:
         until = now + self.policy.negative_ttl
-        return self._put(session_id, Entry(None, now, until, until))
+        return self._put(session_id, Entry(None, now, until, until, GONE))
 
     def stop_serving_stale(self, session_id: str) -> None:
         """A revalidation failed: the entry is no longer served past its TTL (it stays for `last_alive`)."""
@@ -98,3 +100,12 @@ class ValidationCache:
         while len(self._entries) > self.policy.max_entries:
             self._entries.popitem(last=False)
         return entry
+
+
+GONE = OktaView(OktaState.GONE)
+UNAVAILABLE = OktaView(OktaState.UNAVAILABLE)
+
+
+def view_of(session: OktaSession) -> OktaView:
+    state = OktaState.SIGNED_IN if session.active else OktaState.NOT_SIGNED_IN
+    return OktaView(state, session.user_id, session.login, session.expires_at)

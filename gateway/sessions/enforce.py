@@ -40,7 +40,7 @@ from .cookies import (
     parse_cookie_header,
     read_set_cookie,
 )
-from .policy import Action, Decision, Facts, Mode, OktaState, OktaView, decide
+from .policy import FORWARD, Action, Decision, Facts, Mode, OktaView, decide
 from .saml import MAX_FORM_BYTES
 from .settings import RouteSessions
 from .sockets import OpenSockets
@@ -76,6 +76,7 @@ class Enforcer:
         self._extended: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._cookie_headers: dict[str, _Seen] = {}
+        self._forwarded = metrics.decisions.get(route.name, FORWARD.action, FORWARD.reason)
         self._warned = 0.0
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -91,11 +92,14 @@ class Enforcer:
         session_id = binding.session_id if binding is not None else claimed
         okta = None
         if app is not None and session_id is not None:
-            okta = okta_view(await self._validator.validate(session_id, self.route.grace))
+            okta = (await self._validator.validate(session_id, self.route.grace)).view
         now = self._clock()
         decision = decide(Facts(app is not None, binding, claimed, okta, self._extended.get(session_id or "")),
                           self.sessions.rules, mode, now)
-        self._metrics.decisions.get(self.route.name, decision.action, decision.reason).inc()
+        if decision is FORWARD:
+            self._forwarded.inc()
+        else:
+            self._metrics.decisions.get(self.route.name, decision.action, decision.reason).inc()
         if decision.action is Action.END:
             return await self._end(request, cookies, session_id, decision.reason)
         if decision.action is Action.UNAVAILABLE:
@@ -299,16 +303,6 @@ class Enforcer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def okta_view(validation: Validation) -> OktaView:
-    if validation.verdict is Verdict.UNAVAILABLE:
-        return OktaView(OktaState.UNAVAILABLE)
-    s = validation.session
-    if validation.verdict is Verdict.GONE or s is None:
-        return OktaView(OktaState.GONE)
-    state = OktaState.SIGNED_IN if s.active else OktaState.NOT_SIGNED_IN
-    return OktaView(state, s.user_id, s.login, s.expires_at)
 
 
 def _sign_in_outcome(validation: Validation, name_id: str) -> str:

@@ -73,7 +73,7 @@ class SessionRules:
     touch_every: float = 60.0  # re-save the binding's last activity at most this often
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: not frozen, which costs ~0.4 us a build; never mutated
 class Facts:
     """What the enforcement middleware learnt of one request."""
 

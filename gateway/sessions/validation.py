@@ -25,7 +25,8 @@ from ..metrics import Metrics
 from ..okta.client import OktaClient, OktaError, SessionGone
 from ..okta.ids import is_session_id
 from ..okta.model import OktaSession
-from .cache import Entry, Freshness, ValidationCache
+from .cache import GONE, UNAVAILABLE, Entry, Freshness, ValidationCache
+from .policy import OktaView
 
 log = logging.getLogger("gateway.validation")
 
@@ -38,11 +39,12 @@ class Verdict(enum.Enum):
     UNAVAILABLE = "unavailable"  # Okta could not say, and the fail mode does not allow a guess
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: not frozen, which costs ~0.4 us a build; never mutated
 class Validation:
     verdict: Verdict
     session: OktaSession | None
     via: str  # hit, refresh, miss, coalesced, negative, grace, unavailable, invalid_id
+    view: OktaView = UNAVAILABLE  # the same, as decide() takes it
 
     @property
     def signed_in(self) -> bool:
@@ -84,9 +86,7 @@ class SessionValidator:
 
     async def validate(self, session_id: str, grace: float | None = None) -> Validation:
         """What is known of this session now; `grace` is the caller's fail mode (None: closed)."""
-        if not is_session_id(session_id):
-            self._metrics.lookups["invalid_id"].inc()
-            return Validation(Verdict.GONE, None, "invalid_id")
+        # Only ids that passed is_session_id() and reached Okta are ever cached, so a hit needs no pattern check.
         freshness, entry = self.cache.lookup(session_id, self._clock())
         if entry is not None:
             if freshness is Freshness.REFRESH:
@@ -96,6 +96,9 @@ class SessionValidator:
                 via = "negative"
             self._metrics.lookups[via].inc()
             return _from_entry(entry, via)
+        if not is_session_id(session_id):
+            self._metrics.lookups["invalid_id"].inc()
+            return Validation(Verdict.GONE, None, "invalid_id", GONE)
         task = self._inflight.get(session_id)
         via = "coalesced"
         if task is None:
@@ -170,7 +173,7 @@ class SessionValidator:
             if last is not None and last.session is not None and last.session.active and now <= last.good_until + grace:
                 self._note_outage(outage, mode)
                 self._metrics.lookups["grace"].inc()
-                return Validation(Verdict.ALIVE, last.session, "grace")
+                return Validation(Verdict.ALIVE, last.session, "grace", last.view)
         self._note_outage(outage, mode)
         self._metrics.lookups["unavailable"].inc()
         return Validation(Verdict.UNAVAILABLE, None, "unavailable")
@@ -185,5 +188,5 @@ class SessionValidator:
 
 def _from_entry(entry: Entry, via: str) -> Validation:
     if entry.session is None:
-        return Validation(Verdict.GONE, None, via)
-    return Validation(Verdict.ALIVE, entry.session, via)
+        return Validation(Verdict.GONE, None, via, GONE)
+    return Validation(Verdict.ALIVE, entry.session, via, entry.view)
