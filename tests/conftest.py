@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.config import Settings, parse
+from gateway.sandbox.stack import free_port
 from gateway.server import build_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,12 +102,6 @@ def toml_text(routes: list[dict[str, Any]], **sections: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class GatewayProcess:

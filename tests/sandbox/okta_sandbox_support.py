@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,16 +15,11 @@ from multidict import CIMultiDictProxy
 
 from gateway.sandbox.okta.app import build_okta_app
 from gateway.sandbox.okta.org import OktaOrg
+from gateway.sandbox.stack import free_port
 
 HOST = "127.0.0.2"  # Okta's stand-in; the gateway and hook receivers live on 127.0.0.1
 TOKEN = "sandbox-test-token"
 ALICE, BOB = ("alice@example.com", "Alice-pw-1"), ("bob@example.com", "Bob-pw-2")
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
