@@ -300,10 +300,14 @@ def start_gateway(python: str, work: Path, port: int, upstream_port: int, worker
 
 
 def http_status(port: int, path: str) -> int | None:
-    """The status of one GET over a fresh connection, or None when there is no answer."""
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+    """The status of one GET to 127.0.0.1 over a fresh connection, or None when there is no answer."""
+    return http_status_at("127.0.0.1", port, path)
+
+
+def http_status_at(host: str, port: int, path: str) -> int | None:
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode()
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        with socket.create_connection((host, port), timeout=1) as sock:
             sock.sendall(request)
             head = sock.recv(64)
     except OSError:

@@ -7,22 +7,23 @@
 2. enforce_vs_off: one gateway process with two routes to the same nginx static upstream (1 KiB file), one with
    policy enforce and one with policy off; wrk sends a bound session's cookies (a real Okta session in the sandbox,
    a real sealed binding) to each in turn, in ten rounds, same settings as bench/proxy_bench.py. The gateway is one
-   CPU-bound process (alone on CPU 0), so its throughput is the inverse of its CPU time per request (read from
-   /proc). This shared machine drifts by 10-20 % within a minute, so the runs alternate off/on in short rounds and
-   the figure is the median of each round's own ratio (off's CPU per request over on's), which cancels the drift;
-   the median of the rounds' requests/s ratios is printed too.
+   CPU-bound process (alone on CPU 0), so its throughput is the inverse of its cost per request. That cost is
+   counted three ways: instructions per request under callgrind (the RESULT figure: repeatable to 0.1 %, where
+   this shared machine's speed drifts 10-20 % within a minute), and, under wrk, the median of paired rounds' ratios
+   of CPU time per request (from /proc) and of requests/s.
 
     python bench/revocation_bench.py [--duration 10s] [--connections 64] [--trials 5]
 
 Prints `RESULT pull_revocation_window_s=<worst> cache_ttl_s=<ttl>` and `RESULT enforce_vs_off=<ratio>
-enforce_vs_off_rps=<ratio>`. Not run by
-CI. wrk and nginx come from Debian's packages, installed when missing (bench/proxy_bench.py does it).
+enforce_vs_off_cpu=<ratio> enforce_vs_off_rps=<ratio>`. Not run by
+CI. wrk, nginx and valgrind come from Debian's packages, installed when missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import random
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -149,41 +151,127 @@ def wrk_run(wrk: str, pin: list[str], args: argparse.Namespace, url: str, cookie
     return pb.parse_wrk(out.stdout), cpu / int(done.group(1)) * 1e6
 
 
-def enforce_vs_off(args: argparse.Namespace, work: Path, children: list[pb.Child]) -> tuple[float, float]:
-    wrk, nginx = pb.ensure_tools()
-    pin = pb.wrk_pin()
+@dataclass
+class Upstreams:
+    """nginx serving the file, the Okta sandbox with a signed-in session, and the binding key: what both gateway
+    measurements share."""
+
+    env: dict[str, str]
+    nginx_port: int
+    okta_port: int
+    codec: BindingCodec
+    session: tuple[str, str, str]  # id, user id, login
+
+    def cookie(self) -> str:
+        """A bound app session's cookies, sealed now (a fresh binding: no re-seal happens within a run)."""
+        now = time.time()
+        session_id, user_id, login = self.session
+        binding = Binding(session_id, user_id, login, self.codec.fingerprint("JSESSIONID", "bench"), now, now)
+        return f"JSESSIONID=bench; gateway_binding={self.codec.seal(binding)}"
+
+
+def start_upstreams(args: argparse.Namespace, nginx: str, work: Path, children: list[pb.Child]) -> Upstreams:
     key = Fernet.generate_key().decode()
-    env = {**os.environ, "OKTA_API_TOKEN": TOKEN, "GATEWAY_BINDING_KEYS": key,
-           "PYTHONPATH": str(pb.REPO)}
-    direct, spare, okta_port, port = pb.free_port(), pb.free_port(), free_port("127.0.0.2"), pb.free_port()
+    env = {**os.environ, "OKTA_API_TOKEN": TOKEN, "GATEWAY_BINDING_KEYS": key, "PYTHONPATH": str(pb.REPO),
+           "PYTHONHASHSEED": "0"}
+    direct, spare, okta_port = pb.free_port(), pb.free_port(), free_port("127.0.0.2")
     children.append(pb.start_nginx(nginx, work, direct, spare))
     pb.wait_for_port(direct, children[-1], work / "error.log")
     children.append(pb.spawn([args.python, "-m", "gateway.cli", "sandbox", "okta", "--host", "127.0.0.2", "--port",
                               str(okta_port)], work / "okta.err", cwd=pb.REPO, env=env))
-    (work / "gateway.toml").write_text(gateway_conf(port, okta_port, direct))
+    for _ in range(100):
+        if pb.http_status_at("127.0.0.2", okta_port, "/login/login.htm") == 200:
+            break
+        time.sleep(0.1)
+    return Upstreams(env, direct, okta_port, BindingCodec([key]), okta_session(okta_port))
+
+
+def start_gateway(args: argparse.Namespace, up: Upstreams, work: Path, children: list[pb.Child],
+                  prefix: list[str], ready_timeout: float) -> tuple[pb.Child, int]:
+    port = pb.free_port()
+    config = work / f"gateway-{port}.toml"
+    config.write_text(gateway_conf(port, up.okta_port, up.nginx_port))
+    child = pb.spawn([*prefix, args.python, "-m", "gateway.cli", "run", "--config", str(config)],
+                     work / f"gateway-{port}.err", cwd=pb.REPO, env=up.env)
+    children.append(child)
+    deadline = time.monotonic() + ready_timeout
+    while pb.http_status(port, "/.gateway/readyz") != 200:
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise pb.BenchError(f"the gateway did not start; its stderr:\n{pb.tail(work / f'gateway-{port}.err')}")
+        time.sleep(0.2)
+    return child, port
+
+
+def enforce_vs_off_wrk(args: argparse.Namespace, up: Upstreams, wrk: str, work: Path,
+                       children: list[pb.Child]) -> tuple[float, float]:
+    """(median paired ratio of CPU time per request, median paired ratio of requests/s) under wrk."""
+    pin = pb.wrk_pin()
     alone = ["taskset", "-c", "0"] if pin else []  # the gateway on a CPU of its own; wrk and nginx on the other
-    children.append(pb.spawn([*alone, args.python, "-m", "gateway.cli", "run", "--config",
-                              str(work / "gateway.toml")], work / "gateway.err", cwd=pb.REPO, env=env))
-    pb.wait_for_gateway(children[-1], port, work / "gateway.err")
-    time.sleep(0.5)
-    session_id, user_id, login = okta_session(okta_port)
-    codec = BindingCodec([key])
+    gateway, port = start_gateway(args, up, work, children, alone, pb.READY_TIMEOUT)
     rps: dict[str, list[float]] = {"on": [], "off": []}
     cpu: dict[str, list[float]] = {"on": [], "off": []}
     for _ in range(args.rounds):
         for name in ("off", "on"):
-            now = time.time()  # a fresh binding each run, as a browser's would be: no re-seal inside the run
-            binding = Binding(session_id, user_id, login, codec.fingerprint("JSESSIONID", "bench"), now, now)
-            cookie = f"JSESSIONID=bench; gateway_binding={codec.seal(binding)}"
-            result, us = wrk_run(wrk, pin, args, f"http://127.0.0.1:{port}/{name}{pb.URL_PATH}", cookie,
-                                 children[-1].pid)
+            result, us = wrk_run(wrk, pin, args, f"http://127.0.0.1:{port}/{name}{pb.URL_PATH}", up.cookie(),
+                                 gateway.pid)
             if result.non_2xx:
                 raise pb.BenchError(f"route {name} answered {result.non_2xx} non-2xx: the binding was refused")
             rps[name].append(result.rps)
             cpu[name].append(us)
             print(pb.result_line(f"gateway, policy {name}", result) + f"   {us:6.1f} us CPU/request", flush=True)
+    pb.stop(gateway)
     return (statistics.median(off / on for off, on in zip(cpu["off"], cpu["on"], strict=True)),
             statistics.median(on / off for off, on in zip(rps["off"], rps["on"], strict=True)))
+
+
+def enforce_vs_off_instructions(args: argparse.Namespace, up: Upstreams, work: Path,
+                                children: list[pb.Child]) -> float:
+    """The ratio of instructions per request, off over enforce, counted by callgrind: repeatable to 0.1 %."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        pb.subprocess.run(["apt-get", "install", "-y", "valgrind"], check=True, timeout=900,
+                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    out = work / "callgrind.out"
+    gateway, port = start_gateway(args, up, work, children, ["valgrind", "--tool=callgrind",
+                                                             f"--callgrind-out-file={out}"], 600)
+    cookie = up.cookie()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def send(path: str, count: int) -> None:
+        for _ in range(count):
+            connection.request("GET", path, headers={"Cookie": cookie, "Accept": "*/*"})
+            answer = connection.getresponse()
+            answer.read()
+            if answer.status != 200:
+                raise pb.BenchError(f"{path} answered {answer.status} under callgrind")
+
+    def dump() -> int:
+        """Instructions since the last dump."""
+        before = set(work.glob("callgrind.out*"))
+        pb.subprocess.run(["callgrind_control", "--dump", str(gateway.pid)], capture_output=True, check=True,
+                          timeout=120)
+        for _ in range(200):
+            fresh = set(work.glob("callgrind.out*")) - before
+            if fresh:
+                text = max(fresh, key=lambda f: f.stat().st_mtime).read_text()
+                found = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+                if found:
+                    return int(found.group(1))
+            time.sleep(0.1)
+        raise pb.BenchError("callgrind wrote no dump")
+
+    send(f"/on{pb.URL_PATH}", 300)
+    send(f"/off{pb.URL_PATH}", 300)
+    dump()
+    per_request: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(2):
+        for name in ("off", "on"):
+            send(f"/{name}{pb.URL_PATH}", args.requests)
+            per_request[name].append(dump() / args.requests)
+            print(f"gateway, policy {name:<4} {per_request[name][-1]:>12,.0f} instructions/request (callgrind)",
+                  flush=True)
+    connection.close()
+    pb.stop(gateway)
+    return min(per_request["off"]) / min(per_request["on"])
 
 
 def main() -> int:
@@ -192,7 +280,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--trials", type=int, default=5, help="sign-outs timed for the pull window")
-    parser.add_argument("--rounds", type=int, default=10, help="runs of each policy for enforce_vs_off")
+    parser.add_argument("--rounds", type=int, default=10, help="wrk runs of each policy")
+    parser.add_argument("--requests", type=int, default=1000, help="requests of each policy counted by callgrind")
     parser.add_argument("--python", default=sys.executable)
     args = parser.parse_args()
     window = asyncio.run(pull_window(args.trials))
@@ -201,7 +290,10 @@ def main() -> int:
     work.chmod(0o755)
     children: list[pb.Child] = []
     try:
-        ratio, rps_ratio = enforce_vs_off(args, work, children)
+        wrk, nginx = pb.ensure_tools()
+        up = start_upstreams(args, nginx, work, children)
+        cpu_ratio, rps_ratio = enforce_vs_off_wrk(args, up, wrk, work, children)
+        instructions = enforce_vs_off_instructions(args, up, work, children)
     except pb.BenchError as exc:
         print(f"revocation_bench: {exc}", file=sys.stderr)
         return 1
@@ -209,7 +301,8 @@ def main() -> int:
         for child in reversed(children):
             pb.stop(child)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"RESULT enforce_vs_off={ratio:.3f} enforce_vs_off_rps={rps_ratio:.3f}", flush=True)
+    print(f"RESULT enforce_vs_off={instructions:.3f} enforce_vs_off_cpu={cpu_ratio:.3f} "
+          f"enforce_vs_off_rps={rps_ratio:.3f}", flush=True)
     return 0
 
 

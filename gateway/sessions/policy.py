@@ -19,6 +19,9 @@ Rules of this module:
 - A forwarded request of a bound session asks for the binding to be re-saved (`touch`) only when its last
   activity is older than `touch_every`, and for the Okta session to be refreshed (`extend_okta`) only when it was
   not refreshed for `extend_okta_every`: both cost I/O or a Set-Cookie, so never on every request.
+- `holds_until()` says how long a plain forward stays the decision for the same facts: until the first moment a
+  rule of time can turn it (expiresAt, the idle timeout, the next touch or refresh). Only a change in what Okta
+  says can turn it sooner, and the shell sees that as a new cache entry.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class Decision:
 
 
 FORWARD = Decision(Action.FORWARD, "ok", Action.FORWARD)
+SIGNED_IN = OktaState.SIGNED_IN
 NOTHING_TO_PROTECT = Decision(Action.FORWARD, "no_app_session", Action.FORWARD)
 OFF = Decision(Action.FORWARD, "policy_off", Action.FORWARD)
 
@@ -106,6 +110,25 @@ def decide(facts: Facts, rules: SessionRules, mode: Mode, now: float) -> Decisio
     if mode is Mode.OBSERVE and decision.action is not Action.FORWARD:
         return Decision(Action.FORWARD, decision.reason, decision.action)
     return decision
+
+
+def holds_until(facts: Facts, rules: SessionRules) -> float:
+    """Until when decide() keeps answering a plain FORWARD for these facts (the Okta view unchanged); -inf when
+    the facts are not those of a bound session it would forward."""
+    binding, okta = facts.binding, facts.okta
+    if binding is None or okta is None or facts.claimed_session_id is not None or okta.state is not SIGNED_IN:
+        return NEVER
+    until = min(okta.expires_at, binding.last_activity + rules.touch_every)
+    if rules.idle_timeout is not None:
+        until = min(until, binding.last_activity + rules.idle_timeout)
+    if rules.extend_okta_every is not None:
+        if facts.last_extended is None:
+            return NEVER
+        until = min(until, facts.last_extended + rules.extend_okta_every)
+    return until
+
+
+NEVER = float("-inf")
 
 
 def _enforce(facts: Facts, rules: SessionRules, now: float) -> Decision:

@@ -45,6 +45,7 @@ class Validation:
     session: OktaSession | None
     via: str  # hit, refresh, miss, coalesced, negative, grace, unavailable, invalid_id
     view: OktaView = UNAVAILABLE  # the same, as decide() takes it
+    entry: Entry | None = None  # the cache entry it came from, if any
 
     @property
     def signed_in(self) -> bool:
@@ -188,5 +189,5 @@ class SessionValidator:
 
 def _from_entry(entry: Entry, via: str) -> Validation:
     if entry.session is None:
-        return Validation(Verdict.GONE, None, via, GONE)
-    return Validation(Verdict.ALIVE, entry.session, via, entry.view)
+        return Validation(Verdict.GONE, None, via, GONE, entry)
+    return Validation(Verdict.ALIVE, entry.session, via, entry.view, entry)

@@ -17,6 +17,7 @@ from gateway.sessions.policy import (
     SessionRules,
     Unbound,
     decide,
+    holds_until,
 )
 
 T0 = 1_000_000.0
@@ -283,3 +284,40 @@ def test_decide_is_a_function_of_its_arguments():
     rules = SessionRules(extend_okta_every=30)
     assert {decide(facts, rules, Mode.ENFORCE, T0) for _ in range(3)} == {decide(facts, rules, Mode.ENFORCE, T0)}
     assert facts.binding == replace(BOUND, last_activity=T0 - 61)  # nothing it is given changes
+
+
+# --- how long a forward holds -------------------------------------------------------------------------------------
+
+
+def test_a_forward_holds_until_the_next_touch_when_nothing_else_comes_first():
+    assert holds_until(bound(), RULES) == BOUND.last_activity + RULES.touch_every
+
+
+def test_a_forward_holds_at_most_until_expires_at_and_the_idle_timeout():
+    soon = replace(ACTIVE, expires_at=T0 + 5)
+    assert holds_until(bound(soon), RULES) == T0 + 5
+    rules = SessionRules(idle_timeout=30, touch_every=3600)
+    assert holds_until(bound(), rules) == BOUND.last_activity + 30
+
+
+def test_a_forward_holds_until_the_next_okta_refresh_and_not_at_all_before_the_first():
+    rules = SessionRules(extend_okta_every=20, touch_every=3600)
+    assert holds_until(bound(last_extended=T0 - 5), rules) == T0 + 15
+    assert holds_until(bound(last_extended=None), rules) == float("-inf")
+
+
+@pytest.mark.parametrize("facts", [unbound(), bound(claimed_session_id=SID), bound(None),
+                                   bound(OktaView(OktaState.GONE)), bound(OktaView(OktaState.NOT_SIGNED_IN))])
+def test_nothing_but_a_bound_signed_in_session_holds(facts):
+    assert holds_until(facts, RULES) == float("-inf")
+
+
+@pytest.mark.parametrize("offset", [0.0, 1.0, 29.0, 49.9])
+def test_decide_forwards_plainly_everywhere_before_the_hold_ends(offset):
+    rules = SessionRules(idle_timeout=100, extend_okta_every=60, touch_every=50)
+    facts = bound(binding=replace(BOUND, last_activity=T0), last_extended=T0)
+    until = holds_until(facts, rules)
+    assert until == T0 + 50
+    assert enforce(facts, rules, T0 + offset).action is Action.FORWARD
+    assert not enforce(facts, rules, T0 + offset).touch
+    assert enforce(facts, rules, until).touch  # at the end of the hold a rule turns
