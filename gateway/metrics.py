@@ -91,6 +91,17 @@ class Metrics:
         self.sockets_closed = Counter("gateway_websockets_closed", "Open WebSockets closed because their session ended",
                                       registry=self.registry)
 
+        self.revocations = Counter("gateway_revocations", "Revocations acted on, by source", ["source"],
+                                   registry=self.registry)
+        self.revocation_latency = Histogram(
+            "gateway_revocation_latency_seconds", "From the moment the source says a revocation happened to the "
+            "moment the gateway acted on it", ["source"], registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+        self.revoked_served = Histogram(
+            "gateway_revoked_session_served_seconds", "How long a revoked session was still served: from the "
+            "revocation's source time to the first refused request of it", registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value, for tests and the status page."""
         found = self.registry.get_sample_value(name, labels)

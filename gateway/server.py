@@ -21,12 +21,14 @@ from .okta.client import OktaClient
 from .proxy.http import Forwarder, error_response
 from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
+from .revocation.bus import RevocationBus
 from .sessions.binding import BindingCodec
 from .sessions.binding_cookie import BindingStorage
 from .sessions.cache import ValidationCache
 from .sessions.enforce import Enforcer
 from .sessions.sockets import OpenSockets
 from .sessions.validation import SessionValidator, Verdict
+from .store.memory import MemoryStore
 
 log = logging.getLogger("gateway")
 
@@ -36,6 +38,7 @@ METRICS = web.AppKey("metrics", Metrics)
 VALIDATOR = web.AppKey("validator", SessionValidator)
 ENFORCERS = web.AppKey("enforcers", dict[str, Enforcer])
 SOCKETS = web.AppKey("sockets", OpenSockets)
+BUS = web.AppKey("bus", RevocationBus)
 
 _CREDENTIALS_RECHECK = (30.0, 300.0)  # seconds between checks of our Okta token: while in doubt, while good
 
@@ -54,7 +57,8 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     app[SOCKETS] = OpenSockets()
     if settings.okta is not None:
         app[VALIDATOR] = validator = _validator(settings.okta, metrics, clock)
-        app[ENFORCERS] = _enforcers(settings, validator, http, ws, pools, app[SOCKETS], metrics, clock)
+        app[BUS] = bus = RevocationBus(MemoryStore(), validator, app[SOCKETS], metrics, clock=clock)
+        app[ENFORCERS] = _enforcers(settings, validator, http, ws, pools, app[SOCKETS], bus, metrics, clock)
         app.cleanup_ctx.append(_okta_ctx)
 
     prefix = settings.server.prefix
@@ -67,7 +71,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
 
 
 def _enforcers(settings: Settings, validator: SessionValidator, http: Forwarder, ws: WebSocketForwarder,
-               pools: UpstreamPools, sockets: OpenSockets, metrics: Metrics,
+               pools: UpstreamPools, sockets: OpenSockets, bus: RevocationBus, metrics: Metrics,
                clock: Callable[[], float]) -> dict[str, Enforcer]:
     """One Enforcer per route that binds sessions (its policy may be switched to off and back while running)."""
     routes = [r for r in settings.routes.routes if r.sessions is not None]
@@ -76,7 +80,8 @@ def _enforcers(settings: Settings, validator: SessionValidator, http: Forwarder,
     codec = BindingCodec(settings.binding_keys)
     return {
         r.name: Enforcer(r, r.sessions, validator=validator, storage=BindingStorage(codec, r.sessions.cookie),
-                         http=http, websocket=ws, pools=pools, sockets=sockets, metrics=metrics, clock=clock)
+                         http=http, websocket=ws, pools=pools, sockets=sockets, bus=bus, metrics=metrics,
+                         clock=clock)
         for r in routes if r.sessions is not None
     }
 

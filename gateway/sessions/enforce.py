@@ -28,9 +28,11 @@ from ..proxy.headers import request_headers_for_upstream
 from ..proxy.http import Forwarder, error_response
 from ..proxy.upstream import UpstreamPools
 from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
+from ..revocation.bus import Revocation, RevocationBus
 from ..routing import Route
 from .binding import Binding, Opened
 from .binding_cookie import BindingStorage
+from .cache import GONE as GONE_VIEW
 from .cache import Entry
 from .cookies import (
     app_cookie_names,
@@ -53,13 +55,15 @@ SESSION_ENDED = "Your session has ended. Sign in again."
 OKTA_UNAVAILABLE = "Sign-in cannot be checked right now. Try again in a moment."
 _MAX_EXTENDED = 100_000
 _MAX_SEEN = 10_000
+_ENDED_IN_OKTA = frozenset({"okta_session_ended", "okta_session_expired"})
+ENDED = Validation(Verdict.GONE, None, "revoked", GONE_VIEW)
 
 
 class _Seen:
     """What one Cookie header says, and the last plain forward decided for it: until when it holds, from which
     cache entry, in which mode."""
 
-    __slots__ = ("cookies", "app", "opened", "for_app", "until", "entry", "mode")
+    __slots__ = ("cookies", "app", "opened", "for_app", "until", "entry", "mode", "generation")
 
     def __init__(self, cookies: dict[str, str], app: tuple[str, str] | None, opened: Opened | None,
                  for_app: str) -> None:
@@ -67,9 +71,10 @@ class _Seen:
         self.until = NEVER
         self.entry: Entry | None = None
         self.mode = Mode.OFF
+        self.generation = -1
 
-    def remember(self, until: float, entry: Entry, mode: Mode) -> None:
-        self.until, self.entry, self.mode = until, entry, mode
+    def remember(self, until: float, entry: Entry, mode: Mode, generation: int) -> None:
+        self.until, self.entry, self.mode, self.generation = until, entry, mode, generation
 _WARN_EVERY = 60.0
 
 
@@ -79,11 +84,12 @@ class Enforcer:
     def __init__(
         self, route: Route, sessions: RouteSessions, *, validator: SessionValidator, storage: BindingStorage,
         http: Forwarder, websocket: WebSocketForwarder, pools: UpstreamPools, sockets: OpenSockets,
-        metrics: Metrics, clock: Callable[[], float] = time.time,
+        bus: RevocationBus, metrics: Metrics, clock: Callable[[], float] = time.time,
     ) -> None:
         self.route, self.sessions, self.mode = route, sessions, sessions.mode
         self._validator, self._storage, self._http, self._ws = validator, storage, http, websocket
         self._pools, self._sockets, self._metrics, self._clock = pools, sockets, metrics, clock
+        self._bus, self._store = bus, bus.store
         made = [source_factory(name)(sessions.source_options) for name in sessions.sources]
         self._identifiers = [s for s in made if isinstance(s, SidSource)]
         self._reader = next((s for s in made if isinstance(s, SignInReader)), None)
@@ -107,26 +113,34 @@ class Enforcer:
             return await self._sign_in(request, for_app, self._reader)
         binding = opened.binding if opened is not None else None
         upgrade = is_websocket_upgrade(request)
-        if seen.entry is not None and seen.mode is mode and not upgrade and not self._identifiers:
+        store = self._store
+        if (seen.entry is not None and seen.mode is mode and seen.generation == store.generation and not upgrade
+                and not self._identifiers):
             now = self._clock()
             if now < seen.until and self._validator.cache.still(seen.entry, now):
                 return await self._forward_again(request, seen)  # the same facts as the last request: forward
+        generation = store.generation
         claimed = self._claimed(request, cookies) if self._identifiers else None
         session_id = binding.session_id if binding is not None else claimed
+        revoked = binding is not None and self._revoked(binding)
         validation = None
-        if app is not None and session_id is not None:
-            validation = await self._validator.validate(session_id, self.route.grace)
+        if app is not None and session_id is not None and not revoked:
+            if claimed is not None and binding is None and store.session_ended(claimed) is not None:
+                validation = ENDED
+            else:
+                validation = await self._validator.validate(session_id, self.route.grace)
         okta = validation.view if validation is not None else None
         now = self._clock()
-        facts = Facts(app is not None, binding, claimed, okta, self._extended.get(session_id or ""))
+        facts = Facts(app is not None, binding, claimed, okta, self._extended.get(session_id or ""), revoked)
         decision = decide(facts, self.sessions.rules, mode, now)
         if decision is FORWARD:
             self._forwarded.inc()
             if validation is not None and validation.entry is not None:
-                seen.remember(holds_until(facts, self.sessions.rules), validation.entry, mode)
+                seen.remember(holds_until(facts, self.sessions.rules), validation.entry, mode, generation)
         else:
             self._metrics.decisions.get(self.route.name, decision.action, decision.reason).inc()
         if decision.action is Action.END:
+            self._on_end(binding, decision.reason, now)
             return await self._end(request, cookies, session_id, decision.reason)
         if decision.action is Action.UNAVAILABLE:
             return error_response(request, 503, OKTA_UNAVAILABLE)
@@ -137,7 +151,8 @@ class Enforcer:
             self._extend(session_id, now)
         reseal = _reseal(decision, opened, okta, claimed, app, now, self._storage)
         if upgrade:
-            return await self._websocket(request, for_app, session_id if okta is not None else None)
+            keys = (binding.user_id, binding.login.lower()) if binding is not None else ()
+            return await self._websocket(request, for_app, session_id if okta is not None else None, keys)
         return await self._http(request, self.route, cookie=for_app,
                                 before_answer=lambda response: self._on_answer(request, response, reseal, binding,
                                                                                app))
@@ -159,14 +174,34 @@ class Enforcer:
             return await self._ws(request, self.route)
         return await self._http(request, self.route)
 
-    async def _websocket(self, request: web.Request, cookie: str, session_id: str | None) -> web.StreamResponse:
+    async def _websocket(self, request: web.Request, cookie: str, session_id: str | None,
+                         user_keys: tuple[str, ...]) -> web.StreamResponse:
         if session_id is None:
             return await self._ws(request, self.route, cookie=cookie)
-        stop = self._sockets.opened(session_id)
+        stop = self._sockets.opened(session_id, user_keys)
         try:
             return await self._ws(request, self.route, cookie=cookie, stop=stop)
         finally:
             self._sockets.closed(session_id, stop)
+
+    def _revoked(self, binding: Binding) -> bool:
+        store = self._store
+        if store.session_ended(binding.session_id) is not None:
+            return True
+        watermark = max(store.user_ended_before(binding.user_id), store.user_ended_before(binding.login.lower()))
+        return binding.bound_at < watermark
+
+    def _on_end(self, binding: Binding | None, reason: str, now: float) -> None:
+        """A bound session found ended in Okta is a revocation too (its source: the lookup); a revoked one that
+        was still asked for shows how long after the revocation its browser came back."""
+        if binding is None:
+            return
+        if reason in _ENDED_IN_OKTA:
+            self._bus.publish(Revocation("lookup", reason, binding.session_id, binding.user_id, None))
+        elif reason == "revoked":
+            ended = self._store.session_ended(binding.session_id)
+            if ended is not None:
+                self._metrics.revoked_served.observe(max(now - ended, 0.0))
 
     def _seen(self, header: str) -> _Seen:
         """What a Cookie header says: its cookies, the app session cookie, the binding that belongs to it, and the

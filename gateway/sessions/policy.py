@@ -5,10 +5,12 @@ Rules of this module:
   route's `SessionRules`, the mode in force, `now` in epoch seconds); a `Decision` comes out. The enforcement
   middleware (enforce.py) gathers the facts and carries the decision out.
 - A request without an app session cookie has nothing to protect: it is forwarded (the app will ask for sign-in).
-- An app session lives exactly as long as the Okta session it was born from. It is ended when that Okta session
-  is gone (404, ended, expired: `now >= expiresAt`), is not fully signed in (`MFA_REQUIRED`, `MFA_ENROLL`), belongs
-  to another user than the binding says, when the browser now presents another Okta session than the one the
-  binding names, or when the gateway's own idle timeout has passed since the binding's last activity.
+- An app session lives exactly as long as the Okta session it was born from. It is ended when its binding was
+  revoked (the revocation bus recorded the session or the user as ended: that needs no word from Okta), when the
+  Okta session is gone (404, ended, expired: `now >= expiresAt`), is not fully signed in (`MFA_REQUIRED`,
+  `MFA_ENROLL`), belongs to another user than the binding says, when the browser now presents another Okta
+  session than the one the binding names, or when the gateway's own idle timeout has passed since the binding's
+  last activity.
 - An app session with no valid binding is unbound: it is bound on the spot when a session-id source (Okta's
   cookie, a trusted header) names a signed-in Okta session; otherwise the route's `unbound` rule decides
   (`relogin` ends it, `allow` forwards it).
@@ -85,6 +87,7 @@ class Facts:
     claimed_session_id: str | None = None  # what a session-id source (cookie, header) names, if any
     okta: OktaView | None = None  # Okta's answer for the session in question; None when there is none
     last_extended: float | None = None  # when this gateway last refreshed the Okta session
+    revoked: bool = False  # the revocation store says the binding's session or user was ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,8 @@ def holds_until(facts: Facts, rules: SessionRules) -> float:
     """Until when decide() keeps answering a plain FORWARD for these facts (the Okta view unchanged); -inf when
     the facts are not those of a bound session it would forward."""
     binding, okta = facts.binding, facts.okta
-    if binding is None or okta is None or facts.claimed_session_id is not None or okta.state is not SIGNED_IN:
+    if (binding is None or okta is None or facts.claimed_session_id is not None or okta.state is not SIGNED_IN
+            or facts.revoked):
         return NEVER
     until = min(okta.expires_at, binding.last_activity + rules.touch_every)
     if rules.idle_timeout is not None:
@@ -137,6 +141,8 @@ def _enforce(facts: Facts, rules: SessionRules, now: float) -> Decision:
     binding, okta = facts.binding, facts.okta
     if binding is None:
         return _unbound(facts, rules, now)
+    if facts.revoked:
+        return _end("revoked")
     if facts.claimed_session_id is not None and facts.claimed_session_id != binding.session_id:
         return _end("okta_session_changed")
     if okta is None:  # the shell always validates a bound session; no answer is no session

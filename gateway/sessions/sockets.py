@@ -13,11 +13,19 @@ import asyncio
 class OpenSockets:
     def __init__(self) -> None:
         self._by_session: dict[str, set[asyncio.Event]] = {}
+        self._users: dict[str, set[str]] = {}  # user id or lower-cased login -> session ids with open sockets
 
-    def opened(self, session_id: str) -> asyncio.Event:
+    def opened(self, session_id: str, user_keys: tuple[str, ...] = ()) -> asyncio.Event:
         stop = asyncio.Event()
         self._by_session.setdefault(session_id, set()).add(stop)
+        for key in user_keys:
+            self._users.setdefault(key, set()).add(session_id)
         return stop
+
+    def end_user(self, user_keys: list[str]) -> int:
+        """Close every socket of every session of the user; how many there were."""
+        sessions = set().union(*(self._users.pop(k, set()) for k in user_keys))
+        return sum(self.end(s) for s in sessions)
 
     def closed(self, session_id: str, stop: asyncio.Event) -> None:
         open_ones = self._by_session.get(session_id)

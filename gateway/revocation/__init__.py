@@ -1,0 +1,1 @@
+"""Revocations: the bus every end flows through, Okta event hooks, Universal Logout and logout interception."""

@@ -1,0 +1,25 @@
+"""Where revocation state lives: tombstones of ended Okta sessions and per-user "revoked before T" watermarks.
+
+`RevocationStore` is the interface; memory.py is the embedded default (one process). A shared backend (Redis)
+implements the same few methods, so that every replica sees every revocation.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class RevocationStore(Protocol):
+    generation: int  # changes whenever anything is recorded: a cheap "has anything been revoked since?"
+
+    def end_session(self, session_id: str, at: float) -> None:
+        """The Okta session ended at `at`; a binding to it is void from now on."""
+
+    def end_user(self, user_key: str, before: float) -> None:
+        """Every binding of this user (id or lower-cased login) made before `before` is void."""
+
+    def session_ended(self, session_id: str) -> float | None:
+        """When the session was recorded as ended, or None."""
+
+    def user_ended_before(self, user_key: str) -> float:
+        """The user's watermark (0 for none)."""

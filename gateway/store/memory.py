@@ -1,0 +1,50 @@
+"""The embedded revocation store: two bounded dicts in this process.
+
+Rules: a tombstone or watermark is kept for `retention` seconds (long enough for every cache entry and binding made
+before it to have been checked against Okta again, which would find the session gone anyway), and at most
+`max_entries` of each (oldest first out). A user's watermark only ever moves forward, so events that arrive out of
+order cannot bring a revoked binding back. No I/O, no clock of its own: times come in as arguments.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class MemoryStore:
+    def __init__(self, *, retention: float = 86_400.0, max_entries: int = 1_000_000) -> None:
+        self.generation = 0
+        self._retention = retention
+        self._max = max_entries
+        self._sessions: OrderedDict[str, float] = OrderedDict()
+        self._users: OrderedDict[str, float] = OrderedDict()
+
+    def end_session(self, session_id: str, at: float) -> None:
+        if session_id not in self._sessions:
+            self._put(self._sessions, session_id, at)
+
+    def end_user(self, user_key: str, before: float) -> None:
+        if before > self._users.get(user_key, 0.0):
+            self._put(self._users, user_key, before)
+
+    def session_ended(self, session_id: str) -> float | None:
+        return self._sessions.get(session_id)
+
+    def user_ended_before(self, user_key: str) -> float:
+        return self._users.get(user_key, 0.0)
+
+    def forget_older_than(self, now: float) -> None:
+        """Drop what is past its retention (called now and then, not per request)."""
+        for table in (self._sessions, self._users):
+            for key in [k for k, at in table.items() if at < now - self._retention]:
+                del table[key]
+
+    def __len__(self) -> int:
+        return len(self._sessions) + len(self._users)
+
+    def _put(self, table: OrderedDict[str, float], key: str, value: float) -> None:
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > self._max:
+            table.popitem(last=False)
+        self.generation += 1
