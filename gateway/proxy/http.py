@@ -52,7 +52,7 @@ class Forwarder:
         cap = route.max_request_body
         if cap is not None and length is not None and length > cap:
             return error_response(request, 413, answers.TOO_LARGE, close=True)
-        stream = _body(request, cap) if body is None else _once(body)
+        stream = _body(request, cap) if body is None else body_once(body)
         if body is None and stream is not None and request.version >= (1, 1) and _expects_continue(request):
             await request.writer.write(_CONTINUE)
         headers = upstream_headers(request, route, self._trusted, cookie=cookie)
@@ -112,7 +112,8 @@ def _body(request: web.Request, cap: int | None) -> AsyncIterable[bytes] | None:
     return _capped(request.content, cap)
 
 
-async def _once(body: bytes) -> AsyncIterator[bytes]:
+async def body_once(body: bytes) -> AsyncIterator[bytes]:
+    """A body already read, as the upstream client takes one."""
     yield body
 
 

@@ -24,22 +24,19 @@ from aiohttp import web
 from .. import answers
 from ..metrics import Metrics
 from ..plugin import RequestInfo, SidSource, SignInReader, source_factory
-from ..proxy.headers import request_headers_for_upstream
 from ..proxy.http import Forwarder, error_response
 from ..proxy.upstream import UpstreamPools
 from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from ..revocation.bus import Revocation, RevocationBus
 from ..routing import Route
+from .app_side import AppSide
 from .binding import Binding, Opened
 from .binding_cookie import BindingStorage
 from .cache import GONE as GONE_VIEW
 from .cache import Entry
 from .cookies import (
-    app_cookie_names,
     app_session_cookie,
     cookie_header_for_app,
-    matches,
-    only,
     parse_cookie_header,
     read_set_cookie,
 )
@@ -95,7 +92,7 @@ class Enforcer:
         self._reader = next((s for s in made if isinstance(s, SignInReader)), None)
         self._profile = sessions.profile
         self._own = sessions.cookie.name
-        self._learned: dict[str, tuple[str | None, str | None]] = {}  # app cookie -> (Path, Domain) as set
+        self.app = AppSide(route, sessions, pools, storage)
         self._extended: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._cookie_headers: dict[str, _Seen] = {}
@@ -223,9 +220,9 @@ class Enforcer:
         base = reseal
         for header in response.headers.getall("Set-Cookie", ()):
             set_cookie = read_set_cookie(header, self._clock())
-            if set_cookie is None or not matches(set_cookie.name, self._profile.session_cookies):
+            if set_cookie is None or not self.app.is_app_cookie(set_cookie.name):
                 continue
-            self._learned[set_cookie.name] = (set_cookie.path, set_cookie.domain)
+            self.app.learn(set_cookie)
             if app is None or set_cookie.name != app[0]:
                 continue
             if set_cookie.expired:  # the app ended its own session: the binding goes with it
@@ -275,9 +272,8 @@ class Enforcer:
     def _fresh_app_cookie(self, response: web.StreamResponse, now: float) -> tuple[str, str] | None:
         for header in response.headers.getall("Set-Cookie", ()):
             set_cookie = read_set_cookie(header, now)
-            if set_cookie is not None and not set_cookie.expired and matches(set_cookie.name,
-                                                                             self._profile.session_cookies):
-                self._learned[set_cookie.name] = (set_cookie.path, set_cookie.domain)
+            if set_cookie is not None and not set_cookie.expired and self.app.is_app_cookie(set_cookie.name):
+                self.app.learn(set_cookie)
                 return set_cookie.name, set_cookie.value
         return None
 
@@ -298,15 +294,8 @@ class Enforcer:
     async def _end(self, request: web.Request, cookies: dict[str, str], session_id: str | None,
                    reason: str) -> web.StreamResponse:
         response = self._ended_answer(request)
-        present = app_cookie_names(cookies, self._profile.session_cookies)
-        for name in present:
-            path, domain = self._learned.get(name, (None, None))
-            response.del_cookie(name, path=path or self._profile.cookie_path,
-                                domain=domain or self.sessions.app_cookie_domain)
-        if self._own in cookies:
-            self._storage.write(request, response, None)
-        if self._profile.logout_url is not None and present:
-            await self._app_logout(request, only(cookies, present))
+        self.app.expire(request, response, cookies)
+        await self.app.logout(request, cookies)
         if session_id is not None:
             self._metrics.sockets_closed.inc(self._sockets.end(session_id))
         log.debug("route %s: ended an app session (%s)", self.route.name, reason)
@@ -320,29 +309,6 @@ class Enforcer:
             response = web.Response(status=status, headers={"Location": self._profile.sign_in_url})
         response.headers["Cache-Control"] = "no-store"
         return response
-
-    async def _app_logout(self, request: web.Request, app_cookies: str) -> None:
-        """Call the app's own logout with the user's app cookies, so that its server-side session dies too."""
-        target = self.route.upstream_target(self._profile.logout_url or "/")
-        if target is None:
-            return
-        headers = request_headers_for_upstream(
-            (("Cookie", app_cookies), ("Accept", "text/html")), peer=request.remote, scheme=request.scheme,
-            host=request.headers.get("Host", ""), upstream_host=self.route.upstream.raw_authority,
-            preserve_host=self.route.preserve_host, trusted_proxies=(),
-        )
-        try:
-            answer = await self._pools.http(self.route).request(
-                "GET", target, headers, None, body_length=None, connect_timeout=self.route.connect_timeout,
-                read_timeout=self.route.read_timeout)
-            try:
-                async for _ in answer.iter_body():
-                    pass
-            finally:
-                answer.close()
-        except Exception as exc:  # the browser's answer does not depend on it; the log says so
-            log.warning("route %s: the app's logout %s failed: %s", self.route.name, self._profile.logout_url,
-                        type(exc).__name__)
 
     # --- sources and Okta --------------------------------------------------------------------------------
 
