@@ -29,7 +29,7 @@ from .routing import Route, RouteTable, normalize_prefix
 from .sessions.binding import BindingCodec, BindingKeyError
 from .sessions.cache import CachePolicy
 from .sessions.policy import Mode, SessionRules, Unbound
-from .sessions.settings import CookieSettings, RouteSessions
+from .sessions.settings import CookieSettings, LogoutRules, RouteSessions
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
@@ -59,6 +59,18 @@ class ProxySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EventHookSettings:
+    secret: str = field(repr=False)
+    header: str = "Authorization"
+
+
+@dataclass(frozen=True, slots=True)
+class UniversalLogoutSettings:
+    endpoint_url: str  # the URL registered in Okta: the JWT's audience
+    leeway: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class OktaSettings:
     org_url: URL
     api_token: str = field(repr=False)
@@ -68,6 +80,8 @@ class OktaSettings:
     low_headroom: float
     stretch: float
     max_background_refreshes: int
+    event_hook: EventHookSettings | None = None
+    universal_logout: UniversalLogoutSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,9 +250,49 @@ def _okta(s: _Section) -> OktaSettings:
         max_background_refreshes=s.check(
             "max_background_refreshes", s.get("max_background_refreshes", int, "a whole number", 16),
             lambda n: 0 <= n <= 1000, "a number from 0 to 1000"),
+        event_hook=_optional_table(s, "event_hook", _event_hook),
+        universal_logout=_optional_table(s, "universal_logout", _universal_logout),
     )
     s.finish()
     return settings
+
+
+def _optional_table(s: _Section, key: str, read: Callable[[_Section], T]) -> T | None:
+    if key not in s.table:
+        s.known.append(key)
+        return None
+    return read(_table(s, key))
+
+
+def _event_hook(s: _Section) -> EventHookSettings:
+    s.path = "okta.event_hook"
+    raw = s.table.get("secret")
+    if not isinstance(raw, str) or not _ENV_REF.fullmatch(raw):
+        raise s.error("secret", 'a reference to the environment such as "${OKTA_HOOK_SECRET}" (the value Okta '
+                      "sends in the hook's authorization header)", show_value=False)
+    secret = s.get("secret", str, "an environment reference", None)
+    s.check("secret", secret, lambda v: len(v) >= 16, "a secret of at least 16 characters")
+    header = s.check("header", s.get("header", str, "a header name", "Authorization"),
+                     lambda v: re.fullmatch(r"[A-Za-z0-9-]{1,64}", v) is not None, "a header name")
+    s.finish()
+    return EventHookSettings(secret, header)
+
+
+def _universal_logout(s: _Section) -> UniversalLogoutSettings:
+    s.path = "okta.universal_logout"
+    endpoint = s.get("endpoint_url", str, "the endpoint URL registered in Okta", None)
+    url = None
+    try:
+        url = URL(endpoint) if endpoint else None
+    except ValueError:
+        pass
+    if url is None or url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
+        raise s.error("endpoint_url", 'the endpoint\'s public URL as registered in Okta, such as '
+                      '"https://app.example.com/.gateway/okta/universal-logout" (no query)', endpoint)
+    leeway = s.check("leeway", float(s.get("leeway", (int, float), "seconds", 60.0)), lambda v: 0 <= v <= 600,
+                     "seconds from 0 to 600")
+    s.finish()
+    return UniversalLogoutSettings(str(endpoint), leeway)
 
 
 def _fraction(s: _Section, key: str, default: float) -> float:
@@ -364,7 +418,35 @@ def _route_sessions(s: _Section, okta: bool) -> RouteSessions | None:
     domain = s.get("app_cookie_domain", str, "the Domain the app sets its cookies with", None)
     if mode is Mode.OFF and not okta:
         return None
-    return RouteSessions(mode, profile, sources, options, rules, cookie, domain)
+    logout = _logout_rules(s)
+    return RouteSessions(mode, profile, sources, options, rules, cookie, domain, logout)
+
+
+def _logout_rules(s: _Section) -> LogoutRules:
+    methods = tuple(m.upper() for m in s.get("logout_methods", list, 'a list of methods such as ["GET", "POST"]',
+                                             ["GET", "POST"]) if isinstance(m, str))
+    s.check("logout_methods", methods, lambda ms: bool(ms) and all(m in ("GET", "POST") for m in ms),
+            'a list of "GET" and "POST"')
+    scope = s.check("logout_scope", s.get("logout_scope", str, '"session" or "user"', "session"),
+                    lambda v: v in ("session", "user"), '"session" (this Okta session) or "user" (all of the user\'s)')
+    answer = s.check("logout_answer", s.get("logout_answer", str, '"app" or "gateway"', "app"),
+                     lambda v: v in ("app", "gateway"), '"app" (the app runs its logout) or "gateway"')
+    after = s.check("after_logout_url", s.get("after_logout_url", str, "a path or URL", "/"), _path_or_url,
+                    "a path starting with / or an http(s) URL (a trusted origin in Okta)")
+    allowed = tuple(s.get("after_logout_allowed", list, "a list of URL prefixes", []))
+    for prefix in allowed:
+        s.check("after_logout_allowed", prefix, lambda v: isinstance(v, str) and _url_prefix(v),
+                'URL prefixes with a scheme, host and path, such as "https://app.example.com/"')
+    param = s.get("after_logout_param", str, "a query parameter name", "return")
+    return LogoutRules(methods, scope, answer, after, allowed, param)
+
+
+def _url_prefix(value: str) -> bool:
+    try:
+        url = URL(value)
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host) and value.endswith("/")
 
 
 def _optional_seconds(s: _Section, key: str) -> float | None:

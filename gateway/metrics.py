@@ -102,6 +102,11 @@ class Metrics:
             "revocation's source time to the first refused request of it", registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 
+        self.hook_deliveries = Counter("gateway_event_hook_deliveries", "Event hook deliveries by outcome",
+                                       ["outcome"], registry=self.registry)
+        self.hook_events = Counter("gateway_event_hook_events", "Events of hook deliveries by what came of them",
+                                   ["outcome"], registry=self.registry)
+
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value, for tests and the status page."""
         found = self.registry.get_sample_value(name, labels)

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from yarl import URL
 
 from . import answers
 from .config import OktaSettings, Settings
@@ -22,6 +23,7 @@ from .proxy.http import Forwarder, error_response
 from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from .revocation.bus import RevocationBus
+from .revocation.event_hooks import EventHookReceiver
 from .sessions.binding import BindingCodec
 from .sessions.binding_cookie import BindingStorage
 from .sessions.cache import ValidationCache
@@ -62,6 +64,11 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         app.cleanup_ctx.append(_okta_ctx)
 
     prefix = settings.server.prefix
+    if settings.okta is not None and settings.okta.event_hook is not None:
+        hook = settings.okta.event_hook
+        receiver = EventHookReceiver(hook.secret, hook.header, app[BUS], metrics)
+        app.router.add_get(prefix + "okta/events", receiver.verify)
+        app.router.add_post(prefix + "okta/events", receiver.deliver)
     app.router.add_get(prefix + "healthz", healthz, allow_head=True)
     app.router.add_get(prefix + "readyz", readyz, allow_head=True)
     app.router.add_route("*", prefix + "{tail:.*}", not_found)
@@ -80,8 +87,8 @@ def _enforcers(settings: Settings, validator: SessionValidator, http: Forwarder,
     codec = BindingCodec(settings.binding_keys)
     return {
         r.name: Enforcer(r, r.sessions, validator=validator, storage=BindingStorage(codec, r.sessions.cookie),
-                         http=http, websocket=ws, pools=pools, sockets=sockets, bus=bus, metrics=metrics,
-                         clock=clock)
+                         http=http, websocket=ws, pools=pools, sockets=sockets, bus=bus,
+                         okta_url=settings.okta.org_url if settings.okta else URL(), metrics=metrics, clock=clock)
         for r in routes if r.sessions is not None
     }
 

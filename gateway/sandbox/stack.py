@@ -76,6 +76,7 @@ async def start_stack(
     gateway_url = f"http://{gateway_host}:{gateway_port}"
     if org is None:
         org = OktaOrg(issuer=f"http://{okta_host}:{okta_port}", api_token=os.environ["OKTA_API_TOKEN"])
+    org.add_trusted_origin(gateway_url)  # Okta's sign-out sends the browser back here after an app logout
     runners = [await start_app(build_okta_app(org), okta_host, okta_port)]
     try:
         routes, states = [], {}

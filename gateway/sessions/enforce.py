@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from aiohttp import web
+from yarl import URL
 
 from .. import answers
 from ..metrics import Metrics
@@ -28,6 +29,7 @@ from ..proxy.http import Forwarder, error_response
 from ..proxy.upstream import UpstreamPools
 from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from ..revocation.bus import Revocation, RevocationBus
+from ..revocation.logout import LogoutInterceptor
 from ..routing import Route
 from .app_side import AppSide
 from .binding import Binding, Opened
@@ -81,7 +83,7 @@ class Enforcer:
     def __init__(
         self, route: Route, sessions: RouteSessions, *, validator: SessionValidator, storage: BindingStorage,
         http: Forwarder, websocket: WebSocketForwarder, pools: UpstreamPools, sockets: OpenSockets,
-        bus: RevocationBus, metrics: Metrics, clock: Callable[[], float] = time.time,
+        bus: RevocationBus, okta_url: URL, metrics: Metrics, clock: Callable[[], float] = time.time,
     ) -> None:
         self.route, self.sessions, self.mode = route, sessions, sessions.mode
         self._validator, self._storage, self._http, self._ws = validator, storage, http, websocket
@@ -93,6 +95,8 @@ class Enforcer:
         self._profile = sessions.profile
         self._own = sessions.cookie.name
         self.app = AppSide(route, sessions, pools, storage)
+        self._logout = LogoutInterceptor(sessions.logout, self._profile.logout_paths, self.app, bus,
+                                         validator.client, okta_url)
         self._extended: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._cookie_headers: dict[str, _Seen] = {}
@@ -109,6 +113,9 @@ class Enforcer:
         if self._reader is not None and request.method == "POST" and request.path == self._profile.acs_path:
             return await self._sign_in(request, for_app, self._reader)
         binding = opened.binding if opened is not None else None
+        if mode is Mode.ENFORCE and self._logout.wants(request):
+            self._metrics.decisions.get(self.route.name, "logout", "app_logout").inc()
+            return await self._logout(request, cookies, binding)
         upgrade = is_websocket_upgrade(request)
         store = self._store
         if (seen.entry is not None and seen.mode is mode and seen.generation == store.generation and not upgrade

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from stack_support import ALICE, BOB, FAST_CACHE, KEYS, Browser
+from stack_support import ALICE, BOB, FAST_CACHE, HOOK_SECRET, KEYS, Browser
 
 from gateway.sandbox.okta.org import OktaOrg
 from gateway.sandbox.stack import AppRoute, Stack, free_port, start_stack
@@ -17,6 +17,7 @@ StartStack = Callable[..., Awaitable[Stack]]
 @pytest.fixture
 def binding_keys(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv("GATEWAY_BINDING_KEYS", KEYS[0])
+    monkeypatch.setenv("OKTA_HOOK_SECRET", HOOK_SECRET)
     return KEYS
 
 

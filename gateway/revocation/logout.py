@@ -1,0 +1,100 @@
+"""Logout from the app's side ends the Okta session too, and sends the browser through Okta's own sign-out.
+
+When a route's logout path is asked for (its methods only):
+1. the app runs its own logout (the request is forwarded with the user's app cookies; a refusal, 4xx or 5xx, is
+   passed on and nothing else happens), or with `logout_answer = "gateway"` the gateway calls the app's logout
+   URL server-side instead;
+2. the bound Okta session is ended with the API token (`DELETE /api/v1/sessions/{id}`; with `logout_scope =
+   "user"` every session of the user), and the revocation goes through the bus;
+3. the answer expires the app's cookies (and passes on those the app's logout set) and the binding, and redirects
+   the browser to Okta's `/login/signout?fromURI=…`, so that Okta's cookie in that browser is cleared too. No step
+   needs a CORS call or a third-party cookie; the next person on that browser signs in as themselves.
+The after-logout URL is the route's; the request may name another only in the `return` parameter and only under
+one of the route's allowed prefixes (no open redirect). `after_logout_target()` is that rule, pure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+from yarl import URL
+
+from ..okta.client import OktaClient, OktaError
+from ..sessions.app_side import MAX_LOGOUT_BODY, AppSide
+from ..sessions.binding import Binding
+from ..sessions.cookies import only
+from ..sessions.settings import LogoutRules
+from .bus import Revocation, RevocationBus
+
+log = logging.getLogger("gateway.revocation")
+
+
+def after_logout_target(rules: LogoutRules, query: Mapping[str, str], origin: str) -> str:
+    """The absolute URL Okta sends the browser to after its sign-out."""
+    asked = query.get(rules.param)
+    if asked and any(asked.startswith(prefix) for prefix in rules.allowed) and _plain_url(asked):
+        return asked
+    target = rules.after_logout_url
+    return origin + target if target.startswith("/") else target
+
+
+def okta_sign_out_url(org_url: URL, after: str) -> str:
+    return str(org_url.with_path("/login/signout").with_query({"fromURI": after}))
+
+
+def _plain_url(value: str) -> bool:
+    try:
+        url = URL(value)
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host) and "\\" not in value and url.user is None
+
+
+class LogoutInterceptor:
+    def __init__(self, rules: LogoutRules, paths: tuple[str, ...], app: AppSide, bus: RevocationBus,
+                 okta: OktaClient, org_url: URL) -> None:
+        self.rules, self._paths, self._app = rules, frozenset(paths), app
+        self._bus, self._okta, self._org_url = bus, okta, org_url
+
+    def wants(self, request: web.Request) -> bool:
+        return request.method in self.rules.methods and request.path in self._paths
+
+    async def __call__(self, request: web.Request, cookies: dict[str, str],
+                       binding: Binding | None) -> web.StreamResponse:
+        app_cookies = only(cookies, self._app.present(cookies))
+        passed_on: list[str] = []
+        if self.rules.answer == "app":
+            body = await request.content.read(MAX_LOGOUT_BODY) if request.body_exists else None
+            answer = await self._app.call(request, request.method, request.raw_path, app_cookies, body,
+                                          request.headers.get("Content-Type"))
+            if answer is not None and answer[0] >= 400:
+                return web.Response(status=answer[0], text="The application refused the logout.\n",
+                                    headers={"Cache-Control": "no-store"})
+            passed_on = answer[1] if answer is not None else []
+        else:
+            await self._app.logout(request, cookies)
+        if binding is not None:
+            await self._end_okta(binding)
+        origin = f"{request.scheme}://{request.headers.get('Host', request.host)}"
+        response = web.Response(status=302, headers={
+            "Location": okta_sign_out_url(self._org_url, after_logout_target(self.rules, request.query, origin)),
+            "Cache-Control": "no-store"})
+        for header in passed_on:
+            response.headers.add("Set-Cookie", header)
+        self._app.expire(request, response, cookies)
+        return response
+
+    async def _end_okta(self, binding: Binding) -> None:
+        user_wide = self.rules.scope == "user"
+        try:
+            if user_wide:
+                await self._okta.end_user_sessions(binding.user_id)
+            else:
+                await self._okta.close_session(binding.session_id)
+        except OktaError as exc:  # the browser still goes through Okta's sign-out, which ends its session
+            log.warning("ending the Okta session at app logout failed: %s", exc)
+        self._bus.publish(Revocation("app_logout", "app_logout", binding.session_id,
+                                     binding.user_id if user_wide else None,
+                                     binding.login if user_wide else None))
