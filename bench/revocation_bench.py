@@ -1,9 +1,11 @@
 """Revocation: how soon an Okta sign-out reaches the app session, and what enforcement costs in throughput.
 
-1. pull_revocation_window_s: the whole stack in this process (Okta sandbox on 127.0.0.2, the legacy app and the
-   gateway on 127.0.0.1, real wall clock), a browser signed in through SAML requesting a page every 10 ms; the user
-   signs out of Okta at a random moment of the cache's TTL; the window is the time from the sign-out to the first
-   refused request. Polling only (no event hook). Several trials; the worst is reported, beside the TTL.
+1. pull_revocation_window_s and push_revocation_p99_ms: the whole stack in this process (Okta sandbox on
+   127.0.0.2, the legacy app and the gateway on 127.0.0.1, real wall clock), a browser signed in through SAML
+   requesting a page every 10 ms; the user signs out of Okta at a random moment of the cache's TTL; the window is
+   the time from the sign-out to the first refused request. Polling only (no event hook): several trials, the
+   worst reported beside the TTL. Then with an event hook and an hour-long cache TTL, many trials: from each
+   sign-out (the moment the sandbox starts the delivery) to the first refused request, its 99th percentile.
 2. enforce_vs_off: one gateway process with two routes to the same nginx static upstream (1 KiB file), one with
    policy enforce and one with policy off; wrk sends a bound session's cookies (a real Okta session in the sandbox,
    a real sealed binding) to each in turn, in ten rounds, same settings as bench/proxy_bench.py. The gateway is one
@@ -14,7 +16,8 @@
 
     python bench/revocation_bench.py [--duration 10s] [--connections 64] [--trials 5]
 
-Prints `RESULT pull_revocation_window_s=<worst> cache_ttl_s=<ttl>` and `RESULT enforce_vs_off=<ratio>
+Prints `RESULT pull_revocation_window_s=<worst> cache_ttl_s=<ttl>`, `RESULT push_revocation_p99_ms=<ms>` and
+`RESULT enforce_vs_off=<ratio>
 enforce_vs_off_cpu=<ratio> enforce_vs_off_rps=<ratio>`. Not run by
 CI. wrk, nginx and valgrind come from Debian's packages, installed when missing.
 """
@@ -85,6 +88,45 @@ async def pull_window(trials: int) -> float:
     finally:
         await stack.close()
     return worst
+
+
+# --- 1b. the push window -----------------------------------------------------------------------------------
+
+HOOK_SECRET = "revocation-bench-hook-secret-0123456789"
+
+
+async def push_window(trials: int) -> list[float]:
+    """Seconds from each hook delivery's start to the first refused request, with a cache that would vouch for
+    an hour: only the push can end the session."""
+    os.environ["OKTA_API_TOKEN"] = TOKEN
+    os.environ["GATEWAY_BINDING_KEYS"] = Fernet.generate_key().decode()
+    os.environ["OKTA_HOOK_SECRET"] = HOOK_SECRET
+    port = free_port("127.0.0.2")
+    org = OktaOrg(issuer=f"http://127.0.0.2:{port}", api_token=TOKEN)
+    org.add_user(*ALICE)
+    stack = await start_stack([AppRoute("hr")], org=org, okta_port=port, server={"log_level": "warning"},
+                              okta={"cache_ttl": 3600, "event_hook": {"secret": "${OKTA_HOOK_SECRET}"}})
+    hook = org.add_event_hook(stack.url("/.gateway/okta/events"), ["user.session.end"], secret=HOOK_SECRET)
+    windows = []
+    try:
+        if not await org.verify_hook(hook):
+            raise pb.BenchError("the gateway did not pass the event hook's verification")
+        for _ in range(trials):
+            browser = Browser(stack)
+            try:
+                assert (await browser.sign_in(ALICE)).status == 200
+                session = next(iter(org.sessions_of(org.user(ALICE[0]).id)))  # type: ignore[union-attr]
+                signed_out = time.monotonic()
+                org.sign_out(session)  # the delivery starts now, in the background
+                for _ in range(5000):  # bounded: a second's worth of requests at most
+                    if (await browser.get("/page/1")).status != 200:
+                        break
+                windows.append(time.monotonic() - signed_out)
+            finally:
+                await browser.close()
+    finally:
+        await stack.close()
+    return windows
 
 
 # --- 2. enforce against off ---------------------------------------------------------------------------------
@@ -280,12 +322,18 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--trials", type=int, default=5, help="sign-outs timed for the pull window")
+    parser.add_argument("--push-trials", type=int, default=200, help="sign-outs timed for the push window")
     parser.add_argument("--rounds", type=int, default=10, help="wrk runs of each policy")
     parser.add_argument("--requests", type=int, default=1000, help="requests of each policy counted by callgrind")
     parser.add_argument("--python", default=sys.executable)
     args = parser.parse_args()
     window = asyncio.run(pull_window(args.trials))
     print(f"RESULT pull_revocation_window_s={window:.3f} cache_ttl_s={TTL:g}", flush=True)
+    pushed = sorted(asyncio.run(push_window(args.push_trials)))
+    p99 = pushed[min(len(pushed) - 1, int(0.99 * len(pushed)))]
+    print(f"# push: {len(pushed)} sign-outs, median {statistics.median(pushed) * 1000:.1f} ms, "
+          f"worst {pushed[-1] * 1000:.1f} ms", flush=True)
+    print(f"RESULT push_revocation_p99_ms={p99 * 1000:.1f}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="revocation-bench-"))
     work.chmod(0o755)
     children: list[pb.Child] = []
