@@ -118,6 +118,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .sandbox.demo import run_demo
 
     os.environ.setdefault("OKTA_API_TOKEN", secrets.token_urlsafe(24))  # the demo's sandbox and gateway share it
+    os.environ.setdefault("OKTA_HOOK_SECRET", secrets.token_urlsafe(24))
     if "GATEWAY_BINDING_KEYS" not in os.environ:
         from cryptography.fernet import Fernet
 

@@ -213,3 +213,4 @@ def okta_api_token(monkeypatch: pytest.MonkeyPatch) -> None:
     """conf/gateway.example.toml reads its secrets from the environment, as every real configuration must."""
     monkeypatch.setenv("OKTA_API_TOKEN", API_TOKEN)
     monkeypatch.setenv("GATEWAY_BINDING_KEYS", BINDING_KEY)
+    monkeypatch.setenv("OKTA_HOOK_SECRET", "hook-secret-for-tests-0123456789")
