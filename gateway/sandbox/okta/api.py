@@ -247,7 +247,7 @@ async def get_user(request: web.Request) -> web.Response:
     org = request.app[ORG]
     if (denied := _admin_denied(org, request)) is not None:
         return denied
-    user = org.users.get(request.match_info["id"])
+    user = org.user(request.match_info["id"])  # an id or a login, as Okta takes either
     if user is None:
         return not_found(request.match_info["id"], "User")
     return json_answer(200, user_json(org, user))

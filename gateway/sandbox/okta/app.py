@@ -8,6 +8,7 @@ from .api import add_api_routes, api_middleware
 from .common import ORG
 from .org import OktaOrg
 from .pages import add_page_routes
+from .universal_logout import add_logout_routes
 
 
 def build_okta_app(org: OktaOrg) -> web.Application:
@@ -15,6 +16,7 @@ def build_okta_app(org: OktaOrg) -> web.Application:
     app[ORG] = org
     add_api_routes(app.router)
     add_page_routes(app.router)
+    add_logout_routes(app.router)
     app.on_cleanup.append(_close)
     return app
 

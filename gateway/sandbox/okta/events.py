@@ -20,6 +20,7 @@ SESSION_CLEAR = "user.session.clear"
 SSO = "user.authentication.sso"
 SUSPEND = "user.lifecycle.suspend"
 DEACTIVATE = "user.lifecycle.deactivate"
+UNIVERSAL_LOGOUT = "user.authentication.universal_logout"
 
 DISPLAY_MESSAGES = {
     SESSION_START: "User login to Okta",
@@ -28,6 +29,7 @@ DISPLAY_MESSAGES = {
     SSO: "User single sign on to app",
     SUSPEND: "Suspend Okta user",
     DEACTIVATE: "Deactivate Okta user",
+    UNIVERSAL_LOGOUT: "Universal Logout of the user from an app",
 }
 
 

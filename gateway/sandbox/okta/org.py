@@ -1,6 +1,7 @@
 """The emulated Okta org's state: users, session tokens, sessions, browser cookies, trusted origins, SAML apps,
-event hooks and the System Log. Pure state: no aiohttp here (the HTTP face is app.py, api.py and pages.py; hook
-delivery is hooks.py, imported only when a hook is verified).
+event hooks, Universal Logout keys and the System Log. Pure state: no aiohttp here (the HTTP face is app.py, api.py
+and pages.py; hook delivery is hooks.py, imported only when a hook is verified; Universal Logout is
+universal_logout.py, imported on first use).
 
 Rules of this module, and the okta-reference.md facts it follows:
 - Session ids: Classic Engine `102` + 22 url-safe characters, Identity Engine `idx` + 22. User ids `00u` + 17.
@@ -29,7 +30,7 @@ import string
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from yarl import URL
 
@@ -40,6 +41,7 @@ from .saml import EXPRESSIONS, SamlApp, SigningKey
 
 if TYPE_CHECKING:
     from .hooks import HookDeliverer
+    from .universal_logout import LogoutFormat, LogoutKeys
 
 __all__ = ["ApiCall", "Clock", "Faults", "HookFaults", "OktaOrg", "Session", "SessionPolicy", "User"]
 
@@ -217,6 +219,7 @@ class OktaOrg:
         self.deliveries: list[Delivery] = []
         self.system_log: list[Event] = []
         self._deliverer: HookDeliverer | None = None
+        self._logout_keys: LogoutKeys | None = None
 
     # --- users --------------------------------------------------------------------------------------------
 
@@ -458,6 +461,45 @@ class OktaOrg:
 
             self._deliverer = HookDeliverer(self)
         return self._deliverer
+
+    # --- Universal Logout (universal_logout.py states its rules) ----------------------------------------------
+
+    @property
+    def logout_keys(self) -> LogoutKeys:
+        if self._logout_keys is None:  # made on first use, as the SAML key is
+            from .universal_logout import LogoutKeys
+
+            self._logout_keys = LogoutKeys(random_id("0oa", 17))
+        return self._logout_keys
+
+    def rotate_logout_key(self) -> str:
+        """A new Universal Logout signing key; the old one leaves the JWKS. Returns the new kid."""
+        return self.logout_keys.rotate()
+
+    def universal_logout_request(self, endpoint_url: str, user: User | str, *, fmt: LogoutFormat = "email",
+                                 app_id: str | None = None, **overrides: Any) -> tuple[dict[str, str], bytes]:
+        """(headers, body) of the POST Okta makes to the endpoint; overrides make bad ones for tests."""
+        from .universal_logout import build_request
+
+        return build_request(self, endpoint_url, self._as_user(user), fmt=fmt, app_id=app_id, **overrides)
+
+    async def send_universal_logout(self, endpoint_url: str, user: User | str, fmt: LogoutFormat = "email") -> int:
+        """POST a Universal Logout to the endpoint and log it; the answer's status, 0 when nothing answered."""
+        from .universal_logout import outcome, send
+
+        known = self._as_user(user)
+        status = await send(self, endpoint_url, known, fmt)
+        event = self._event(ev.UNIVERSAL_LOGOUT, self.admin.actor(), [known.actor()], self.api_session_id,
+                            random_id("", 27))
+        event["outcome"] = outcome(status)
+        self._publish([event])
+        return status
+
+    def _as_user(self, user: User | str) -> User:
+        found = user if isinstance(user, User) else self.user(user)
+        if found is None:
+            raise KeyError(f"no user {user!r}")
+        return found
 
     def _event(self, event_type: str, actor: Actor, targets: list[Actor], external_session_id: str,
                transaction: str, *, ended: str | None = None) -> Event:
