@@ -11,7 +11,9 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 from yarl import URL
 
@@ -24,6 +26,7 @@ from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from .revocation.bus import RevocationBus
 from .revocation.event_hooks import EventHookReceiver
+from .revocation.universal_logout import KeySet, TokenVerifier, handle, jwks_fetcher, user_revoker
 from .sessions.binding import BindingCodec
 from .sessions.binding_cookie import BindingStorage
 from .sessions.cache import ValidationCache
@@ -69,12 +72,45 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         receiver = EventHookReceiver(hook.secret, hook.header, app[BUS], metrics)
         app.router.add_get(prefix + "okta/events", receiver.verify)
         app.router.add_post(prefix + "okta/events", receiver.deliver)
+    if settings.okta is not None and settings.okta.universal_logout is not None:
+        app.router.add_post(prefix + "okta/universal-logout", _universal_logout(app, settings.okta, clock))
     app.router.add_get(prefix + "healthz", healthz, allow_head=True)
     app.router.add_get(prefix + "readyz", readyz, allow_head=True)
     app.router.add_route("*", prefix + "{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", _proxy_handler(settings, http, ws, app[ENFORCERS]),
                          expect_handler=_expect_later)
     return app
+
+
+JWKS_HTTP = web.AppKey("jwks_http", aiohttp.ClientSession)
+
+
+def _universal_logout(app: web.Application, okta: OktaSettings,
+                      clock: Callable[[], float]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The Universal Logout endpoint: Okta's JWT checked against the org's keys, then the user revoked."""
+    assert okta.universal_logout is not None
+    issuer = str(okta.org_url)
+    jwks_url = str(okta.org_url.with_path("/oauth2/v1/keys"))
+
+    async def fetch() -> dict[str, Any]:
+        return await jwks_fetcher(app[JWKS_HTTP], jwks_url, okta.timeout)()
+
+    ul = okta.universal_logout
+    verifier = TokenVerifier(issuer=issuer, audience=ul.endpoint_url, keys=KeySet(fetch, clock=clock), clock=clock,
+                             leeway=ul.leeway)
+    revoke = user_revoker(app[VALIDATOR].client, app[BUS])
+    app.cleanup_ctx.append(_jwks_http_ctx)
+
+    async def universal_logout(request: web.Request) -> web.StreamResponse:
+        return await handle(request, verifier, issuer, revoke)
+
+    return universal_logout
+
+
+async def _jwks_http_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[JWKS_HTTP] = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    yield
+    await app[JWKS_HTTP].close()
 
 
 def _enforcers(settings: Settings, validator: SessionValidator, http: Forwarder, ws: WebSocketForwarder,

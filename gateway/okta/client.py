@@ -26,7 +26,7 @@ import aiohttp
 from yarl import URL
 
 from ..metrics import Metrics
-from .ids import is_session_id, is_user_id
+from .ids import is_login, is_session_id, is_user_id
 from .model import MalformedAnswer, OktaSession, RateLimit, parse_rate_limit, parse_session
 
 log = logging.getLogger("gateway.okta")
@@ -144,6 +144,18 @@ class OktaClient:
                                            params={"oauthTokens": "true" if oauth_tokens else "false"})
         if status != 204:
             raise self._error("end_user_sessions", status, body, gone=UserUnknown)
+
+    async def get_user(self, id_or_login: str) -> tuple[str, str]:
+        """(user id, login) of a user named by id or login; UserUnknown when Okta has no such user."""
+        _check(is_user_id(id_or_login) or is_login(id_or_login), "user")
+        status, body, _ = await self._call("get_user", "GET", f"/api/v1/users/{id_or_login}", idempotent=True)
+        if status == 200 and isinstance(body, dict):
+            profile = body.get("profile")
+            login = profile.get("login") if isinstance(profile, dict) else None
+            if is_user_id(body.get("id")) and isinstance(login, str):
+                return str(body["id"]), login
+            raise OktaUnavailable("Okta answered an unusable User")
+        raise self._error("get_user", status, body, gone=UserUnknown)
 
     async def check_credentials(self) -> bool | None:
         """Ask Okta about an id that cannot exist: 404 means our token is good, 401/403 that it is not.

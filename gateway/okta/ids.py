@@ -13,6 +13,7 @@ import re
 # Identity Engine ids with "idx" (System Log externalSessionId). Okta's are 25 characters; a little slack on length.
 _SESSION_ID = re.compile(r"(?:10[0-9]|idx)[A-Za-z0-9_-]{20,40}")
 _USER_ID = re.compile(r"00u[A-Za-z0-9]{17}")
+_LOGIN = re.compile(r"[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
 
 
 def is_session_id(value: object) -> bool:
@@ -21,3 +22,8 @@ def is_session_id(value: object) -> bool:
 
 def is_user_id(value: object) -> bool:
     return isinstance(value, str) and len(value) == 20 and _USER_ID.fullmatch(value) is not None
+
+
+def is_login(value: object) -> bool:
+    """An email-shaped Okta login, safe in a URL path (GET /api/v1/users/{login})."""
+    return isinstance(value, str) and len(value) <= 254 and _LOGIN.fullmatch(value) is not None

@@ -28,6 +28,7 @@ from .okta.org import OktaOrg
 from .run import start_app
 
 SESSION_ATTRIBUTE = {"okta_session_id": "session.id"}
+UNIVERSAL_LOGOUT = "/.gateway/okta/universal-logout"
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,12 @@ async def start_stack(
             runners.append(await start_app(app, gateway_host, port))
             states[spec.name] = app[LEGACY_STATE]
             routes.append(_route(spec, f"http://{gateway_host}:{port}"))
+        okta = dict(okta or {})
+        if "universal_logout" in okta:  # its audience is this gateway's URL, known only now
+            okta["universal_logout"] = {"endpoint_url": gateway_url + UNIVERSAL_LOGOUT, **okta["universal_logout"]}
         settings = parse({
             "server": {"listen": f"{gateway_host}:{gateway_port}", **(server or {})},
-            "okta": {"org_url": org.issuer, "api_token": "${OKTA_API_TOKEN}", **(okta or {})},
+            "okta": {"org_url": org.issuer, "api_token": "${OKTA_API_TOKEN}", **okta},
             "binding": {"keys": "${GATEWAY_BINDING_KEYS}"},
             "route": routes,
         }, "stack.toml")

@@ -1,0 +1,81 @@
+"""Universal Logout through the gateway: Okta's signed call ends every app session of the user, and every bad
+call (wrong audience, expired, replayed, signed by an unknown key) is refused with nothing revoked."""
+
+from __future__ import annotations
+
+import aiohttp
+from stack_support import ALICE, BOB, SLOW_CACHE
+
+from gateway.sandbox.stack import UNIVERSAL_LOGOUT
+
+WITH_UL = {**SLOW_CACHE, "universal_logout": {}}
+
+
+async def signed_in(start, browsers):
+    stack = await start(okta=WITH_UL)
+    browser = browsers(stack)
+    assert (await browser.sign_in(ALICE)).status == 200
+    return stack, browser
+
+
+def refused(page) -> bool:
+    return page.status == 302 and page.location == "/login"
+
+
+async def post(stack, headers, body) -> int:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(stack.url(UNIVERSAL_LOGOUT), headers=headers, data=body) as r:
+            return r.status
+
+
+async def test_a_universal_logout_by_email_ends_every_app_session_of_the_user(start, browsers):
+    stack, browser = await signed_in(start, browsers)
+    bob = browsers(stack)
+    await bob.sign_in(BOB)
+    assert await stack.org.send_universal_logout(stack.url(UNIVERSAL_LOGOUT), ALICE[0], "email") == 204
+    assert refused(await browser.get("/page/1"))
+    assert (await bob.get("/page/1")).status == 200
+
+
+async def test_a_universal_logout_by_iss_sub_works_too(start, browsers):
+    stack, browser = await signed_in(start, browsers)
+    assert await stack.org.send_universal_logout(stack.url(UNIVERSAL_LOGOUT), ALICE[0], "iss_sub") == 204
+    assert refused(await browser.get("/page/1"))
+
+
+async def test_an_unknown_user_is_a_404(start, browsers):
+    stack, _ = await signed_in(start, browsers)
+    ghost = stack.org.add_user("ghost@example.com", "Ghost-pw-1")
+    headers, body = stack.org.universal_logout_request(stack.url(UNIVERSAL_LOGOUT), ghost)
+    del stack.org.users[ghost.id]  # gone from Okta since
+    assert await post(stack, headers, body.replace(b"ghost@example.com", b"nobody@example.com")) in (401, 404)
+    headers, body = stack.org.universal_logout_request(stack.url(UNIVERSAL_LOGOUT), ALICE[0])
+    assert await post(stack, headers, body.replace(b"alice@example.com", b"nobody@example.com")) == 404
+
+
+async def test_bad_tokens_are_refused_and_revoke_nothing(start, browsers):
+    stack, browser = await signed_in(start, browsers)
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    now = stack.org.clock.timestamp()
+    foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for overrides in ({"aud": stack.url("/elsewhere")}, {"exp": now - 3600, "iat": now - 4000, "nbf": now - 4000},
+                      {"key": foreign}, {"typ": "JWT"}, {"iss": "https://evil.example"}):
+        headers, body = stack.org.universal_logout_request(stack.url(UNIVERSAL_LOGOUT), ALICE[0], **overrides)
+        assert await post(stack, headers, body) == 401, overrides
+    assert (await browser.get("/page/1")).status == 200
+
+
+async def test_a_replayed_token_is_refused(start, browsers):
+    stack, browser = await signed_in(start, browsers)
+    headers, body = stack.org.universal_logout_request(stack.url(UNIVERSAL_LOGOUT), ALICE[0])
+    assert await post(stack, headers, body) == 204
+    assert await post(stack, headers, body) == 401
+    assert (await browser.sign_in(ALICE)).status == 200  # signing in again after the logout works
+    assert (await browser.get("/page/1")).status == 200
+
+
+async def test_a_malformed_body_is_a_400(start, browsers):
+    stack, _ = await signed_in(start, browsers)
+    headers, _ = stack.org.universal_logout_request(stack.url(UNIVERSAL_LOGOUT), ALICE[0])
+    assert await post(stack, headers, b'{"sub_id": {"format": "phone", "phone": "1"}}') == 400
