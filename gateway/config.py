@@ -286,7 +286,12 @@ def _universal_logout(s: _Section) -> UniversalLogoutSettings:
         url = URL(endpoint) if endpoint else None
     except ValueError:
         pass
-    if url is None or url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
+    if url is not None and (url.user is not None or url.password is not None):
+        raise s.error("endpoint_url", "the endpoint's public URL as registered in Okta; credentials in it are "
+                      "refused and not shown", show_value=False)
+    # "?" or "#" even with nothing after: Okta's audience is the URL without a query, and must match it exactly
+    if (url is None or url.scheme not in ("http", "https") or not url.host or "?" in str(endpoint)
+            or "#" in str(endpoint)):
         raise s.error("endpoint_url", 'the endpoint\'s public URL as registered in Okta, such as '
                       '"https://app.example.com/.gateway/okta/universal-logout" (no query)', endpoint)
     leeway = s.check("leeway", float(s.get("leeway", (int, float), "seconds", 60.0)), lambda v: 0 <= v <= 600,
@@ -423,10 +428,11 @@ def _route_sessions(s: _Section, okta: bool) -> RouteSessions | None:
 
 
 def _logout_rules(s: _Section) -> LogoutRules:
-    methods = tuple(m.upper() for m in s.get("logout_methods", list, 'a list of methods such as ["GET", "POST"]',
-                                             ["GET", "POST"]) if isinstance(m, str))
-    s.check("logout_methods", methods, lambda ms: bool(ms) and all(m in ("GET", "POST") for m in ms),
-            'a list of "GET" and "POST"')
+    listed = s.get("logout_methods", list, 'a list of methods such as ["GET", "POST"]', ["GET", "POST"])
+    for m in listed:
+        s.check("logout_methods", m, lambda v: isinstance(v, str) and v.upper() in ("GET", "POST"),
+                'a list of "GET" and "POST"')
+    methods = s.check("logout_methods", tuple(m.upper() for m in listed), bool, 'a list of "GET" and "POST"')
     scope = s.check("logout_scope", s.get("logout_scope", str, '"session" or "user"', "session"),
                     lambda v: v in ("session", "user"), '"session" (this Okta session) or "user" (all of the user\'s)')
     answer = s.check("logout_answer", s.get("logout_answer", str, '"app" or "gateway"', "app"),
@@ -435,9 +441,13 @@ def _logout_rules(s: _Section) -> LogoutRules:
                     "a path starting with / or an http(s) URL (a trusted origin in Okta)")
     allowed = tuple(s.get("after_logout_allowed", list, "a list of URL prefixes", []))
     for prefix in allowed:
-        s.check("after_logout_allowed", prefix, lambda v: isinstance(v, str) and _url_prefix(v),
-                'URL prefixes with a scheme, host and path, such as "https://app.example.com/"')
-    param = s.get("after_logout_param", str, "a query parameter name", "return")
+        if not (isinstance(prefix, str) and _url_prefix(prefix)):
+            raise s.error("after_logout_allowed", 'URL prefixes with a scheme, host and path ending in "/", such as '
+                          '"https://app.example.com/" (no credentials, query or fragment)', prefix,
+                          show_value=not (isinstance(prefix, str) and "@" in prefix))
+    param = s.check("after_logout_param", s.get("after_logout_param", str, "a query parameter name", "return"),
+                    lambda v: re.fullmatch(r"[A-Za-z0-9_.~-]{1,64}", v) is not None,
+                    "a query parameter name (letters, digits, _ . ~ -)")
     return LogoutRules(methods, scope, answer, after, allowed, param)
 
 
@@ -446,7 +456,8 @@ def _url_prefix(value: str) -> bool:
         url = URL(value)
     except ValueError:
         return False
-    return url.scheme in ("http", "https") and bool(url.host) and value.endswith("/")
+    return (url.scheme in ("http", "https") and bool(url.host) and value.endswith("/") and url.user is None
+            and "?" not in value and "#" not in value and "\\" not in value)
 
 
 def _optional_seconds(s: _Section, key: str) -> float | None:

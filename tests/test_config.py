@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from gateway.config import ConfigError, load, parse
+from gateway.config import ConfigError, EventHookSettings, UniversalLogoutSettings, load, parse
 from gateway.plugin import SourceOptions
 from gateway.sessions.policy import Mode, SessionRules, Unbound
-from gateway.sessions.settings import CookieSettings, RouteSessions
+from gateway.sessions.settings import CookieSettings, LogoutRules, RouteSessions
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "conf" / "gateway.example.toml"
@@ -968,3 +968,215 @@ def test_binding_keys_never_appear_in_the_settings_repr(monkeypatch):
     monkeypatch.setenv("GATEWAY_BINDING_KEYS", f"{KEY_1},{KEY_2}")
     text = repr(parse(bound_route()))
     assert KEY_1 not in text and KEY_2 not in text
+
+
+# --- [okta.event_hook] ---------------------------------------------------------------------------------------------
+
+HOOK_SECRET = "a-hook-secret-of-32-characters-x"
+
+
+@pytest.fixture
+def hook_secret(monkeypatch):
+    monkeypatch.setenv("OKTA_HOOK_SECRET", HOOK_SECRET)
+
+
+def hooked(**hook: Any) -> dict[str, Any]:
+    return with_okta(event_hook={"secret": "${OKTA_HOOK_SECRET}", **hook})
+
+
+def test_without_an_event_hook_table_there_is_no_hook():
+    okta = parse(with_okta()).okta
+    assert okta is not None and okta.event_hook is None and okta.universal_logout is None
+
+
+def test_the_event_hook_secret_comes_from_the_environment_with_the_authorization_header(hook_secret):
+    okta = parse(hooked()).okta
+    assert okta is not None and okta.event_hook == EventHookSettings(HOOK_SECRET, "Authorization")
+    assert HOOK_SECRET not in repr(parse(hooked()))
+
+
+def test_the_event_hook_header_can_be_named(hook_secret):
+    okta = parse(hooked(header="X-Okta-Hook-Auth")).okta
+    assert okta is not None and okta.event_hook is not None and okta.event_hook.header == "X-Okta-Hook-Auth"
+
+
+@pytest.mark.parametrize("secret", [HOOK_SECRET, "x${OKTA_HOOK_SECRET}", "${OKTA_HOOK_SECRET}x", 5,
+                                    [HOOK_SECRET], True])
+def test_a_literal_event_hook_secret_is_refused_and_never_shown(hook_secret, secret):
+    message = error_of(with_okta(event_hook={"secret": secret}), "okta.event_hook.secret")
+    assert "environment" in message and HOOK_SECRET not in message and HOOK_SECRET[:8] not in message
+
+
+def test_an_event_hook_without_a_secret_is_refused():
+    message = error_of(with_okta(event_hook={"header": "Authorization"}), "okta.event_hook.secret")
+    assert "environment" in message
+
+
+@pytest.mark.parametrize("secret", ["", "x", "fifteen-chars-x", "0123456789abcde"])
+def test_an_event_hook_secret_under_16_characters_is_refused_and_never_shown(monkeypatch, secret):
+    monkeypatch.setenv("OKTA_HOOK_SECRET", secret)
+    message = error_of(hooked(), "okta.event_hook.secret")
+    assert "16 characters" in message and message.endswith("got a value from the environment (not shown)")
+    assert len(secret) < 3 or secret not in message
+
+
+def test_an_event_hook_secret_of_16_characters_is_enough(monkeypatch):
+    monkeypatch.setenv("OKTA_HOOK_SECRET", "s" * 16)
+    okta = parse(hooked()).okta
+    assert okta is not None and okta.event_hook is not None and okta.event_hook.secret == "s" * 16
+
+
+def test_a_missing_environment_variable_for_the_hook_secret_is_named(monkeypatch):
+    monkeypatch.delenv("OKTA_HOOK_SECRET", raising=False)
+    message = error_of(hooked(), "okta.event_hook.secret")
+    assert "OKTA_HOOK_SECRET" in message
+
+
+@pytest.mark.parametrize("header", ["bad header", "", "X-Auth:", "Authorization\r\nX: y", "é", "a" * 65, 5, True])
+def test_a_bad_event_hook_header_name_is_refused(hook_secret, header):
+    message = error_of(hooked(header=header), "okta.event_hook.header")
+    assert HOOK_SECRET not in message
+
+
+def test_an_unknown_event_hook_key_gets_a_did_you_mean_and_hides_the_secret(hook_secret):
+    message = error_of(hooked(headr="X-Auth"), "okta.event_hook.headr")
+    assert "did you mean 'header'?" in message and HOOK_SECRET not in message
+    message = error_of(with_okta(event_hook={"secret": "${OKTA_HOOK_SECRET}", "secrte": HOOK_SECRET}),
+                       "okta.event_hook.secrte")
+    assert "did you mean 'secret'?" in message and HOOK_SECRET not in message
+
+
+def test_the_event_hook_must_be_a_table():
+    error_of(with_okta(event_hook="${OKTA_HOOK_SECRET}"), "okta.event_hook")
+
+
+# --- [okta.universal_logout] ----------------------------------------------------------------------------------------
+
+ENDPOINT = "https://app.example.com/.gateway/okta/universal-logout"
+
+
+def test_universal_logout_settings_and_the_default_leeway():
+    okta = parse(with_okta(universal_logout={"endpoint_url": ENDPOINT})).okta
+    assert okta is not None and okta.universal_logout == UniversalLogoutSettings(ENDPOINT, 60.0)
+
+
+@pytest.mark.parametrize("leeway", [0, 30.5, 600])
+def test_universal_logout_leeway_bounds_are_inclusive(leeway):
+    okta = parse(with_okta(universal_logout={"endpoint_url": ENDPOINT, "leeway": leeway})).okta
+    assert okta is not None and okta.universal_logout is not None and okta.universal_logout.leeway == leeway
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/.gateway/okta/universal-logout", "https://gw.example.com"])
+def test_http_and_https_endpoints_are_accepted(url):
+    okta = parse(with_okta(universal_logout={"endpoint_url": url})).okta
+    assert okta is not None and okta.universal_logout is not None and okta.universal_logout.endpoint_url == url
+
+
+@pytest.mark.parametrize("url", [ENDPOINT + "?app=hr", ENDPOINT + "?", ENDPOINT + "#top", ENDPOINT + "#",
+                                 "ftp://app.example.com/logout", "/.gateway/okta/universal-logout",
+                                 "app.example.com/logout", "https://", "", 5, ["x"]])
+def test_a_bad_universal_logout_endpoint_is_refused(url):
+    message = error_of(with_okta(universal_logout={"endpoint_url": url}), "okta.universal_logout.endpoint_url")
+    assert "registered in Okta" in message
+
+
+def test_a_missing_universal_logout_endpoint_is_refused():
+    error_of(with_okta(universal_logout={"leeway": 60}), "okta.universal_logout.endpoint_url")
+
+
+def test_credentials_in_the_universal_logout_endpoint_are_refused_and_not_shown():
+    message = error_of(with_okta(universal_logout={"endpoint_url": "https://gw:hunter2@app.example.com/ul?x=1"}),
+                       "okta.universal_logout.endpoint_url")
+    assert "hunter2" not in message and "credentials" in message
+
+
+@pytest.mark.parametrize("leeway", [-1, 600.5, 3600, "60", True, [60]])
+def test_a_universal_logout_leeway_out_of_bounds_is_refused(leeway):
+    error_of(with_okta(universal_logout={"endpoint_url": ENDPOINT, "leeway": leeway}), "okta.universal_logout.leeway")
+
+
+def test_an_unknown_universal_logout_key_gets_a_did_you_mean():
+    message = error_of(with_okta(universal_logout={"endpoint_url": ENDPOINT, "leway": 5}),
+                       "okta.universal_logout.leway")
+    assert "did you mean 'leeway'?" in message
+    error_of(with_okta(universal_logout={"endpoint": ENDPOINT}), "okta.universal_logout.endpoint_url")  # needed first
+
+
+def test_universal_logout_must_be_a_table():
+    error_of(with_okta(universal_logout=ENDPOINT), "okta.universal_logout")
+
+
+# --- a route's logout ------------------------------------------------------------------------------------------------
+
+
+def test_route_logout_defaults():
+    assert sessions_of(bound_route()).logout == LogoutRules(("GET", "POST"), "session", "app", "/", (), "return")
+
+
+def test_route_logout_settings():
+    logout = sessions_of(bound_route(
+        logout_methods=["post"], logout_scope="user", logout_answer="gateway",
+        after_logout_url="https://www.example.com/signed-out", after_logout_param="next",
+        after_logout_allowed=["https://app.example.com/goodbye/", "http://127.0.0.1:8080/"])).logout
+    assert logout == LogoutRules(("POST",), "user", "gateway", "https://www.example.com/signed-out",
+                                 ("https://app.example.com/goodbye/", "http://127.0.0.1:8080/"), "next")
+
+
+def test_the_after_logout_url_may_be_a_path():
+    assert sessions_of(bound_route(after_logout_url="/signed-out?from=hr")).logout.after_logout_url == (
+        "/signed-out?from=hr")
+
+
+def test_logout_rules_are_read_with_policy_off_too():
+    assert sessions_of(bound_route(policy="off", logout_scope="user")).logout.scope == "user"
+
+
+@pytest.mark.parametrize("methods", [[], ["DELETE"], ["GET", "PUT"], ["GET", 5], [None], ["GET", ["POST"]], "GET",
+                                     "GET,POST", 5])
+def test_logout_methods_are_only_get_and_post(methods):
+    error_of(bound_route(logout_methods=methods), f"{ROUTE}.logout_methods")
+
+
+@pytest.mark.parametrize(("key", "value"), [("logout_scope", "all"), ("logout_scope", "User"), ("logout_scope", ""),
+                                            ("logout_scope", 1), ("logout_answer", "none"), ("logout_answer", "App"),
+                                            ("logout_answer", True)])
+def test_bad_logout_scope_and_answer_are_refused(key, value):
+    error_of(bound_route(**{key: value}), f"{ROUTE}.{key}")
+
+
+@pytest.mark.parametrize("url", ["//evil.example/", "javascript:alert(1)", "bye", "", "ftp://app.example.com/",
+                                 "https://", 5, ["/"]])
+def test_a_bad_after_logout_url_is_refused(url):
+    error_of(bound_route(after_logout_url=url), f"{ROUTE}.after_logout_url")
+
+
+@pytest.mark.parametrize("prefix", ["https://app.example.com", "https://app.example.com/goodbye", "/goodbye/",
+                                    "//app.example.com/", "javascript://app.example.com/", "ftp://app.example.com/",
+                                    "https:///", "https://app.example.com/?next=/",
+                                    "https://app.example.com/#/", "https://app.example.com\\/", 5, None])
+def test_bad_after_logout_allowed_prefixes_are_refused(prefix):
+    message = error_of(bound_route(after_logout_allowed=["https://ok.example.com/", prefix]),
+                       f"{ROUTE}.after_logout_allowed")
+    assert "end" in message and '"/"' in message
+
+
+def test_after_logout_allowed_must_be_a_list():
+    error_of(bound_route(after_logout_allowed="https://app.example.com/"), f"{ROUTE}.after_logout_allowed")
+
+
+def test_credentials_in_an_after_logout_prefix_are_refused_and_not_shown():
+    message = error_of(bound_route(after_logout_allowed=["https://gw:hunter2@app.example.com/"]),
+                       f"{ROUTE}.after_logout_allowed")
+    assert "hunter2" not in message and "credentials" in message
+
+
+@pytest.mark.parametrize("param", ["", "a b", "a&b", "a=b", "ré", "x" * 65, 5, ["return"]])
+def test_a_bad_after_logout_param_is_refused(param):
+    error_of(bound_route(after_logout_param=param), f"{ROUTE}.after_logout_param")
+
+
+def test_an_unknown_logout_key_gets_a_did_you_mean():
+    message = error_of(bound_route(logout_scop="user"), f"{ROUTE}.logout_scop")
+    assert "did you mean 'logout_scope'?" in message
+    message = error_of(bound_route(after_logout_allow=["https://app.example.com/"]), f"{ROUTE}.after_logout_allow")
+    assert "did you mean 'after_logout_allowed'?" in message

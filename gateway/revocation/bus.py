@@ -32,14 +32,29 @@ SOURCES = ("lookup", "event_hook", "universal_logout", "app_logout", "operator")
 
 @dataclass(frozen=True, slots=True)
 class Revocation:
+    """One session ended (`session_id`), or every session of a user: when no session is named, or `all_sessions`.
+
+    With a session id, `user_id` and `login` only say whose session it was (for the audit line): one session's end
+    must not end the user's other sessions.
+    """
+
     source: str
     reason: str
     session_id: str | None = None
     user_id: str | None = None
     login: str | None = None
     happened_at: float | None = None  # when the source says it happened (epoch seconds)
+    all_sessions: bool = False  # with a session id: every other session of the user ends too
+    cutoff: float | None = None  # user-wide: bindings made before this die (default happened_at; never past now)
+
+    @property
+    def user_wide(self) -> bool:
+        return not self.session_id or self.all_sessions
 
     def user_keys(self) -> list[str]:
+        """The store keys of the user's watermark: user id and lower-cased login (none unless user-wide)."""
+        if not self.user_wide:
+            return []
         return [k for k in (self.user_id, self.login.lower() if self.login else None) if k]
 
 
@@ -73,17 +88,20 @@ class RevocationBus:
             if self._validator is not None:
                 self._validator.forget(r.session_id)
             self._metrics.sockets_closed.inc(self._sockets.end(r.session_id))
-        for key in r.user_keys():
-            self.store.end_user(key, min(r.happened_at or now, now))
-        if r.user_keys():
-            self._metrics.sockets_closed.inc(self._sockets.end_user(r.user_keys()))
+        user_keys = r.user_keys()
+        cutoff = min(r.cutoff if r.cutoff is not None else r.happened_at or now, now)
+        for key in user_keys:
+            self.store.end_user(key, cutoff)
+        if user_keys:
+            self._metrics.sockets_closed.inc(self._sockets.end_user(user_keys))
         acted = Acted(r, now)
         self.recent.appendleft(acted)
         self._metrics.revocations.labels(r.source).inc()
         if acted.latency is not None:
             self._metrics.revocation_latency.labels(r.source).observe(acted.latency)
-        audit.info("revocation source=%s reason=%s session=%s user=%s login=%s happened_at=%s acted_at=%.3f",
-                   r.source, r.reason, r.session_id or "-", r.user_id or "-", r.login or "-",
+        audit.info("revocation source=%s reason=%s scope=%s session=%s user=%s login=%s happened_at=%s "
+                   "acted_at=%.3f", r.source, r.reason, "user" if r.user_wide else "session", r.session_id or "-",
+                   r.user_id or "-", r.login or "-",
                    f"{r.happened_at:.3f}" if r.happened_at is not None else "-", now)
         for listener in self.listeners:
             listener(r)

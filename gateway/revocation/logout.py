@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from urllib.parse import unquote
 
 from aiohttp import web
 from yarl import URL
@@ -45,11 +46,19 @@ def okta_sign_out_url(org_url: URL, after: str) -> str:
 
 
 def _plain_url(value: str) -> bool:
+    """An http(s) URL a browser reads as written: no backslash, control character or whitespace (which browsers
+    drop or rewrite), no credentials, and no dot segment (`/goodbye/../admin`, `%2e%2e`) that would take its path
+    out of the allowed prefix once resolved."""
+    if "\\" in value or not value.isprintable() or any(c.isspace() for c in value):
+        return False
     try:
         url = URL(value)
     except ValueError:
         return False
-    return url.scheme in ("http", "https") and bool(url.host) and "\\" not in value and url.user is None
+    path = value.split("#", 1)[0].split("?", 1)[0]
+    if any(unquote(segment) in (".", "..") for segment in path.split("/")):
+        return False
+    return url.scheme in ("http", "https") and bool(url.host) and url.user is None
 
 
 class LogoutInterceptor:
@@ -95,6 +104,5 @@ class LogoutInterceptor:
                 await self._okta.close_session(binding.session_id)
         except OktaError as exc:  # the browser still goes through Okta's sign-out, which ends its session
             log.warning("ending the Okta session at app logout failed: %s", exc)
-        self._bus.publish(Revocation("app_logout", "app_logout", binding.session_id,
-                                     binding.user_id if user_wide else None,
-                                     binding.login if user_wide else None))
+        self._bus.publish(Revocation("app_logout", "app_logout", binding.session_id, binding.user_id, binding.login,
+                                     all_sessions=user_wide))
