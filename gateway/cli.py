@@ -57,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="Identity Engine (idx cookie) or Classic Engine (sid cookie)")
     okta.set_defaults(command=_sandbox_okta)
 
+    admin = sub.add_parser("admin", help="operator actions on a running gateway (token from $GATEWAY_ADMIN_TOKEN)")
+    actions = admin.add_subparsers(required=True, metavar="ACTION")
+    policy = actions.add_parser("policy", help="switch a route's binding policy while the gateway runs")
+    policy.add_argument("route", help="the route's name")
+    policy.add_argument("mode", choices=("enforce", "observe", "off"))
+    policy.add_argument("--url", default="http://127.0.0.1:8080/.gateway/",
+                        help="the gateway's prefix URL (default http://127.0.0.1:8080/.gateway/)")
+    policy.set_defaults(command=_admin_policy)
+
     keygen = sub.add_parser("keygen", help="print a new key for the binding cookie ([binding] keys)")
     keygen.set_defaults(command=_keygen)
 
@@ -104,6 +113,35 @@ def _sandbox_okta(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     asyncio.run(run_okta_sandbox(args.host, args.port, args.engine))
+    return 0
+
+
+def _admin_policy(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    token = os.environ.get("GATEWAY_ADMIN_TOKEN")
+    if not token:
+        print("session-gateway: set GATEWAY_ADMIN_TOKEN to the gateway's operator token", file=sys.stderr)
+        return 2
+    url = args.url.rstrip("/") + f"/admin/routes/{args.route}/policy"
+    request = urllib.request.Request(url, json.dumps({"mode": args.mode}).encode(), method="PUT", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json",
+        "User-Agent": f"session-gateway-cli ({os.environ.get('USER', 'unknown user')})"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - the operator's own gateway
+            changed = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+        print(f"session-gateway: the gateway refused: {detail} ({exc.code})", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"session-gateway: cannot reach the gateway at {args.url}: {getattr(exc, 'reason', exc)}",
+              file=sys.stderr)
+        return 1
+    print(f"route {changed['route']}: policy {changed['from']} -> {changed['to']} "
+          f"(configured: {changed['configured']})")
     return 0
 
 

@@ -92,6 +92,7 @@ class Settings:
     routes: RouteTable
     okta: OktaSettings | None = None
     binding_keys: tuple[str, ...] = field(default=(), repr=False)  # Fernet keys: the first seals, all open
+    admin_token: str | None = field(default=None, repr=False)  # the operator's: status page and admin API
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -187,10 +188,22 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
     read = [_route(source, i, table, defaults, okta is not None) for i, table in enumerate(routes_value)]
     routes = [route for route, _ in read]
     keys = _binding_keys(_table(top, "binding"), any(r.sessions is not None for r in routes))
+    admin = _optional_table(top, "admin", _admin_token)
     top.finish()
     _check_routes(source, routes, [from_env for _, from_env in read], server.prefix)
     return Settings(source=source, server=server, proxy=proxy, routes=RouteTable(routes), okta=okta,
-                    binding_keys=keys)
+                    binding_keys=keys, admin_token=admin)
+
+
+def _admin_token(s: _Section) -> str:
+    raw = s.table.get("token")
+    if not isinstance(raw, str) or not _ENV_REF.fullmatch(raw):
+        raise s.error("token", 'a reference to the environment such as "${GATEWAY_ADMIN_TOKEN}" (the operator '
+                      "token opens the status page and the admin API)", show_value=False)
+    token = s.get("token", str, "an environment reference", None)
+    s.check("token", token, lambda v: len(v) >= 16, "a token of at least 16 characters")
+    s.finish()
+    return str(token)
 
 
 def _binding_keys(s: _Section, needed: bool) -> tuple[str, ...]:

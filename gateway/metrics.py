@@ -60,6 +60,7 @@ class Counts(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counts("gateway_requests", "Requests proxied, by route", ("route",), self.registry)
         lookups = Counts("gateway_validation_lookups", "Session validations by how they were answered",
                          ("result",), self.registry)
         self.lookups = {result: lookups.get(result) for result in LOOKUP_RESULTS}

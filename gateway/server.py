@@ -18,6 +18,7 @@ from aiohttp import web
 from yarl import URL
 
 from . import answers
+from .admin import Admin, Operator
 from .config import OktaSettings, Settings
 from .metrics import Metrics
 from .okta.client import OktaClient
@@ -74,10 +75,14 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         app.router.add_post(prefix + "okta/events", receiver.deliver)
     if settings.okta is not None and settings.okta.universal_logout is not None:
         app.router.add_post(prefix + "okta/universal-logout", _universal_logout(app, settings.okta, clock))
+    if settings.admin_token is not None:
+        admin = Admin(Operator(settings.admin_token, prefix, clock), prefix, settings.routes.routes, app[ENFORCERS],
+                      metrics, app.get(BUS), app[SOCKETS])
+        admin.add_routes(app.router)
     app.router.add_get(prefix + "healthz", healthz, allow_head=True)
     app.router.add_get(prefix + "readyz", readyz, allow_head=True)
     app.router.add_route("*", prefix + "{tail:.*}", not_found)
-    app.router.add_route("*", "/{tail:.*}", _proxy_handler(settings, http, ws, app[ENFORCERS]),
+    app.router.add_route("*", "/{tail:.*}", _proxy_handler(settings, http, ws, app[ENFORCERS], metrics),
                          expect_handler=_expect_later)
     return app
 
@@ -179,14 +184,16 @@ async def _watch_credentials(client: OktaClient) -> None:
 
 
 def _proxy_handler(
-    settings: Settings, http: Forwarder, ws: WebSocketForwarder, enforcers: dict[str, Enforcer]
+    settings: Settings, http: Forwarder, ws: WebSocketForwarder, enforcers: dict[str, Enforcer], metrics: Metrics
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     table = settings.routes
+    requests = {r.name: metrics.requests.get(r.name) for r in table.routes}
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         route = table.match(request.headers.get("Host", ""), request.path)
         if route is None:
             return error_response(request, 404, answers.NO_ROUTE)
+        requests[route.name].inc()
         enforcer = enforcers.get(route.name) if enforcers else None
         if enforcer is not None:
             return await enforcer(request)

@@ -6,8 +6,8 @@ cookies. Each app is registered in the org as a SAML app whose ACS is the gatewa
 the attribute `okta_session_id` (Okta's expression `session.id`), and sits behind its own route, under a path
 prefix of its own so that two apps' JSESSIONID cookies do not meet in one browser.
 
-Secrets come as in production: the API token from $OKTA_API_TOKEN and the binding keys from
-$GATEWAY_BINDING_KEYS; the caller sets them.
+Secrets come as in production: the API token from $OKTA_API_TOKEN, the binding keys from $GATEWAY_BINDING_KEYS,
+the hook secret from $OKTA_HOOK_SECRET and the operator token from $GATEWAY_ADMIN_TOKEN; the caller sets them.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 async def start_stack(
     apps: list[AppRoute], *, org: OktaOrg | None = None, okta_host: str = "127.0.0.2", okta_port: int = 0,
     gateway_host: str = "127.0.0.1", gateway_port: int = 0, okta: dict[str, Any] | None = None,
-    server: dict[str, Any] | None = None, clock: Callable[[], float] | None = None,
+    server: dict[str, Any] | None = None, clock: Callable[[], float] | None = None, admin: bool = False,
 ) -> Stack:
     """Start everything; `org` may be made by the caller (users, policy, clock), else one is made with no users."""
     okta_port = okta_port or free_port(okta_host)
@@ -95,6 +95,7 @@ async def start_stack(
             "okta": {"org_url": org.issuer, "api_token": "${OKTA_API_TOKEN}", **okta},
             "binding": {"keys": "${GATEWAY_BINDING_KEYS}"},
             "route": routes,
+            **({"admin": {"token": "${GATEWAY_ADMIN_TOKEN}"}} if admin else {}),
         }, "stack.toml")
         gateway = build_app(settings, clock=clock or org.clock.timestamp)
         runners.append(await start_app(gateway, gateway_host, gateway_port, auto_decompress=False))

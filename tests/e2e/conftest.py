@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from stack_support import ALICE, BOB, FAST_CACHE, HOOK_SECRET, KEYS, Browser
+from stack_support import ADMIN_TOKEN, ALICE, BOB, FAST_CACHE, HOOK_SECRET, KEYS, Browser
 
 from gateway.sandbox.okta.org import OktaOrg
 from gateway.sandbox.stack import AppRoute, Stack, free_port, start_stack
@@ -18,6 +18,7 @@ StartStack = Callable[..., Awaitable[Stack]]
 def binding_keys(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv("GATEWAY_BINDING_KEYS", KEYS[0])
     monkeypatch.setenv("OKTA_HOOK_SECRET", HOOK_SECRET)
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
     return KEYS
 
 

@@ -11,6 +11,7 @@ ALICE, BOB = ("alice@example.com", "Alice-pw-1"), ("bob@example.com", "Bob-pw-2"
 KEYS = [Fernet.generate_key().decode() for _ in range(3)]
 FAST_CACHE = {"cache_ttl": 5, "revalidate": 0, "negative_ttl": 5}
 HOOK_SECRET = "hook-secret-for-the-e2e-tests-0123456789"
+ADMIN_TOKEN = "operator-token-for-the-e2e-tests-0123"
 SLOW_CACHE = {"cache_ttl": 3600, "revalidate": 0}  # pushed revocations must not need the cache to expire
 
-__all__ = ["ALICE", "BOB", "FAST_CACHE", "HOOK_SECRET", "KEYS", "SLOW_CACHE", "Browser", "Page"]
+__all__ = ["ADMIN_TOKEN", "ALICE", "BOB", "FAST_CACHE", "HOOK_SECRET", "KEYS", "SLOW_CACHE", "Browser", "Page"]
