@@ -10,15 +10,11 @@ import argparse
 import asyncio
 import logging
 import os
-import secrets
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from .config import ConfigError, Settings, load
 from .routing import host_specificity
-
-DEFAULT_CONFIG = "conf/gateway.example.toml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,8 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("keygen", help="print a new key for the binding cookie ([binding] keys)")
     keygen.set_defaults(command=_keygen)
 
-    demo = sub.add_parser("demo", help="the gateway in front of the built-in upstream app")
-    demo.add_argument("--config", default=DEFAULT_CONFIG, help=f"configuration (default {DEFAULT_CONFIG})")
+    demo = sub.add_parser("demo", help="the Okta sandbox, two legacy SAML apps (enforce, off) and the gateway")
+    demo.add_argument("--scripted", action="store_true",
+                      help="walk the story by itself and print what each app shows after each step")
+    demo.add_argument("--port", type=int, default=8080, help="the gateway's port on 127.0.0.1 (default 8080)")
+    demo.add_argument("--okta-port", type=int, default=9010, help="the Okta sandbox's port on 127.0.0.2 (9010)")
     demo.set_defaults(command=_demo)
     return parser
 
@@ -153,17 +152,12 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .sandbox.demo import run_demo
+    from .sandbox.demo import run_demo, run_scripted
 
-    os.environ.setdefault("OKTA_API_TOKEN", secrets.token_urlsafe(24))  # the demo's sandbox and gateway share it
-    os.environ.setdefault("OKTA_HOOK_SECRET", secrets.token_urlsafe(24))
-    if "GATEWAY_BINDING_KEYS" not in os.environ:
-        from cryptography.fernet import Fernet
-
-        os.environ["GATEWAY_BINDING_KEYS"] = Fernet.generate_key().decode()
-    settings = load(Path(args.config))
-    _setup_logging(settings)
-    asyncio.run(run_demo(settings))
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.scripted:
+        return 0 if asyncio.run(run_scripted(okta_port=args.okta_port, gateway_port=args.port)) else 1
+    asyncio.run(run_demo(okta_port=args.okta_port, gateway_port=args.port))
     return 0
 
 
