@@ -1,7 +1,9 @@
 """A scripted browser for the sandbox: one cookie jar for every host, redirects followed step by step.
 
 The end-to-end tests, the revocation benchmark and the scripted demo drive the stack with it. Like a browser, it
-keeps cookies by host and not by port, and keeps those of IP-address hosts (aiohttp's jar needs unsafe=True).
+keeps cookies by host and not by port, keeps those of IP-address hosts (aiohttp's jar needs unsafe=True), and sends
+Secure cookies to loopback origins over http, which browsers count as secure contexts (the Okta sandbox's cookie on
+127.0.0.2 is Secure, as it is on a real, https, org).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from .okta.common import is_loopback
 from .okta.saml import read_autopost_form
 from .stack import Stack
 
@@ -37,13 +40,19 @@ class Page:
         return self.headers.getall("Set-Cookie", [])
 
 
+def loopback_origins(*urls: str) -> list[URL]:
+    """The origins among `urls` that a browser treats as secure over http: those of loopback hosts."""
+    return [URL(u).origin() for u in urls if is_loopback(URL(u).host or "")]
+
+
 class Browser:
     """A browser: one cookie jar for every host, redirects followed by hand so tests can see each step."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                          timeout=aiohttp.ClientTimeout(total=15))
+        jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=loopback_origins(stack.org.issuer,
+                                                                                    stack.gateway_url))
+        self.http = aiohttp.ClientSession(cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=15))
 
     async def get(self, url: str, **kwargs: Any) -> Page:
         return await self.request("GET", url, **kwargs)

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
+from gateway.sandbox.browser import loopback_origins
 from gateway.sandbox.okta.app import build_okta_app
 from gateway.sandbox.okta.org import OktaOrg
 from gateway.sandbox.stack import free_port
@@ -45,8 +46,11 @@ class Okta:
         return f"{self.org.issuer}{path}"
 
     def client(self, *, cookies: bool = True) -> aiohttp.ClientSession:
-        """A browser (its own cookie jar; unsafe=True keeps cookies of IP-address hosts) or a cookie-less client."""
-        jar: aiohttp.abc.AbstractCookieJar = aiohttp.CookieJar(unsafe=True) if cookies else aiohttp.DummyCookieJar()
+        """A browser (its own cookie jar; unsafe=True keeps cookies of IP-address hosts; the org's loopback origin is
+        a secure context, so its Secure cookie goes back over http) or a cookie-less client."""
+        jar: aiohttp.abc.AbstractCookieJar = aiohttp.DummyCookieJar()
+        if cookies:
+            jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=loopback_origins(self.org.issuer))
         session = aiohttp.ClientSession(cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=10))
         self._clients.append(session)
         return session

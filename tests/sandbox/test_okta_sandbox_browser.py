@@ -51,7 +51,7 @@ async def test_the_session_cookie_is_host_only_httponly_samesite_none(start, eng
     assert (status, location) == (302, f"{APP_ORIGIN}/home")
     morsel, raw = parsed_cookie(cookies, name)
     assert morsel["path"] == "/" and morsel["httponly"] and morsel["samesite"] == "None"
-    assert morsel["domain"] == "" and not morsel["secure"]  # host-only; http issuer: no Secure
+    assert morsel["domain"] == "" and morsel["secure"]  # host-only; Secure: a loopback origin is a secure context
     assert morsel["max-age"] == "" and morsel["expires"] == ""  # a session cookie without KMSI
     assert "Domain" not in raw
 
@@ -63,6 +63,17 @@ async def test_the_cookie_is_secure_when_the_issuer_is_https(start):
                              params={"token": token, "redirectUrl": "/"}) as r:
         morsel, _ = parsed_cookie(r.headers.getall("Set-Cookie"), "idx")
     assert morsel["secure"] and morsel["samesite"] == "None"
+
+
+@pytest.mark.parametrize("issuer,secure", [("http://sandbox.okta.test", False), ("http://localhost:1", True),
+                                           ("http://[::1]:1", True), ("http://10.0.0.2:1", False)])
+async def test_an_http_issuer_gets_secure_cookies_on_loopback_only(start, issuer, secure):
+    okta = await start(issuer=issuer)  # served on 127.0.0.2 all the same; the issuer decides
+    token, _ = okta.org.issue_session_token(okta.org.user(ALICE[0]))
+    async with okta.http.get(f"http://{HOST}:{okta.server.port}/login/sessionCookieRedirect", allow_redirects=False,
+                             params={"token": token, "redirectUrl": "/"}) as r:
+        morsel, _ = parsed_cookie(r.headers.getall("Set-Cookie"), "idx")
+    assert bool(morsel["secure"]) is secure and morsel["samesite"] == "None"
 
 
 async def test_session_cookie_redirect_signs_the_browser_in(start):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -55,7 +56,8 @@ def browser_session(request: web.Request, *, activity: bool = True) -> Session |
 
 
 def set_session_cookie(response: web.StreamResponse, org: OktaOrg, session: Session) -> None:
-    """Host-only (no Domain), Path=/, HttpOnly, SameSite=None; Secure on https; persistent only with KMSI."""
+    """Host-only (no Domain), Path=/, HttpOnly, SameSite=None; Secure on https and on loopback (see `_secure`);
+    persistent only with KMSI."""
     max_age = None
     if session.persistent:
         max_age = max(int((session.expires_at - org.clock.now()).total_seconds()), 0)
@@ -68,4 +70,20 @@ def clear_session_cookie(response: web.StreamResponse, org: OktaOrg) -> None:
 
 
 def _secure(org: OktaOrg) -> bool:
-    return URL(org.issuer).scheme == "https"
+    """Secure when the issuer is https (as a real Okta org always is) or a loopback address over http: browsers
+    drop a SameSite=None cookie that is not Secure, and take Secure cookies from loopback origins (127.0.0.0/8,
+    [::1], localhost), which they count as secure contexts. A sandbox on another http host gets no Secure, and a
+    real browser will not keep its cookie: serve it on loopback or behind https."""
+    url = URL(org.issuer)
+    return url.scheme == "https" or is_loopback(url.host or "")
+
+
+def is_loopback(host: str) -> bool:
+    """A host that browsers treat as a secure context over plain http."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
