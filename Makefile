@@ -1,11 +1,14 @@
 # Two entry points for a fresh machine: `make run` (the demo) and `make test` (every test).
-# Each creates .venv and installs what it needs; system packages come from scripts/ensure-system-packages.
+# Each creates .venv and installs what it needs; `make test` also installs the Debian packages of the browser
+# tests (chromium, chromium-driver) when they are missing.
 
 SYSTEM_PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -13,10 +16,24 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,sandbox]'
 	touch $@
 
+# Headless Chromium for tests/browser/ (Playwright drives it; `playwright install` is never run: it downloads a
+# browser of its own). apt-get runs only when a binary is missing; as root directly, else through sudo.
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+		if ! command -v apt-get >/dev/null; then \
+			echo "no apt-get: install Chromium as $(CHROMIUM) yourself; the browser tests skip without it"; \
+		else \
+			sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+			echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+		fi; \
+	fi
+
 run: $(VENV)/.installed
 	$(VENV)/bin/session-gateway demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check gateway plugins tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from .metrics import Metrics
-from .revocation.bus import RevocationBus
+from .revocation.bus import SOURCES, RevocationBus
 from .routing import Route
 from .sessions.enforce import Enforcer
 from .sessions.policy import Mode
@@ -143,7 +143,7 @@ class Admin:
             **{f"okta_calls_{k}": int(v) for k, v in calls.items() if v},
             "okta_rate_limit": int(m.value("gateway_okta_rate_limit_limit")) or None,
             "okta_rate_limit_remaining": int(m.value("gateway_okta_rate_limit_remaining")) or None,
-            "revocations": len(self._bus.recent) if self._bus is not None else 0,
+            "revocations": int(sum(m.value("gateway_revocations_total", source=s) for s in SOURCES)),
             "open_websockets": len(self._sockets),
         }
 
