@@ -195,24 +195,31 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
                     binding_keys=keys, admin_token=admin)
 
 
-def _admin_token(s: _Section) -> str:
-    raw = s.table.get("token")
+def _secret(s: _Section, key: str, variable: str, why: str, *, min_length: int = 0) -> str:
+    """A secret: only ever a reference to the environment, never written into the file, never shown."""
+    raw = s.table.get(key)
     if not isinstance(raw, str) or not _ENV_REF.fullmatch(raw):
-        raise s.error("token", 'a reference to the environment such as "${GATEWAY_ADMIN_TOKEN}" (the operator '
-                      "token opens the status page and the admin API)", show_value=False)
-    token = s.get("token", str, "an environment reference", None)
-    s.check("token", token, lambda v: len(v) >= 16, "a token of at least 16 characters")
+        raise s.error(key, f'a reference to the environment such as "${{{variable}}}" ({why})', show_value=False)
+    value = str(s.get(key, str, "an environment reference", ""))
+    if min_length:
+        s.check(key, value, lambda v: len(v) >= min_length, f"a value of at least {min_length} characters")
+    return value
+
+
+def _admin_token(s: _Section) -> str:
+    token = _secret(s, "token", "GATEWAY_ADMIN_TOKEN", "the operator token opens the status page and the admin "
+                    "API", min_length=16)
     s.finish()
-    return str(token)
+    return token
 
 
 def _binding_keys(s: _Section, needed: bool) -> tuple[str, ...]:
     """The Fernet keys that seal bindings: `keys` from the environment, or `keys_file`, one key a line."""
-    raw = s.table.get("keys")
-    if raw is not None and (not isinstance(raw, str) or not _ENV_REF.fullmatch(raw)):
-        raise s.error("keys", 'a reference to the environment such as "${GATEWAY_BINDING_KEYS}" (keys written '
-                      "into the file would travel with it)", show_value=False)
-    text = s.get("keys", str, "an environment reference", None)
+    text = None
+    if "keys" in s.table:
+        text = _secret(s, "keys", "GATEWAY_BINDING_KEYS", "keys written into the file would travel with it")
+    else:
+        s.known.append("keys")
     path = s.get("keys_file", str, "a path to a file with one key a line", None)
     s.finish()
     if text is not None and path is not None:
@@ -236,10 +243,7 @@ def _binding_keys(s: _Section, needed: bool) -> tuple[str, ...]:
 
 
 def _okta(s: _Section) -> OktaSettings:
-    raw_token = s.table.get("api_token")
-    if not isinstance(raw_token, str) or not _ENV_REF.fullmatch(raw_token):
-        raise s.error("api_token", 'a reference to the environment such as "${OKTA_API_TOKEN}" (a token written '
-                      "into the file would travel with it)", show_value=False)
+    api_token = _secret(s, "api_token", "OKTA_API_TOKEN", "a token written into the file would travel with it")
     org = s.get("org_url", str, 'the org URL, such as "https://example.okta.com"', None)
     org_url = _origin_url(s, "org_url", org, 'the org URL, "https://host" (no path)')
     cache = CachePolicy(
@@ -252,7 +256,7 @@ def _okta(s: _Section) -> OktaSettings:
     )
     settings = OktaSettings(
         org_url=org_url,
-        api_token=s.get("api_token", str, "an environment reference", None),
+        api_token=api_token,
         timeout=_seconds(s, "timeout", 5.0),
         retries=s.check("retries", s.get("retries", int, "a whole number of retries", 2), lambda n: 0 <= n <= 5,
                         "a number of retries from 0 to 5"),
@@ -279,12 +283,8 @@ def _optional_table(s: _Section, key: str, read: Callable[[_Section], T]) -> T |
 
 def _event_hook(s: _Section) -> EventHookSettings:
     s.path = "okta.event_hook"
-    raw = s.table.get("secret")
-    if not isinstance(raw, str) or not _ENV_REF.fullmatch(raw):
-        raise s.error("secret", 'a reference to the environment such as "${OKTA_HOOK_SECRET}" (the value Okta '
-                      "sends in the hook's authorization header)", show_value=False)
-    secret = s.get("secret", str, "an environment reference", None)
-    s.check("secret", secret, lambda v: len(v) >= 16, "a secret of at least 16 characters")
+    secret = _secret(s, "secret", "OKTA_HOOK_SECRET", "the value Okta sends in the hook's authorization header",
+                     min_length=16)
     header = s.check("header", s.get("header", str, "a header name", "Authorization"),
                      lambda v: re.fullmatch(r"[A-Za-z0-9-]{1,64}", v) is not None, "a header name")
     s.finish()
