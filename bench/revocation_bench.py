@@ -216,7 +216,7 @@ def start_upstreams(args: argparse.Namespace, nginx: str, work: Path, children: 
     key = Fernet.generate_key().decode()
     env = {**os.environ, "OKTA_API_TOKEN": TOKEN, "GATEWAY_BINDING_KEYS": key, "PYTHONPATH": str(pb.REPO),
            "PYTHONHASHSEED": "0"}
-    direct, spare, okta_port = pb.free_port(), pb.free_port(), free_port("127.0.0.2")
+    direct, spare, okta_port = free_port(), free_port(), free_port("127.0.0.2")
     children.append(pb.start_nginx(nginx, work, direct, spare))
     pb.wait_for_port(direct, children[-1], work / "error.log")
     children.append(pb.spawn([args.python, "-m", "gateway.cli", "sandbox", "okta", "--host", "127.0.0.2", "--port",
@@ -230,7 +230,7 @@ def start_upstreams(args: argparse.Namespace, nginx: str, work: Path, children: 
 
 def start_gateway(args: argparse.Namespace, up: Upstreams, work: Path, children: list[pb.Child],
                   prefix: list[str], ready_timeout: float) -> tuple[pb.Child, int]:
-    port = pb.free_port()
+    port = free_port()
     config = work / f"gateway-{port}.toml"
     config.write_text(gateway_conf(port, up.okta_port, up.nginx_port))
     child = pb.spawn([*prefix, args.python, "-m", "gateway.cli", "run", "--config", str(config)],

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ..metrics import Metrics
 from ..sessions.sockets import OpenSockets
 from ..sessions.validation import SessionValidator
-from ..store import RevocationStore
+from ..store import RevocationStore, user_keys
 
 audit = logging.getLogger("gateway.audit")
 
@@ -55,7 +55,7 @@ class Revocation:
         """The store keys of the user's watermark: user id and lower-cased login (none unless user-wide)."""
         if not self.user_wide:
             return []
-        return [k for k in (self.user_id, self.login.lower() if self.login else None) if k]
+        return list(user_keys(self.user_id, self.login))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +88,12 @@ class RevocationBus:
             if self._validator is not None:
                 self._validator.forget(r.session_id)
             self._metrics.sockets_closed.inc(self._sockets.end(r.session_id))
-        user_keys = r.user_keys()
+        keys = r.user_keys()
         cutoff = min(r.cutoff if r.cutoff is not None else r.happened_at or now, now)
-        for key in user_keys:
+        for key in keys:
             self.store.end_user(key, cutoff)
-        if user_keys:
-            self._metrics.sockets_closed.inc(self._sockets.end_user(user_keys))
+        if keys:
+            self._metrics.sockets_closed.inc(self._sockets.end_user(keys))
         acted = Acted(r, now)
         self.recent.appendleft(acted)
         self._metrics.revocations.labels(r.source).inc()

@@ -31,6 +31,7 @@ from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from ..revocation.bus import Revocation, RevocationBus
 from ..revocation.logout import LogoutInterceptor
 from ..routing import Route
+from ..store import user_keys
 from .app_side import AppSide
 from .binding import Binding, Opened
 from .binding_cookie import BindingStorage
@@ -155,7 +156,7 @@ class Enforcer:
             self._extend(session_id, now)
         reseal = _reseal(decision, opened, okta, claimed, app, now, self._storage)
         if upgrade:
-            keys = (binding.user_id, binding.login.lower()) if binding is not None else ()
+            keys = user_keys(binding.user_id, binding.login) if binding is not None else ()
             return await self._websocket(request, for_app, session_id if okta is not None else None, keys)
         return await self._http(request, self.route, cookie=for_app,
                                 before_answer=lambda response: self._on_answer(request, response, reseal, binding,
@@ -192,7 +193,7 @@ class Enforcer:
         store = self._store
         if store.session_ended(binding.session_id) is not None:
             return True
-        watermark = max(store.user_ended_before(binding.user_id), store.user_ended_before(binding.login.lower()))
+        watermark = max(store.user_ended_before(key) for key in user_keys(binding.user_id, binding.login))
         return binding.bound_at < watermark
 
     def _on_end(self, binding: Binding | None, reason: str, now: float) -> None:

@@ -8,6 +8,7 @@ closes with 1008. No I/O here; server.py runs the periodic sweep that revalidate
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 
 class OpenSockets:
@@ -24,7 +25,7 @@ class OpenSockets:
             self._keys.setdefault(session_id, set()).add(key)
         return stop
 
-    def end_user(self, user_keys: list[str]) -> int:
+    def end_user(self, user_keys: Iterable[str]) -> int:
         """Close every socket of every session of the user; how many there were."""
         sessions = set().union(*(self._users.get(k, set()) for k in user_keys))
         return sum(self.end(s) for s in sessions)

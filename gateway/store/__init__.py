@@ -9,6 +9,11 @@ from __future__ import annotations
 from typing import Protocol
 
 
+def user_keys(user_id: str | None, login: str | None) -> tuple[str, ...]:
+    """The keys a user's watermark is kept under: the Okta user id and the lower-cased login."""
+    return tuple(k for k in (user_id, login.lower() if login else None) if k)
+
+
 class RevocationStore(Protocol):
     generation: int  # changes whenever anything is recorded: a cheap "has anything been revoked since?"
 

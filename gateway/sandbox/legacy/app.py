@@ -124,8 +124,7 @@ async def acs(request: web.Request) -> web.Response:
     cookie = state.create(verified.login, verified.attributes, now)
     relay_state = form.get("RelayState")
     response = redirect(303, local_target(relay_state if isinstance(relay_state, str) else None, config))
-    response.set_cookie(config.cookie_name, cookie, path=config.cookie_path, httponly=True, samesite="Lax",
-                        secure=config.secure_cookie)
+    set_session_cookie(response, config, cookie)
     return response
 
 
@@ -136,8 +135,7 @@ async def logout(request: web.Request) -> web.Response:
         state.destroy(cookie)
         state.logouts += 1
     response = redirect(303, config.link("/") + "?logged_out=1")
-    response.del_cookie(config.cookie_name, path=config.cookie_path, httponly=True, samesite="Lax",
-                        secure=config.secure_cookie)
+    set_session_cookie(response, config, None)
     return response
 
 
@@ -156,8 +154,7 @@ async def rotate(request: web.Request) -> web.Response:
     if fresh is None:
         return web.json_response({"error": "not signed in"}, status=401)
     response = web.json_response({"login": session.login if session else "", "rotated": True})
-    response.set_cookie(config.cookie_name, fresh, path=config.cookie_path, httponly=True, samesite="Lax",
-                        secure=config.secure_cookie)
+    set_session_cookie(response, config, fresh)
     return response
 
 
@@ -182,6 +179,16 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
+
+def set_session_cookie(response: web.StreamResponse, config: LegacyAppConfig, value: str | None) -> None:
+    """The app's session cookie (HttpOnly, SameSite=Lax, its Path), or its expiry when value is None."""
+    if value is None:
+        response.del_cookie(config.cookie_name, path=config.cookie_path, httponly=True, samesite="Lax",
+                            secure=config.secure_cookie)
+    else:
+        response.set_cookie(config.cookie_name, value, path=config.cookie_path, httponly=True, samesite="Lax",
+                            secure=config.secure_cookie)
+
 
 def current_session(request: web.Request) -> LegacySession | None:
     """The live session of the request's cookie; looking counts as activity."""

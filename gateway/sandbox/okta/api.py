@@ -155,35 +155,40 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    org = request.app[ORG]
-    if (denied := _admin_denied(org, request)) is not None:
-        return denied
-    session = org.session(request.match_info["id"])  # looking is not activity
-    if session is None:
-        return not_found(request.match_info["id"])
+    found = _admin_session(request)  # looking is not activity
+    if isinstance(found, web.Response):
+        return found
+    org, session = found
     return json_answer(200, session_json(org, session))
 
 
 async def delete_session(request: web.Request) -> web.Response:
-    org = request.app[ORG]
-    if (denied := _admin_denied(org, request)) is not None:
-        return denied
-    session = org.session(request.match_info["id"])
-    if session is None:
-        return not_found(request.match_info["id"])
+    found = _admin_session(request)
+    if isinstance(found, web.Response):
+        return found
+    org, session = found
     org.end_session(session)
     return web.Response(status=204)
 
 
 async def refresh_session(request: web.Request) -> web.Response:
+    found = _admin_session(request)
+    if isinstance(found, web.Response):
+        return found
+    org, session = found
+    org.refresh(session)
+    return _refreshed(request, org, session, me=False)
+
+
+def _admin_session(request: web.Request) -> tuple[OktaOrg, Session] | web.Response:
+    """The live session the path names, for a call with the API token; else the refusal or 404 to answer."""
     org = request.app[ORG]
     if (denied := _admin_denied(org, request)) is not None:
         return denied
     session = org.session(request.match_info["id"])
     if session is None:
         return not_found(request.match_info["id"])
-    org.refresh(session)
-    return _refreshed(request, org, session, me=False)
+    return org, session
 
 
 async def get_me(request: web.Request) -> web.Response:
