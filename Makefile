@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 CHROMEDRIVER ?= /usr/bin/chromedriver
 
-.PHONY: run test bench clean browser
+.PHONY: run test test-hostile bench clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check gateway plugins tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The standing hostile-input suite alone (it runs inside `make test` too): smuggling at the socket, properties of
+# every reader of client input, Okta and upstream faults, slow clients.
+test-hostile: $(VENV)/.installed
+	$(PY) -m pytest -m hostile $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) bench/proxy_bench.py --python $(PY)

@@ -21,7 +21,17 @@ from gateway.config import Settings, parse
 from gateway.sandbox.stack import free_port
 from gateway.server import build_app
 
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests: no per-example deadline (a loaded CI machine is slow, not wrong), a bounded number of examples so
+# that the hostile-input suite stays within its minute, and no example database written into the checkout.
+hypothesis_settings.register_profile(
+    "gateway", deadline=None, max_examples=200, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
