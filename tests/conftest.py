@@ -16,13 +16,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from gateway.config import Settings, parse
 from gateway.sandbox.stack import free_port
 from gateway.server import build_app
-
-from hypothesis import HealthCheck
-from hypothesis import settings as hypothesis_settings
 
 REPO = Path(__file__).resolve().parent.parent
 

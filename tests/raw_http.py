@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 
-async def send_raw(host: str, port: int, data: bytes, *, timeout: float = 5.0, half_close: bool = False) -> bytes:
-    """Send `data` as it is and read until the peer closes or `timeout` seconds pass without a byte.
+async def send_raw(host: str, port: int, data: bytes, *, idle: float = 5.0, half_close: bool = False) -> bytes:
+    """Send `data` as it is and read until the peer closes or `idle` seconds pass without a byte.
 
     `half_close` shuts our side for writing after sending (a client that has said all it will).
     """
@@ -19,7 +19,7 @@ async def send_raw(host: str, port: int, data: bytes, *, timeout: float = 5.0, h
         chunks: list[bytes] = []
         while True:
             try:
-                chunk = await asyncio.wait_for(reader.read(65536), timeout)
+                chunk = await asyncio.wait_for(reader.read(65536), idle)
             except TimeoutError:
                 break
             if not chunk:
