@@ -341,7 +341,9 @@ class Soak:
     async def until_refused(self, now: Round, person: Person) -> None:
         """Browse a revoked session until it is refused, or for a little longer than the cache TTL."""
         assert now.revoked_at is not None
-        while time.monotonic() < now.revoked_at + TTL + 2.0 and await self.browse(now, person):
+        while time.monotonic() < now.revoked_at + TTL + 2.0:
+            if not await self.browse(now, person):
+                return
             await asyncio.sleep(self.rng.uniform(0, THINK))
 
     # --- an admin, and Okta's Universal Logout ---
