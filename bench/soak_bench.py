@@ -234,7 +234,7 @@ class Soak:
             try:
                 await self.one_round(browser, person)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                self.tally.error("connection error", f"{person.login}: {exc!r}")
+                self.tally.error("connection error", f"{person.login}: {type(exc).__name__}: {exc}")
                 await browser.close()
                 browser = None
             except Exception as exc:  # a surprise in an answer: counted, shown, and the browser goes on
@@ -397,18 +397,18 @@ class Soak:
         try:
             await make(self, name)
         except OSError as exc:
-            self.tally.error("connection error", f"hostile {name}: {exc!r}")
+            self.tally.error("connection error", f"hostile {name}: {type(exc).__name__}: {exc}")
 
     async def raw(self, name: str, data: bytes, *, idle: float = 2.0, only_4xx: bool = False) -> bytes:
         """Send a hostile request as bytes; an error unless exactly one answer came, a 3xx or 4xx (or only 4xx)."""
         answer = await send_raw("127.0.0.1", self.port, data, idle=idle)
         found = statuses(answer)
         if not found:
-            self.tally.error("hostile request not answered", f"{name}: {answer[:80]!r}")
+            self.tally.error(f"hostile {name}: not answered", repr(answer[:80]))
         elif len(found) > 1:
-            self.tally.error("hostile request answered twice", f"{name}: {found}")
+            self.tally.error(f"hostile {name}: answered twice", str(found))
         elif not (400 if only_4xx else 300) <= found[0] < 500:
-            self.tally.error(f"hostile request answered {found[0] // 100}xx", f"{name}: {answer[:160]!r}")
+            self.tally.error(f"hostile {name}: answered {found[0] // 100}xx", repr(answer[:160]))
         return answer
 
     def head(self, method: str, target: str, *headers: str, host: str | None = None) -> bytes:
@@ -424,8 +424,8 @@ class Soak:
     def check_canaries(self, after: str = "") -> None:
         for app, cookie in self.canaries.items():
             if cookie and cookie not in self.stack.apps[app].sessions:
-                self.tally.error("a smuggled request reached the app",
-                                 f"{app}: the canary session was logged out (seen after: {after or '-'})")
+                self.tally.error(f"a smuggled request reached the app (seen after {after or 'a while'})",
+                                 f"{app}: the canary session was logged out")
                 self.canaries[app] = ""
 
     async def smuggle(self, name: str, headers: list[str], frame: Callable[[bytes], bytes]) -> None:
