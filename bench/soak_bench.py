@@ -72,6 +72,8 @@ THINK = 0.1  # most seconds a browser waits between two requests
 ROUND = (40, 200)  # requests of a browser between its sign-in and its sign-out
 HOOKS = "/.gateway/okta/events"
 CANARY = "canary@example.com"
+SLOW_LIMIT = 60.0  # seconds a connection that trickles its head or body may stay open (issue 10 saw 70 s and more)
+SLOW_AT_ONCE = 4  # slow connections open at one time
 EVIL = "evil.example"
 
 
@@ -217,6 +219,7 @@ class Soak:
         self.attacker_key = SigningKey("attacker")
         self.canaries = {spec.name: "" for spec in APPS}
         self.operator: tuple[str, str] | None = None  # the operator cookie and the status page's CSRF token
+        self.slow: set[asyncio.Task[None]] = set()  # slow clients, each bounded by SLOW_LIMIT and the deadline
         self.hostile = HOSTILE
 
     def over(self) -> bool:
@@ -439,6 +442,39 @@ class Soak:
         await self.raw(name, data + body, idle=0.5)
         self.check_canaries(name)
 
+    def start_slow(self, name: str, head: bytes) -> None:
+        """A client that sends `head` and then one byte every few seconds, in the background (SLOW_AT_ONCE at most)."""
+        if len(self.slow) < SLOW_AT_ONCE:
+            task = asyncio.create_task(self.slow_client(name, head))
+            self.slow.add(task)
+            task.add_done_callback(self.slow.discard)
+
+    async def slow_client(self, name: str, head: bytes) -> None:
+        """An error when the gateway still holds the connection open after SLOW_LIMIT seconds of trickle."""
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError as exc:
+            self.tally.error("connection error", f"hostile {name}: {type(exc).__name__}: {exc}")
+            return
+        started = time.monotonic()
+        try:
+            writer.write(head)
+            await writer.drain()
+            while not self.over():
+                if time.monotonic() - started > SLOW_LIMIT:
+                    self.tally.error(f"hostile {name}: still open after {SLOW_LIMIT:g} s", "no read timeout")
+                    return
+                try:
+                    await asyncio.wait_for(reader.read(65536), 5.0)
+                    return  # closed, or answered (408, 400) and closed: as it should be
+                except TimeoutError:
+                    writer.write(b"a")
+                    await writer.drain()
+        except OSError:
+            return  # reset by the gateway
+        finally:
+            writer.close()
+
     def forged_form(self, *, login: str | None = None) -> str:
         """SAMLResponse=… of a Response signed with a key the app does not trust, naming a random Okta session."""
         now = datetime.now(UTC)
@@ -590,6 +626,15 @@ async def _evil_host_logout(soak: Soak, name: str) -> None:
         soak.tally.error("an after-logout redirect built from the Host header", answer[:200].decode(errors="replace"))
 
 
+async def _slow_head(soak: Soak, name: str) -> None:
+    soak.start_slow(name, soak.head("GET", "/hr/api/me").removesuffix(b"\r\n") + b"X-Slow: ")
+
+
+async def _slow_acs_body(soak: Soak, name: str) -> None:
+    soak.start_slow(name, soak.head("POST", "/hr/saml/acs", "Content-Type: application/x-www-form-urlencoded",
+                                    "Content-Length: 4096") + b"SAMLResponse=")
+
+
 async def _bare_lf(soak: Soak, name: str) -> None:
     await soak.raw(name, soak.head("GET", "/wiki/api/me", "Connection: close").replace(b"\r\n", b"\n"))
 
@@ -621,6 +666,8 @@ HOSTILE: list[tuple[str, Hostile]] = [
     ("absolute-form target, another host", _get(f"http://{EVIL}/hr/api/me", "Accept: application/json",
                                                 only_4xx=False)),
     ("oversize head", _oversize_head),
+    ("slow head", _slow_head),
+    ("slow ACS body", _slow_acs_body),
     ("forged ACS POST", _forged_acs),
     ("ACS POST in utf-16", _utf16_acs),
     ("ACS POST with two SAMLResponses", _two_responses_acs),
@@ -713,7 +760,7 @@ async def soak_for(soak: Soak) -> int:
         at_end = rss_mb(pid) if soak.gateway.poll() is None else after_warmup
     finally:
         soak.deadline = 0.0
-        done, pending = await asyncio.wait(tasks, timeout=30)
+        done, pending = await asyncio.wait(tasks + list(soak.slow), timeout=30)
         for task in pending:
             task.cancel()
         for task in done:
