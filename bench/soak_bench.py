@@ -16,12 +16,13 @@ Traffic, for `--duration` seconds (the first `--warmup` of them not measured), f
   hook and Universal Logout bodies, operator token guesses, odd targets and Host headers.
 
 An error is: a 5xx the scenario did not ask for; a traceback in the gateway's log; a request of the HR app served
-after its session was revoked, later than the cache TTL, beyond one request; an answer meant for another user; a
-signed-in session signed out with no revocation, or a sign-in that did not end signed in; an app logout that left
-the Okta session alive; a hostile request answered with anything but a 3xx or 4xx (4xx only where a redirect
-would mean it worked), answered twice, or whose smuggled request reached an app (a canary session of each app
-dies when it does); an event hook delivery or a Universal Logout the gateway refused; a connection error; a 429
-from Okta (legitimate traffic stays well under the org's limit, so only unauthenticated calls can get there).
+after its session was revoked, later than the cache TTL, beyond one request; an answer meant for another user or
+another request; a signed-in session signed out with no revocation, or a sign-in that did not end signed in; an
+app logout that left the Okta session alive; a hostile request answered with anything but a 3xx or 4xx (4xx only
+where a redirect would mean it worked), answered twice, held open past SLOW_LIMIT, or whose smuggled request
+reached an app (each smuggled request is a logout of a canary session of its own, which dies when it gets
+through); an event hook delivery or a Universal Logout the gateway refused; a connection error; a 429 from Okta
+(legitimate traffic stays well under the org's limit, so only unauthenticated calls can get there).
 
     python bench/soak_bench.py [--duration 600] [--warmup 60] [--browsers 16] [--users 8] [--hostile 0.05]
 
@@ -217,7 +218,7 @@ class Soak:
         self.rng = random.Random(args.seed)
         self.deadline = 0.0
         self.attacker_key = SigningKey("attacker")
-        self.canaries = {spec.name: "" for spec in APPS}
+        self.canaries: dict[str, tuple[str, str]] = {}  # the session cookie of each canary -> (app, smuggled by)
         self.operator: tuple[str, str] | None = None  # the operator cookie and the status page's CSRF token
         self.slow: set[asyncio.Task[None]] = set()  # slow clients, each bounded by SLOW_LIMIT and the deadline
         self.hostile = HOSTILE
@@ -299,7 +300,7 @@ class Soak:
         if now.wiki and self.rng.random() < 0.3:
             page = await now.browser.get(f"/wiki/page/{self.rng.randint(1, 99)}")
             if not self.signed_in_as(page, person, "wiki page"):
-                self.tally.error("signed out with no revocation", f"wiki, {person.login}: {page.status}")
+                self.not_signed_in(page, person, "wiki", None)
                 now.wiki = False
             return True
         started = time.monotonic()
@@ -318,9 +319,16 @@ class Soak:
                                  f"{person.login}: {started - now.revoked_at:.1f} s after the revocation")
         if served:
             return True
-        if now.revoked_at is None:
-            self.tally.error("signed out with no revocation", f"HR, {person.login}: {page.status} {page.location}")
+        self.not_signed_in(page, person, "HR", now.revoked_at)
         return False
+
+    def not_signed_in(self, page: Page, person: Person, app: str, revoked_at: float | None) -> None:
+        """An error unless the session was revoked; another kind when the answer was a logout nobody asked for."""
+        if "logged_out=1" in page.location:  # the answer to a smuggled logout, or to another browser's
+            self.tally.error("an answer to a request the browser did not send",
+                             f"{app}, {person.login}: {page.status} {page.location}")
+        elif revoked_at is None:
+            self.tally.error("signed out with no revocation", f"{app}, {person.login}: {page.status} {page.location}")
 
     async def okta_sign_out(self, now: Round, person: Person) -> None:
         now.revoke(time.monotonic())
@@ -418,29 +426,32 @@ class Soak:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {host or f'127.0.0.1:{self.port}'}", *headers]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
-    def canary(self, app: str) -> str:
-        """The app session a smuggled request carries: it ends (the smuggled logout ran) only if one got through."""
-        if not self.canaries[app]:
-            self.canaries[app] = self.stack.apps[app].create(CANARY, {}, self.org.clock.now())
-        return self.canaries[app]
+    def canary(self, app: str, smuggled_by: str) -> str:
+        """A new app session for one smuggled request to log out: it ends only if that request got through."""
+        cookie = self.stack.apps[app].create(CANARY, {}, self.org.clock.now())
+        self.canaries[cookie] = app, smuggled_by
+        if len(self.canaries) > 500:  # the oldest have had their chance
+            old = next(iter(self.canaries))
+            self.stack.apps[self.canaries.pop(old)[0]].destroy(old)
+        return cookie
 
-    def check_canaries(self, after: str = "") -> None:
-        for app, cookie in self.canaries.items():
-            if cookie and cookie not in self.stack.apps[app].sessions:
-                self.tally.error(f"a smuggled request reached the app (seen after {after or 'a while'})",
-                                 f"{app}: the canary session was logged out")
-                self.canaries[app] = ""
+    def check_canaries(self) -> None:
+        for cookie, (app, smuggled_by) in list(self.canaries.items()):
+            if cookie not in self.stack.apps[app].sessions:
+                self.tally.error(f"hostile {smuggled_by}: the smuggled request reached the app",
+                                 f"{app}: its canary session was logged out")
+                del self.canaries[cookie]
 
     async def smuggle(self, name: str, headers: list[str], frame: Callable[[bytes], bytes]) -> None:
         """POST to an app's /api/me (which answers 405 to a POST) with a smuggled logout of the canary inside:
         `frame` makes the body of that request, `{n}` in a header is the body's length."""
-        app = self.rng.choice(list(self.canaries))
-        inner = (f"GET /logout HTTP/1.1\r\nHost: x\r\nCookie: JSESSIONID={self.canary(app)}\r\n"
+        app = self.rng.choice([spec.name for spec in APPS])
+        inner = (f"GET /logout HTTP/1.1\r\nHost: x\r\nCookie: JSESSIONID={self.canary(app, name)}\r\n"
                  "X-Forwarded-For: 6.6.6.6\r\n\r\n").encode()
         body = frame(inner)
         data = self.head("POST", f"/{app}/api/me", *headers).replace(b"{n}", str(len(body)).encode())
         await self.raw(name, data + body, idle=0.5)
-        self.check_canaries(name)
+        self.check_canaries()
 
     def start_slow(self, name: str, head: bytes) -> None:
         """A client that sends `head` and then one byte every few seconds, in the background (SLOW_AT_ONCE at most)."""
