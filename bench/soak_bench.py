@@ -612,8 +612,6 @@ async def _operator_guess(soak: Soak, name: str) -> None:
 
 async def _csrf_other_scheme(soak: Soak, name: str) -> None:
     """The operator's own cookie and CSRF token, from an Origin of another scheme: refused, nothing switched."""
-    if soak.operator is None:
-        await soak.sign_in_operator()
     assert soak.operator is not None
     cookie, csrf = soak.operator
     body = f"csrf={csrf}&mode=enforce".encode()
@@ -626,6 +624,15 @@ async def _csrf_other_scheme(soak: Soak, name: str) -> None:
 def _get(target: str, *headers: str, only_4xx: bool = True, host: str | None = None) -> Hostile:
     async def send(soak: Soak, name: str) -> None:
         await soak.raw(name, soak.head("GET", target, *headers, "Connection: close", host=host), only_4xx=only_4xx)
+
+    return send
+
+
+def _status_page_spelled(target: str) -> Hostile:
+    async def send(soak: Soak, name: str) -> None:
+        answer = await soak.raw(name, soak.head("GET", target, "Connection: close"), only_4xx=True)
+        if b"operator sign-in" in answer:
+            soak.tally.error(f"hostile {name}: reached the status page", answer[:120].decode(errors="replace"))
 
     return send
 
@@ -695,7 +702,8 @@ HOSTILE: list[tuple[str, Hostile]] = [
     ("operator token guess", _operator_guess),
     ("operator cookie not ASCII", _get("/.gateway/status", "Cookie: gateway_operator=\u00b21.x")),
     ("CSRF from another scheme", _csrf_other_scheme),
-    ("/%2egateway/status", _get("/%2egateway/status")),
+    ("/%2egateway/status", _status_page_spelled("/%2egateway/status")),
+    ("/.gateway/%73tatus", _status_page_spelled("/.gateway/%73tatus")),
     ("Host naming another origin at logout", _evil_host_logout),
 ]
 
@@ -729,6 +737,7 @@ async def start(args: argparse.Namespace, work: Path, children: list[pb.Child]) 
         hook = org.add_event_hook(stack.url(HOOKS), HOOK_EVENTS, secret=os.environ["OKTA_HOOK_SECRET"])
         if not await org.verify_hook(hook):
             raise pb.BenchError("the gateway did not answer the event hook's verification")
+        await soak.sign_in_operator()  # before any token guess, which the gateway may answer with 429 for a while
     except BaseException:
         await stack.close()
         raise
