@@ -13,7 +13,10 @@ Traffic, for `--duration` seconds (the first `--warmup` of them not measured), f
   session (each reaching the gateway as an event hook), or Okta sends a Universal Logout for them;
 - `--hostile` (5 %) of the requests are hostile (HOSTILE below): smuggling attempts on raw sockets, forged and
   charset-polyglot ACS POSTs, distinct large Cookie headers, random session ids in headers and cookies, bad event
-  hook and Universal Logout bodies, operator token guesses, odd targets and Host headers.
+  hook and Universal Logout bodies, operator token guesses and a cross-scheme CSRF, odd targets and Host headers,
+  and a few slowloris heads and bodies in the background.
+Errors are counted over the whole run; RSS growth and latencies only after the warm-up. All of it comes from
+127.0.0.1, hostile or not, so a per-client limit of the gateway sees one client.
 
 An error is: a 5xx the scenario did not ask for; a traceback in the gateway's log; a request of the HR app served
 after its session was revoked, later than the cache TTL, beyond one request; an answer meant for another user or
