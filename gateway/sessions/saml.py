@@ -25,7 +25,8 @@ Rules of this module:
 - None, for anything the gateway cannot read with certainty: a form refused by the rule above, bad base64, not
   XML, a DTD, a root that is not a protocol Response, a status other than Success, an EncryptedAssertion, not
   exactly one Assertion in the whole document or the one not a direct child of the Response, no Subject/NameID
-  or an empty or overlong one.
+  or an empty or overlong one; and a document in any encoding but UTF-8 or UTF-16 with its BOM (declared as
+  such or not at all): in others, the gateway's parser and the app's may decode a byte differently.
 - session_id is None (the login is still returned) when the attribute is absent, its first value is empty or
   overlong, or it appears more than once with different values.
 - No signature is verified here, on purpose. The app verifies the assertion; the gateway binds only when the app
@@ -211,8 +212,28 @@ def _b64decode(value: str) -> bytes | None:
 # --- the XML ----------------------------------------------------------------------------------------------------
 
 
+_DECLARED_ENCODING = re.compile(r"""<\?xml[^>]*?\sencoding\s*=\s*["']([^"']*)["']""")
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def _one_way_encoded(xml: bytes) -> bool:
+    """Whether every XML parser decodes these bytes alike: UTF-8, or UTF-16 with its BOM (the two encodings XML
+    1.0 makes every parser read), declared as such or not declared. Other encodings are decoded by each parser's
+    own tables (Python's codecs here, iconv in libxml2), and a declaration that contradicts the BOM is read by
+    some parsers and ignored by others."""
+    codec = next((name for bom, name in _BOMS if xml.startswith(bom)), "utf-8")
+    try:
+        text = xml.decode(codec)
+    except UnicodeDecodeError:
+        return False
+    if "\0" in text:  # UTF-16 without a BOM, which parsers guess at; XML has no NUL character
+        return False
+    declared = _DECLARED_ENCODING.match(text.lstrip("\ufeff"))
+    return declared is None or declared.group(1).lower().replace("_", "-") == codec
+
+
 def _parse(xml: bytes) -> Element | None:
-    if len(xml) > MAX_FORM_BYTES:
+    if len(xml) > MAX_FORM_BYTES or not _one_way_encoded(xml):
         return None
     try:
         root: Element = DefusedET.fromstring(xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)

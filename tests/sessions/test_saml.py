@@ -440,3 +440,21 @@ def test_the_form_read_is_the_form_sent() -> None:
     assert fields == [("SAMLResponse", "SAMLResponse", "a+b/="), ("RelayState", "RelayState", "/x?a=1&b=2 c"),
                       ("empty", "empty", ""), ("flag", "flag", "")]
     assert read_form(b"a=1&" * 50) == "fields"
+
+
+def test_a_document_in_an_encoding_parsers_decode_differently_gives_none() -> None:
+    """Okta writes UTF-8. In a legacy encoding each parser decodes with its own tables (Shift_JIS 0x5C is a
+    backslash to Python, a yen sign to iconv), and a declaration that contradicts the BOM is read by some parsers
+    and ignored by others: the gateway reads only what every parser reads alike."""
+    text = response().decode()
+    declared = '<?xml version="1.0" encoding="{}"?>'.format
+    assert login_from_saml_response(response()) == SamlLogin(LOGIN, SID)
+    assert login_from_saml_response((declared("UTF-8") + text).encode()) == SamlLogin(LOGIN, SID)
+    assert login_from_saml_response(b"\xef\xbb\xbf" + response()) == SamlLogin(LOGIN, SID)
+    assert login_from_saml_response((declared("utf-16") + text).encode("utf-16")) == SamlLogin(LOGIN, SID)
+    assert login_from_saml_response(text.encode("utf-16")) == SamlLogin(LOGIN, SID)
+    for bad in ((declared("shift_jis") + text).encode("shift_jis"), (declared("iso-8859-1") + text).encode(),
+                (declared("utf-8") + text).encode("utf-16"), (declared("utf-16") + text).encode(),
+                text.encode("utf-16-le"), text.encode("utf-16-be"), (declared("cp500") + text).encode("cp500"),
+                response().replace(LOGIN.encode(), "alicé@example.com".encode("latin-1"))):
+        assert login_from_saml_response(bad) is None, bad[:40]
