@@ -134,7 +134,8 @@ class Enforcer:
             if claimed is not None and binding is None and store.session_ended(claimed) is not None:
                 validation = ENDED
             else:
-                validation = await self._validator.validate(session_id, self.route.grace)
+                validation = await self._validator.validate(  # an id no binding vouches for spends a budget
+                    session_id, self.route.grace, None if binding is not None else request.remote or "")
         okta = validation.view if validation is not None else None
         now = self._clock()
         facts = Facts(app is not None, binding, claimed, okta, self._extended.get(session_id or ""), revoked)

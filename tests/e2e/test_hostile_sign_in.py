@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from urllib.parse import quote, urlencode
 
 import aiohttp
 from raw_http import send_raw, statuses
-from stack_support import ALICE, BOB, Browser
+from stack_support import ALICE, BOB, FAST_CACHE, Browser
 from yarl import URL
 
 from gateway.sandbox.okta.saml import read_autopost_form
-from gateway.sandbox.stack import Stack
+from gateway.sandbox.stack import AppRoute, Stack
 from gateway.server import METRICS
 
 FORM = "application/x-www-form-urlencoded"
@@ -162,3 +163,27 @@ async def test_a_flood_of_forged_unsigned_acs_posts_makes_no_okta_call(start, br
     assert alice is not None
     assert api_gets(stack, stack.org.sessions_of(alice.id)[0].id) == 1
     assert sign_ins(stack, "bound") == 1
+
+
+async def test_a_flood_of_unknown_okta_cookie_ids_is_bounded_by_the_budget(start, browsers):
+    """The `cookie` source names a session per request: 1,000 requests with a made-up `sid` each (and any app
+    cookie) may cost Okta no more than the budget allows one client, and a bound user is served throughout."""
+    stack = await start(AppRoute("hr", route={"sid_sources": ["saml", "cookie"]}),
+                        okta={**FAST_CACHE, "unknown_id_budget": 5, "unknown_id_per_client": 2})
+    alice = browsers(stack)
+    assert (await alice.sign_in(ALICE)).status == 200
+    started = time.monotonic()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+
+        async def flood(i: int) -> int:
+            cookie = f"JSESSIONID=x{i}; sid=102flood{i:017d}"
+            async with http.get(stack.url("/page/1"), headers={"Cookie": cookie}, allow_redirects=False) as answer:
+                return answer.status
+
+        answers = await asyncio.gather(*(flood(i) for i in range(1000)))
+        assert (await alice.get("/page/1")).status == 200
+    elapsed = time.monotonic() - started
+    calls = api_gets(stack, "102flood")
+    assert 1 <= calls <= 2 + 2 * elapsed, (calls, elapsed)  # a full bucket of two, then two a second
+    assert answers.count(503) >= 1000 - calls  # over the budget: "cannot check now", without asking Okta
+    assert stack.gateway[METRICS].value("gateway_validation_lookups_total", result="over_budget") >= 1000 - calls
