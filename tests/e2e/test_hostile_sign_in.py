@@ -9,6 +9,7 @@ import time
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from aiohttp import web
 from raw_http import send_raw, statuses
 from stack_support import ALICE, BOB, FAST_CACHE, Browser
 from yarl import URL
@@ -187,3 +188,29 @@ async def test_a_flood_of_unknown_okta_cookie_ids_is_bounded_by_the_budget(start
     assert 1 <= calls <= 2 + 2 * elapsed, (calls, elapsed)  # a full bucket of two, then two a second
     assert answers.count(503) >= 1000 - calls  # over the budget: "cannot check now", without asking Okta
     assert stack.gateway[METRICS].value("gateway_validation_lookups_total", result="over_budget") >= 1000 - calls
+
+
+async def test_an_app_that_sets_a_cookie_on_its_refusal_page_costs_no_okta_call(start_sandbox, start_upstream,
+                                                                               start_gateway, http):
+    """Some stacks (PHP's session_start) set a fresh session cookie on every answer, their error page included:
+    only an answer that is no error counts as the app accepting the assertion."""
+    sandbox = await start_sandbox()
+
+    async def refusing_app(request: web.Request) -> web.Response:
+        await request.read()
+        response = web.Response(status=403, text="Sign-in refused")
+        response.set_cookie("JSESSIONID", f"anonymous{len(sandbox.org.api_calls)}")
+        return response
+
+    upstream = await start_upstream(refusing_app)
+    gateway = await start_gateway(
+        {"name": "hr", "host": "*", "path": "/", "upstream": f"http://{upstream.host}:{upstream.port}",
+         "policy": "enforce", "app_profile": "servlet"},
+        okta={"org_url": sandbox.issuer, "api_token": "${OKTA_API_TOKEN}"}, binding={"keys": "${GATEWAY_BINDING_KEYS}"})
+    for i in range(20):
+        body = urlencode({"SAMLResponse": forged_response(ALICE[0], f"102forged{i:016d}")})
+        async with http.post(f"http://{gateway.host}:{gateway.port}/saml/acs", data=body,
+                             headers={"Content-Type": FORM}) as answer:
+            assert answer.status == 403
+            assert not any(c.startswith("gateway_binding") for c in answer.headers.getall("Set-Cookie", ()))
+    assert not any("102forged" in c.path for c in sandbox.org.api_calls)
