@@ -9,7 +9,8 @@ Rules of this module:
 - Okta's rate limits are per endpoint family, so the client keeps one back-off per family (`Family`): session
   reads (GET /api/v1/sessions/{id}), session writes (DELETE, refresh) and user calls (/api/v1/users/…). A 429
   holds back only the family that answered it, until its X-Rate-Limit-Reset; the others go on. A flood of reads
-  must never stop an app logout's DELETE or a Universal Logout's user calls.
+  must never stop an app logout's DELETE or a Universal Logout's user calls. X-Rate-Limit-* are kept per family
+  too; `rate_limit` (the headroom the cache stretches on) and the gauges are those of session reads.
 - Only idempotent calls (GET, DELETE) are retried, on failures that say nothing about the session (network,
   timeout, 5xx), with jittered backoff, all within one time budget per call.
 - The token is never logged, put into an exception message or shown in a repr.

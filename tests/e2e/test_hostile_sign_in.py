@@ -9,6 +9,7 @@ import time
 from urllib.parse import quote, urlencode
 
 import aiohttp
+import pytest
 from aiohttp import web
 from raw_http import send_raw, statuses
 from stack_support import ALICE, BOB, FAST_CACHE, Browser
@@ -17,6 +18,8 @@ from yarl import URL
 from gateway.sandbox.okta.saml import read_autopost_form
 from gateway.sandbox.stack import AppRoute, Stack
 from gateway.server import METRICS
+
+pytestmark = pytest.mark.hostile
 
 FORM = "application/x-www-form-urlencoded"
 

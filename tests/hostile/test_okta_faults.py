@@ -21,7 +21,7 @@ from gateway.server import METRICS
 
 pytestmark = pytest.mark.hostile
 
-OKTA_TIMEOUT = 1.0
+OKTA_TIMEOUT = 0.5
 OKTA = {"cache_ttl": 5, "revalidate": 0, "negative_ttl": 5, "timeout": OKTA_TIMEOUT, "retries": 2}
 BOUND = OKTA_TIMEOUT + 1.0  # the longest any request may wait on a failing Okta: its timeout, retries included
 CLOSED, GRACE = AppRoute("hr", prefix="/hr"), AppRoute("wiki", prefix="/wiki", title="Wiki",
