@@ -14,8 +14,8 @@ Rules of this module:
   - one Content-Type, `application/x-www-form-urlencoded` with no parameter but an optional charset of utf-8 or
     us-ascii (any case, quoted or not), and no Content-Encoding;
   - after trailing ASCII whitespace (which aiohttp strips), only the bytes a form encoder writes,
-    `A-Z a-z 0-9 * - . _ ~ + & =` and well-formed `%XX` escapes: no NUL, no other control or non-ASCII byte, no
-    `;`; escapes that decode in that charset, no NUL decoded, field names that decode to printable ASCII;
+    `A-Z a-z 0-9 * - . _ ~ ! ' ( ) + & =` and well-formed `%XX` escapes: no NUL, no other control or non-ASCII
+    byte, no `;`; escapes that decode in that charset, no NUL decoded, field names that decode to printable ASCII;
   - exactly one field whose name is spelled `SAMLResponse` byte for byte and no other, in the body or the query,
     whose name folds to it (`samlresponse`, `SAML%52esponse`, `+SAMLResponse`, `SAML_Response`,
     `SAMLResponse[]`), with a value of printable ASCII (line breaks allowed).
@@ -126,8 +126,9 @@ def login_from_saml_response(xml: bytes, attribute: str = "okta_session_id") -> 
 SAML_RESPONSE = "SAMLResponse"
 REFUSALS = ("content_type", "content_encoding", "too_large", "bytes", "escapes", "fields", "no_saml_response",
             "second_saml_response", "saml_response_value")
-# What a form encoder writes (WHATWG's urlencoded serializer; Python's urlencode adds ~), escapes well-formed.
-_FORM_BYTES = re.compile(rb"(?:[A-Za-z0-9*\-._~+&=]|%[0-9A-Fa-f]{2})*")
+# What a form encoder leaves unescaped (WHATWG's urlencoded serializer; Python's urlencode adds ~, JavaScript's
+# encodeURIComponent ! ' ( )), and well-formed escapes.
+_FORM_BYTES = re.compile(rb"(?:[A-Za-z0-9*\-._~!'()+&=]|%[0-9A-Fa-f]{2})*")
 _FORM_TYPE = re.compile(r'[ \t]*application/x-www-form-urlencoded[ \t]*'
                         r'(?:;[ \t]*charset=("?)(utf-8|us-ascii)\1[ \t]*)?', re.IGNORECASE)
 _CHARSETS = {None: "utf-8", "utf-8": "utf-8", "us-ascii": "ascii"}  # aiohttp reads no charset as utf-8
