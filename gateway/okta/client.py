@@ -4,9 +4,13 @@ Rules of this module:
 - Every session or user id is checked (ids.py) before it is put into a URL; a bad one never leaves the process.
 - Errors map by status and errorCode to what they mean for the gateway:
   404 E0000007 → `SessionGone`; 401 / 403 → `CredentialsRejected` (the gateway's token is wrong: nobody is logged
-  out for it); 429 → `RateLimited` (and no call at all goes out until X-Rate-Limit-Reset); network errors,
-  timeouts, 5xx and anything unexpected → `OktaUnavailable`. A 404 without E0000007 is unexpected, not "gone":
-  a misconfigured org URL must not log everyone out.
+  out for it); 429 → `RateLimited`; network errors, timeouts, 5xx and anything unexpected → `OktaUnavailable`.
+  A 404 without E0000007 is unexpected, not "gone": a misconfigured org URL must not log everyone out.
+- Okta's rate limits are per endpoint family, so the client keeps one back-off per family (`Family`): session
+  reads (GET /api/v1/sessions/{id}), session writes (DELETE, refresh) and user calls (/api/v1/users/…). A 429
+  holds back only the family that answered it, until its X-Rate-Limit-Reset; the others go on. A flood of reads
+  must never stop an app logout's DELETE or a Universal Logout's user calls. X-Rate-Limit-* are kept per family
+  too; `rate_limit` (the headroom the cache stretches on) and the gauges are those of session reads.
 - Only idempotent calls (GET, DELETE) are retried, on failures that say nothing about the session (network,
   timeout, 5xx), with jittered backoff, all within one time budget per call.
 - The token is never logged, put into an exception message or shown in a repr.
@@ -15,6 +19,7 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import random
@@ -32,6 +37,18 @@ from .model import MalformedAnswer, OktaSession, RateLimit, parse_rate_limit, pa
 log = logging.getLogger("gateway.okta")
 
 _PROBE_ID = "102sessiongatewayreadiness0"  # well-formed, never issued
+
+
+class Family(enum.Enum):
+    """The endpoint families whose rate limits Okta counts apart (okta-reference.md, "Rate limits")."""
+
+    SESSION_READS = "session_reads"
+    SESSION_WRITES = "session_writes"
+    USERS = "users"
+
+
+_FAMILY = {"get_session": Family.SESSION_READS, "refresh_session": Family.SESSION_WRITES,
+           "close_session": Family.SESSION_WRITES, "end_user_sessions": Family.USERS, "get_user": Family.USERS}
 
 
 class OktaError(Exception):
@@ -82,12 +99,21 @@ class OktaClient:
         self._metrics = metrics or Metrics()
         self._clock = clock
         self._http: aiohttp.ClientSession | None = None
-        self.rate_limit: RateLimit | None = None
-        self.blocked_until = 0.0
+        self.rate_limits: dict[Family, RateLimit] = {}  # the X-Rate-Limit-* of each family's last answer
+        self._blocked: dict[Family, float] = dict.fromkeys(Family, 0.0)  # no call of the family before then
         self.credentials_ok: bool | None = None  # None until the first answer says
 
     def __repr__(self) -> str:
         return f"OktaClient({str(self.org_url)!r})"
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The headroom of session reads, the family every validation spends (the cache stretches on it)."""
+        return self.rate_limits.get(Family.SESSION_READS)
+
+    def blocked_until(self, family: Family) -> float:
+        """Until when (epoch seconds) the family is held back after a 429; in the past when it is not."""
+        return self._blocked[family]
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(
@@ -178,10 +204,11 @@ class OktaClient:
     ) -> tuple[int, Any, Mapping[str, str]]:
         if self._http is None:
             raise OktaUnavailable("the Okta client is not started")
-        now = self._clock()
-        if now < self.blocked_until:
+        family = _FAMILY[operation]
+        blocked_until = self._blocked[family]
+        if blocked_until and self._clock() < blocked_until:
             self._count(operation, "blocked")
-            raise RateLimited(self.blocked_until)
+            raise RateLimited(blocked_until)
         deadline = time.monotonic() + self._timeout
         url = self.org_url.with_path(path, encoded=True)
         sent = {"Authorization": f"SSWS {self.__token}", **(headers or {})}
@@ -209,7 +236,7 @@ class OktaClient:
                 raise OktaUnavailable(f"Okta {operation} failed: {failure}")
             log.info("Okta %s failed (%s); retry %d of %d", operation, failure, attempt, self._retries)
             await asyncio.sleep(backoff)
-        self._note_rate_limit(answer_headers)
+        self._note_rate_limit(family, answer_headers)
         body = _json(raw)
         if status in (401, 403):
             self._credentials(False, status, body)
@@ -219,13 +246,14 @@ class OktaClient:
             self._count(operation, "ok")
         return status, body, answer_headers
 
-    def _note_rate_limit(self, headers: Mapping[str, str]) -> None:
+    def _note_rate_limit(self, family: Family, headers: Mapping[str, str]) -> None:
         limit = parse_rate_limit(headers)
         if limit is None:
             return
-        self.rate_limit = limit
-        self._metrics.rate_limit_remaining.set(limit.remaining)
-        self._metrics.rate_limit_limit.set(limit.limit)
+        self.rate_limits[family] = limit
+        if family is Family.SESSION_READS:  # the gauges (and the status page) show the family validation spends
+            self._metrics.rate_limit_remaining.set(limit.remaining)
+            self._metrics.rate_limit_limit.set(limit.limit)
 
     def _credentials(self, ok: bool, status: int, body: Any) -> None:
         if not ok and self.credentials_ok is not False:
@@ -245,10 +273,12 @@ class OktaClient:
             self._count(operation, "credentials")
             return CredentialsRejected(f"Okta refused the gateway's API token (HTTP {status} {code or ''})".strip())
         if status == 429:
-            reset = self.rate_limit.reset_at if self.rate_limit else self._clock() + 60
-            self.blocked_until = max(self.blocked_until, reset)
+            family = _FAMILY[operation]
+            limit, now = self.rate_limits.get(family), self._clock()
+            reset = limit.reset_at if limit is not None and limit.reset_at > now else now + 60
+            self._blocked[family] = max(self._blocked[family], reset)
             self._count(operation, "rate_limited")
-            log.warning("Okta's rate limit is reached: no call until %s",
+            log.warning("Okta's rate limit for %s is reached: none of them until %s", family.value.replace("_", " "),
                         time.strftime("%H:%M:%SZ", time.gmtime(reset)))
             return RateLimited(reset)
         self._count(operation, "unavailable")

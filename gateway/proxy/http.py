@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
@@ -26,7 +26,7 @@ class BodyTooLarge(Exception):
     """The client's body went past the route's cap while it streamed."""
 
 
-BeforeAnswer = Callable[[web.StreamResponse], None]
+BeforeAnswer = Callable[[web.StreamResponse], Awaitable[None] | None]  # an awaitable one holds the head back
 
 
 class Forwarder:
@@ -134,13 +134,13 @@ async def _relay(
     body = upstream.body_if_complete()
     if body:  # the whole answer is here: aiohttp sends head and body in one write, and handles a vanished client
         whole = web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=CIMultiDict(headers))
-        if before_answer is not None:
-            before_answer(whole)
+        if before_answer is not None and (waited := before_answer(whole)) is not None:
+            await waited
         return whole
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     response.headers.extend(headers)
-    if before_answer is not None:
-        before_answer(response)
+    if before_answer is not None and (waited := before_answer(response)) is not None:
+        await waited
     try:
         await response.prepare(request)
         async for chunk in upstream.iter_body():

@@ -1,7 +1,8 @@
 """Session enforcement on a route: identify, validate, decide(), act. The rules are in policy.py; this is the shell.
 
 Per request of a route whose policy is not `off`:
-1. read the cookies once (cookies.py); at the app's ACS, a sign-in (see `_sign_in`);
+1. read the cookies once (cookies.py); at the app's ACS, a sign-in (see `_sign_in`: forwarded first, bound once
+   the app accepted it);
 2. the binding cookie counts only if it opens with one of our keys and belongs to the app session cookie sent;
 3. the session-id sources (Okta's cookie, a trusted header) may name a session too;
 4. the named session is validated through the cache, and decide() says what to do;
@@ -24,7 +25,7 @@ from yarl import URL
 
 from .. import answers
 from ..metrics import Metrics
-from ..plugin import RequestInfo, SidSource, SignInReader, source_factory
+from ..plugin import RequestInfo, SidSource, SignIn, SignInReader, source_factory
 from ..proxy.http import Forwarder, error_response
 from ..proxy.upstream import UpstreamPools
 from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
@@ -44,7 +45,7 @@ from .cookies import (
     read_set_cookie,
 )
 from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, OktaView, decide, holds_until
-from .saml import MAX_FORM_BYTES
+from .saml import MAX_FORM_BYTES, acs_post_refusal
 from .settings import RouteSessions
 from .sockets import OpenSockets
 from .validation import SessionValidator, Validation, Verdict
@@ -133,7 +134,8 @@ class Enforcer:
             if claimed is not None and binding is None and store.session_ended(claimed) is not None:
                 validation = ENDED
             else:
-                validation = await self._validator.validate(session_id, self.route.grace)
+                validation = await self._validator.validate(  # an id no binding vouches for spends a budget
+                    session_id, self.route.grace, None if binding is not None else request.remote or "")
         okta = validation.view if validation is not None else None
         now = self._clock()
         facts = Facts(app is not None, binding, claimed, okta, self._extended.get(session_id or ""), revoked)
@@ -246,36 +248,41 @@ class Enforcer:
     # --- sign-in at the ACS ------------------------------------------------------------------------------
 
     async def _sign_in(self, request: web.Request, for_app: str, reader: SignInReader) -> web.StreamResponse:
-        """Read the SAML Response, check its session with Okta, forward it untouched, bind if the app accepts it."""
+        """Forward the ACS POST untouched; once the app has accepted the assertion (it answers with a new session
+        cookie), check the assertion's Okta session and bind. Okta is asked nothing before: an unsigned POST costs
+        no Okta call. The gateway reads the assertion only when it can read the form as the app does (saml.py)."""
         length = request.content_length
         if length is None or length > MAX_FORM_BYTES:
             self._metrics.sign_ins.get(self.route.name, "unreadable").inc()
             return await self._http(request, self.route, cookie=for_app)
         body = await request.read()
-        signed_in = reader.read_sign_in(body, request.headers.get("Content-Type", ""))
-        outcome, validation = "unreadable", None
-        if signed_in is not None and signed_in.session_id is None:
-            outcome = "no_session_attribute"
-        elif signed_in is not None and signed_in.session_id is not None:
-            validation = await self._validator.validate(signed_in.session_id, self.route.grace)
-            outcome = _sign_in_outcome(validation, signed_in.name_id)
+        headers = request.headers
+        refused = acs_post_refusal(body, headers.getall("Content-Type", ()), headers.getall("Content-Encoding", ()),
+                                   request.rel_url.raw_query_string)
+        signed_in = None if refused else reader.read_sign_in(body, headers.get("Content-Type", ""))
         now = self._clock()
 
-        def bind(response: web.StreamResponse) -> None:
+        async def bind(response: web.StreamResponse) -> None:
             fresh = self._fresh_app_cookie(response, now)
-            if fresh is None:  # the app did not accept the assertion
+            if fresh is None or response.status >= 400:  # the app did not accept the assertion
                 self._metrics.sign_ins.get(self.route.name, "refused_by_app").inc()
                 return
+            if refused is not None or signed_in is None or signed_in.session_id is None:
+                outcome = _unbindable(refused, signed_in)
+                self._metrics.sign_ins.get(self.route.name, outcome).inc()
+                self._warn_unbindable(outcome)
+                return
+            validation = await self._validator.validate(signed_in.session_id, self.route.grace)
+            outcome = _sign_in_outcome(validation, signed_in.name_id)
             self._metrics.sign_ins.get(self.route.name, outcome).inc()
-            if outcome != "bound" or validation is None or validation.session is None:
+            if outcome != "bound" or validation.session is None:
                 self._warn_unbindable(outcome)
                 return
             s = validation.session
             fingerprint = self._storage.codec.fingerprint(*fresh)
             self._storage.write(request, response, Binding(s.id, s.user_id, s.login, fingerprint, now, now))
 
-        return await self._http(request, self.route, body=body, cookie=for_app,
-                                before_answer=bind)
+        return await self._http(request, self.route, body=body, cookie=for_app, before_answer=bind)
 
     def _fresh_app_cookie(self, response: web.StreamResponse, now: float) -> tuple[str, str] | None:
         for header in response.headers.getall("Set-Cookie", ()):
@@ -294,6 +301,10 @@ class Enforcer:
                                         " attribute (add an attribute statement with session.id to the Okta app)",
                 "login_mismatch": "the Okta session belongs to another login than the assertion's NameID",
                 "unreadable": "the SAML Response could not be read (encrypted, signed twice or malformed)"}
+        if outcome.startswith("ambiguous_"):
+            hint[outcome] = (f"the ACS POST could be read two ways ({outcome[10:].replace('_', ' ')}): a client "
+                             "other than a browser, or an attempt to have the gateway read another assertion than "
+                             "the app")
         log.warning("route %s: an app session began that cannot be bound to an Okta session: %s", self.route.name,
                     hint.get(outcome, outcome.replace("_", " ")))
 
@@ -348,6 +359,12 @@ class Enforcer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _unbindable(refused: str | None, signed_in: SignIn | None) -> str:
+    if refused is not None and refused != "no_saml_response":
+        return f"ambiguous_{refused}"
+    return "unreadable" if signed_in is None else "no_session_attribute"
 
 
 def _sign_in_outcome(validation: Validation, name_id: str) -> str:

@@ -12,6 +12,7 @@ from conftest import API_TOKEN, Sandbox
 from gateway.metrics import Metrics
 from gateway.okta.client import (
     CredentialsRejected,
+    Family,
     InvalidId,
     OktaClient,
     OktaUnavailable,
@@ -138,6 +139,44 @@ async def test_after_a_429_no_call_goes_out_until_the_reset(okta):
     assert len(sandbox.org.api_calls) == before
     sandbox.org.clock.advance(61)
     assert (await c.get_session(session.id)).id == session.id
+
+
+async def test_a_429_on_session_reads_holds_back_only_session_reads(okta):
+    """Okta counts rate limits per endpoint family: a flood of reads must not stop a logout's DELETE, a refresh or
+    a Universal Logout's user calls."""
+    sandbox, client = okta
+    alice, bob = sandbox.org.sign_in("alice@example.com"), sandbox.org.sign_in("bob@example.com")
+    c = await client()
+    sandbox.org.faults.rate_limited = True
+    with pytest.raises(RateLimited):
+        await c.get_session(alice.id)
+    sandbox.org.faults.rate_limited = False
+    assert c.blocked_until(Family.SESSION_READS) > sandbox.clock()
+    assert c.blocked_until(Family.SESSION_WRITES) == c.blocked_until(Family.USERS) == 0.0
+    before = sandbox.calls("GET", "/api/v1/sessions/")
+    with pytest.raises(RateLimited):
+        await c.get_session(alice.id)
+    assert sandbox.calls("GET", "/api/v1/sessions/") == before  # held back, not sent
+    await c.refresh_session(alice.id)
+    assert await c.close_session(alice.id) is True
+    user_id, login = await c.get_user("bob@example.com")
+    assert (user_id, login) == (sandbox.org.user("bob@example.com").id, "bob@example.com")
+    await c.end_user_sessions(user_id)
+    assert sandbox.org.session(bob.id) is None
+
+
+async def test_a_429_on_user_calls_holds_back_only_user_calls(okta):
+    sandbox, client = okta
+    session = sandbox.org.sign_in("alice@example.com")
+    c = await client()
+    sandbox.org.faults.rate_limited = True
+    with pytest.raises(RateLimited):
+        await c.get_user("alice@example.com")
+    sandbox.org.faults.rate_limited = False
+    with pytest.raises(RateLimited):
+        await c.end_user_sessions(sandbox.org.user("alice@example.com").id)
+    assert (await c.get_session(session.id)).id == session.id
+    assert c.blocked_until(Family.SESSION_READS) == 0.0
 
 
 async def test_rate_limit_headers_are_kept(okta):

@@ -10,7 +10,16 @@ from urllib.parse import urlencode
 import pytest
 
 from gateway.sandbox.okta.saml import SamlApp, SigningKey, build_response
-from gateway.sessions.saml import MAX_FORM_BYTES, SamlLogin, login_from_acs_form, login_from_saml_response
+from gateway.sessions.saml import (
+    MAX_FORM_BYTES,
+    REFUSALS,
+    SamlLogin,
+    acs_post_refusal,
+    form_charset,
+    login_from_acs_form,
+    login_from_saml_response,
+    read_form,
+)
 
 SID = "102abcDEFghiJKLmnoPQRst"
 LOGIN = "alice@example.com"
@@ -320,3 +329,132 @@ def test_the_form_reader_passes_the_attribute_name_on() -> None:
     body = form(response(assertion(attributes=attribute("sid", "abc"))))
     assert login_from_acs_form(body, FORM, attribute="sid") == SamlLogin(LOGIN, "abc")
     assert login_from_acs_form(body, FORM) == SamlLogin(LOGIN, None)
+
+
+# --- the ACS POST is read as the app reads it, or refused (issue 10, finding 2) ----------------------------------
+
+
+def refusal(body: bytes, content_type: str | list[str] = FORM, *, encoding: list[str] | None = None,
+            query: str = "") -> str | None:
+    types = [content_type] if isinstance(content_type, str) else content_type
+    found = acs_post_refusal(body, types, encoding or [], query)
+    assert found is None or found in REFUSALS
+    return found
+
+
+def test_a_browser_posted_form_is_not_refused() -> None:
+    body = form(response(), RelayState="/reports?year=2024&q=a b~")
+    for content_type in (FORM, "application/x-www-form-urlencoded; charset=UTF-8", 'application/x-www-form-urlencoded;'
+                         'charset="utf-8"', "application/x-www-form-urlencoded ; Charset=US-ASCII"):
+        assert refusal(body, content_type) is None, content_type
+        assert login_from_acs_form(body, content_type) == SamlLogin(LOGIN, SID)
+    assert refusal(body + b"\r\n") is None  # aiohttp strips trailing whitespace before it reads the form
+
+
+def test_any_charset_but_utf8_or_ascii_is_refused() -> None:
+    """The app decodes the body in the Content-Type's charset: utf-16 turns one body into two forms."""
+    body = form(response())
+    for content_type in ("application/x-www-form-urlencoded; charset=utf-16",
+                         "application/x-www-form-urlencoded; charset=UTF-16LE",
+                         'application/x-www-form-urlencoded; charset="utf-16"',
+                         "application/x-www-form-urlencoded; charset=latin-1",
+                         "application/x-www-form-urlencoded; charset=utf8",
+                         "application/x-www-form-urlencoded; charset=utf-7",
+                         "application/x-www-form-urlencoded; charset=utf-8; charset=utf-16",
+                         "application/x-www-form-urlencoded; charset*=utf-8''utf-16",
+                         "application/x-www-form-urlencoded; charset=utf-8 (utf-16)",
+                         "application/x-www-form-urlencoded; boundary=x",
+                         "application/x-www-form-urlencoded, text/plain",
+                         "application/x-www-form-urlencoded;;charset=utf-8",
+                         "multipart/form-data; boundary=x", ""):
+        assert form_charset(content_type) is None, content_type
+        assert refusal(body, content_type) == "content_type", content_type
+        assert login_from_acs_form(body, content_type) is None, content_type
+
+
+def test_two_content_type_headers_or_a_content_encoding_are_refused() -> None:
+    body = form(response())
+    assert refusal(body, [FORM, FORM]) == "content_type"
+    assert refusal(body, []) == "content_type"
+    for encoding in (["gzip"], ["deflate"], ["br"], ["identity", "gzip"]):
+        assert refusal(body, encoding=encoding) == "content_encoding"
+    assert refusal(body, encoding=["identity"]) is None
+
+
+def test_nul_control_and_non_ascii_bytes_are_refused() -> None:
+    body = form(response())
+    utf16 = "SAMLResponse=x".encode("utf-16-le")
+    for bad in (body + b"&x=\x00", b"\x00" + body, body + b"&RelayState=\xc3\xa9", body + b"&x=a\x0bb",
+                body.replace(b"SAMLResponse", utf16), b"\xff\xfe" + body, body + b"&x=a;b", body + b"&x=a b",
+                body + b"&x=%", body + b"&x=%4", body + b"&x=%zz", body + b"&x=a/b"):
+        assert refusal(bad) == "bytes", bad[-12:]
+        assert login_from_acs_form(bad, FORM) is None
+
+
+def test_escapes_that_decode_to_nul_or_not_to_the_charset_are_refused() -> None:
+    body = form(response())
+    for bad in (body + b"&x=%00", body + b"&S%00A%00M%00L%00=1", body + b"&x=%FF", body + b"&x=%C3",
+                body + b"&%C3%A9=1", body + b"&x%0A=1"):
+        assert refusal(bad) == "escapes", bad[-12:]
+    assert refusal(body + b"&RelayState=%C3%A9") is None  # UTF-8 in a value is read alike by every reader
+    assert refusal(body + b"&RelayState=%C3%A9", "application/x-www-form-urlencoded; charset=us-ascii") == "escapes"
+
+
+def test_a_second_saml_response_in_any_spelling_is_refused() -> None:
+    """Whatever name some app's form reader could take for SAMLResponse counts as one: with two, the gateway
+    cannot tell which one the app verifies."""
+    encoded = base64.b64encode(response()).decode()
+    for name in ("SAMLResponse", "SAML%52esponse", "samlresponse", "SAMLRESPONSE", "+SAMLResponse", "SAMLResponse+",
+                 "%20SAMLResponse", "SAML_Response", "SAML.Response", "SAMLResponse%5B%5D", "SAMLResponse[]",
+                 "SAML-Response", "SAML+Response"):
+        body = form(response()) + f"&{name}={encoded}".encode()
+        assert refusal(body) in ("second_saml_response", "bytes"), name
+        assert login_from_acs_form(body, FORM) is None, name
+
+
+def test_a_saml_response_not_spelled_as_such_is_refused_even_alone() -> None:
+    encoded = urlencode({"v": base64.b64encode(response()).decode()})[2:]
+    for name in ("SAML%52esponse", "samlresponse", "+SAMLResponse", "SAMLResponse%5B%5D"):
+        body = f"{name}={encoded}".encode()
+        assert refusal(body) == "second_saml_response", name
+        assert login_from_acs_form(body, FORM) is None
+    assert refusal(b"RelayState=x") == "no_saml_response"
+
+
+def test_a_saml_response_in_the_query_is_refused() -> None:
+    """A servlet container's getParameter() reads the query string before the body."""
+    body = form(response())
+    for query in ("SAMLResponse=x", "a=1;SAMLResponse=x", "samlresponse", "SAML%52esponse=x", "x=1&SAMLResponse"):
+        assert refusal(body, query=query) == "second_saml_response", query
+    assert refusal(body, query="binding=post&SAMLRequestId=1") is None
+
+
+def test_a_saml_response_value_that_is_not_printable_ascii_is_refused() -> None:
+    body = b"SAMLResponse=" + base64.b64encode(response()).replace(b"+", b"%2B").replace(b"/", b"%2F") + b"%C2%A0"
+    assert refusal(body) == "saml_response_value"
+    assert login_from_acs_form(body, FORM) is None
+
+
+def test_the_form_read_is_the_form_sent() -> None:
+    fields = read_form(b"SAMLResponse=a%2Bb%2F%3D&RelayState=%2Fx%3Fa%3D1%26b%3D2+c&empty=&flag")
+    assert fields == [("SAMLResponse", "SAMLResponse", "a+b/="), ("RelayState", "RelayState", "/x?a=1&b=2 c"),
+                      ("empty", "empty", ""), ("flag", "flag", "")]
+    assert read_form(b"a=1&" * 50) == "fields"
+
+
+def test_a_document_in_an_encoding_parsers_decode_differently_gives_none() -> None:
+    """Okta writes UTF-8. In a legacy encoding each parser decodes with its own tables (Shift_JIS 0x5C is a
+    backslash to Python, a yen sign to iconv), and a declaration that contradicts the BOM is read by some parsers
+    and ignored by others: the gateway reads only what every parser reads alike."""
+    text = response().decode()
+    declared = '<?xml version="1.0" encoding="{}"?>'.format
+    assert login_from_saml_response(response()) == SamlLogin(LOGIN, SID)
+    assert login_from_saml_response((declared("UTF-8") + text).encode()) == SamlLogin(LOGIN, SID)
+    assert login_from_saml_response(b"\xef\xbb\xbf" + response()) == SamlLogin(LOGIN, SID)
+    assert login_from_saml_response((declared("utf-16") + text).encode("utf-16")) == SamlLogin(LOGIN, SID)
+    assert login_from_saml_response(text.encode("utf-16")) == SamlLogin(LOGIN, SID)
+    for bad in ((declared("shift_jis") + text).encode("shift_jis"), (declared("iso-8859-1") + text).encode(),
+                (declared("utf-8") + text).encode("utf-16"), (declared("utf-16") + text).encode(),
+                text.encode("utf-16-le"), text.encode("utf-16-be"), (declared("cp500") + text).encode("cp500"),
+                response().replace(LOGIN.encode(), "alicé@example.com".encode("latin-1"))):
+        assert login_from_saml_response(bad) is None, bad[:40]

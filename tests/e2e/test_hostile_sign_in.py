@@ -1,0 +1,219 @@
+"""Attacks on the sign-in at the ACS, through the whole stack: the gateway must read the POST as the app reads it
+or bind nothing (issue 10, finding 2), and an unsigned POST must cost no Okta call (finding 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+from raw_http import send_raw, statuses
+from stack_support import ALICE, BOB, FAST_CACHE, Browser
+from yarl import URL
+
+from gateway.sandbox.okta.saml import read_autopost_form
+from gateway.sandbox.stack import AppRoute, Stack
+from gateway.server import METRICS
+
+pytestmark = pytest.mark.hostile
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def forged_response(login: str, session_id: str) -> str:
+    """An unsigned SAML Response naming `login` and `session_id`: what the gateway reads, never what an app
+    that checks signatures accepts."""
+    xml = ('<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+           'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="f1" Version="2.0">'
+           '<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>'
+           f'<saml:Assertion ID="f2" Version="2.0"><saml:Subject><saml:NameID>{login}</saml:NameID></saml:Subject>'
+           '<saml:AttributeStatement><saml:Attribute Name="okta_session_id">'
+           f"<saml:AttributeValue>{session_id}</saml:AttributeValue></saml:Attribute></saml:AttributeStatement>"
+           "</saml:Assertion></samlp:Response>")
+    return base64.b64encode(xml.encode()).decode()
+
+
+async def signed_response_not_posted(browser: Browser, who: tuple[str, str]) -> tuple[str, dict[str, str]]:
+    """Sign in at Okta and stop at the auto-post form: (ACS URL, fields), a real signed Response nobody used."""
+    page = await browser.follow(await browser.get("/login?return=/page/1"))
+    from_uri = URL(page.url).query.get("fromURI", "")
+    page = await browser.follow(await browser.request(
+        "POST", browser.stack.org.issuer + "/login/login.htm",
+        data={"username": who[0], "password": who[1], "fromURI": from_uri}))
+    assert page.status == 200, page.text
+    return read_autopost_form(page.text)
+
+
+def utf16_polyglot(app_fields: dict[str, str], forged_b64: str) -> bytes:
+    """One body, two forms. Read as UTF-16 (the charset the POST declares) it is app_fields and a junk field `x`;
+    read as ASCII, the UTF-16 half is junk (every other byte a NUL) and the tail is SAMLResponse=<forged>."""
+
+    def escaped(value: str) -> str:  # every character as the %XX of its UTF-16LE bytes, which is how the app
+        return "".join(f"%{b:02X}" for b in value.encode("utf-16-le"))  # percent-decodes in that charset
+
+    head = ("&".join(f"{name}={escaped(value)}" for name, value in app_fields.items()) + "&x=").encode("utf-16-le")
+    tail = f"&SAMLResponse={quote(forged_b64, safe='')}&z=".encode("ascii")
+    if len(tail) % 2:
+        tail += b"1"
+    return head + tail
+
+
+def raw_post(path: str, host: str, body: bytes, content_type: str, cookie: str = "") -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Type: {content_type}",
+             f"Content-Length: {len(body)}", "Connection: close"]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def set_cookies(raw: bytes) -> dict[str, str]:
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    found = {}
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.lower() == "set-cookie":
+            cookie = value.strip().split(";", 1)[0]
+            found[cookie.split("=", 1)[0]] = cookie.split("=", 1)[1]
+    return found
+
+
+def api_gets(stack: Stack, session_id: str = "") -> int:
+    """Session reads of the org's API about ids starting with `session_id`."""
+    prefix = "/api/v1/sessions/" + session_id
+    return sum(1 for c in stack.org.api_calls if c.method == "GET" and c.path.startswith(prefix))
+
+
+def sign_ins(stack: Stack, outcome: str) -> float:
+    return stack.gateway[METRICS].value("gateway_sign_ins_total", route="hr", outcome=outcome)
+
+
+async def test_a_utf16_polyglot_does_not_bind_bobs_app_session_to_alices_okta_session(start, browsers):
+    """Bob posts his own real signed Response for the app and, in the same bytes, a forged one naming Alice's
+    session for a gateway that reads ASCII. The gateway must not bind: Bob signed out and suspended must no
+    longer be served."""
+    stack = await start()
+    alice, bob = browsers(stack), browsers(stack)
+    assert (await alice.sign_in(ALICE)).status == 200
+    alice_user = stack.org.user(ALICE[0])
+    assert alice_user is not None
+    alice_session = stack.org.sessions_of(alice_user.id)[0]
+    action, fields = await signed_response_not_posted(bob, BOB)
+    body = utf16_polyglot(fields, forged_response(ALICE[0], alice_session.id))
+    assert body.decode("utf-16").startswith("SAMLResponse=") and b"&SAMLResponse=" in body
+    gateway = URL(stack.gateway_url)
+    raw = await send_raw(gateway.host or "", gateway.port or 0,
+                         raw_post(URL(action).path, f"{gateway.host}:{gateway.port}", body,
+                                  f"{FORM}; charset=utf-16"))
+    assert statuses(raw) == [303], raw[-300:]  # the app verified Bob's signature and signed Bob in
+    cookies = set_cookies(raw)
+    assert "JSESSIONID" in cookies
+    assert [s.login for s in stack.apps["hr"].sessions.values()] == [ALICE[0], BOB[0]]
+    assert "gateway_binding_hr" not in cookies  # nothing bound: the gateway could not read the body as the app did
+    assert sign_ins(stack, "ambiguous_content_type") == 1
+
+    bob_user = stack.org.user(BOB[0])
+    assert bob_user is not None
+    await bob.okta_sign_out()
+    stack.org.suspend_user(bob_user.id)
+    stack.org.clock.advance(5)  # the cache TTL
+    jar = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(stack.url("/page/1"), headers={"Cookie": jar}, allow_redirects=False) as page:
+            assert page.status == 302 and page.headers["Location"] == "/login", await page.text()
+    assert (await alice.get("/page/1")).status == 200  # Alice's own sign-in is untouched
+
+
+async def test_a_second_saml_response_spelled_otherwise_does_not_bind(start, browsers):
+    """The rule in one charset: a real Response under a name the app reads as SAMLResponse (aiohttp decodes
+    `SAML%52esponse`, and takes the first of two), a forged one for the gateway under the plain name."""
+    stack = await start()
+    alice, bob = browsers(stack), browsers(stack)
+    assert (await alice.sign_in(ALICE)).status == 200
+    alice_user = stack.org.user(ALICE[0])
+    assert alice_user is not None
+    forged = forged_response(ALICE[0], stack.org.sessions_of(alice_user.id)[0].id)
+    action, fields = await signed_response_not_posted(bob, BOB)
+    body = (urlencode(fields).replace("SAMLResponse=", "SAML%52esponse=") + "&SAMLResponse=" + quote(forged, safe="")
+            ).encode()
+    page = await bob.request("POST", action, data=body, headers={"Content-Type": FORM})
+    assert page.status == 303 and bob.cookie("JSESSIONID")  # the app read Bob's, the first of the two
+    assert bob.cookie("gateway_binding_hr") is None
+    assert sign_ins(stack, "ambiguous_second_saml_response") == 1
+
+
+async def test_a_flood_of_forged_unsigned_acs_posts_makes_no_okta_call(start, browsers):
+    """Each forged POST names a well-formed session id; none is signed, so the app refuses every one, and Okta
+    must not be asked about any (the flood that used to exhaust the org's rate limit)."""
+    stack = await start()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+
+        async def forge(i: int) -> int:
+            body = urlencode({"SAMLResponse": forged_response(ALICE[0], f"102forged{i:016d}"), "RelayState": "/"})
+            async with http.post(stack.url("/saml/acs"), data=body, headers={"Content-Type": FORM},
+                                 allow_redirects=False) as answer:
+                return answer.status
+
+        answers = await asyncio.gather(*(forge(i) for i in range(300)))
+    assert set(answers) == {403}
+    assert api_gets(stack, "102forged") == 0  # not one Okta call
+    assert sign_ins(stack, "refused_by_app") == 300
+    browser = browsers(stack)  # and a real sign-in still binds, with the one call it needs
+    assert (await browser.sign_in(ALICE)).status == 200 and browser.cookie("gateway_binding_hr")
+    alice = stack.org.user(ALICE[0])
+    assert alice is not None
+    assert api_gets(stack, stack.org.sessions_of(alice.id)[0].id) == 1
+    assert sign_ins(stack, "bound") == 1
+
+
+async def test_a_flood_of_unknown_okta_cookie_ids_is_bounded_by_the_budget(start, browsers):
+    """The `cookie` source names a session per request: 1,000 requests with a made-up `sid` each (and any app
+    cookie) may cost Okta no more than the budget allows one client, and a bound user is served throughout."""
+    stack = await start(AppRoute("hr", route={"sid_sources": ["saml", "cookie"]}),
+                        okta={**FAST_CACHE, "unknown_id_budget": 5, "unknown_id_per_client": 2})
+    alice = browsers(stack)
+    assert (await alice.sign_in(ALICE)).status == 200
+    started = time.monotonic()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+
+        async def flood(i: int) -> int:
+            cookie = f"JSESSIONID=x{i}; sid=102flood{i:017d}"
+            async with http.get(stack.url("/page/1"), headers={"Cookie": cookie}, allow_redirects=False) as answer:
+                return answer.status
+
+        answers = await asyncio.gather(*(flood(i) for i in range(1000)))
+        assert (await alice.get("/page/1")).status == 200
+    elapsed = time.monotonic() - started
+    calls = api_gets(stack, "102flood")
+    assert 1 <= calls <= 2 + 2 * elapsed, (calls, elapsed)  # a full bucket of two, then two a second
+    assert answers.count(503) >= 1000 - calls  # over the budget: "cannot check now", without asking Okta
+    assert stack.gateway[METRICS].value("gateway_validation_lookups_total", result="over_budget") >= 1000 - calls
+
+
+async def test_an_app_that_sets_a_cookie_on_its_refusal_page_costs_no_okta_call(start_sandbox, start_upstream,
+                                                                               start_gateway, http):
+    """Some stacks (PHP's session_start) set a fresh session cookie on every answer, their error page included:
+    only an answer that is no error counts as the app accepting the assertion."""
+    sandbox = await start_sandbox()
+
+    async def refusing_app(request: web.Request) -> web.Response:
+        await request.read()
+        response = web.Response(status=403, text="Sign-in refused")
+        response.set_cookie("JSESSIONID", f"anonymous{len(sandbox.org.api_calls)}")
+        return response
+
+    upstream = await start_upstream(refusing_app)
+    gateway = await start_gateway(
+        {"name": "hr", "host": "*", "path": "/", "upstream": f"http://{upstream.host}:{upstream.port}",
+         "policy": "enforce", "app_profile": "servlet"},
+        okta={"org_url": sandbox.issuer, "api_token": "${OKTA_API_TOKEN}"}, binding={"keys": "${GATEWAY_BINDING_KEYS}"})
+    for i in range(20):
+        body = urlencode({"SAMLResponse": forged_response(ALICE[0], f"102forged{i:016d}")})
+        async with http.post(f"http://{gateway.host}:{gateway.port}/saml/acs", data=body,
+                             headers={"Content-Type": FORM}) as answer:
+            assert answer.status == 403
+            assert not any(c.startswith("gateway_binding") for c in answer.headers.getall("Set-Cookie", ()))
+    assert not any("102forged" in c.path for c in sandbox.org.api_calls)
