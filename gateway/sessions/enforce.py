@@ -3,7 +3,8 @@
 Per request of a route whose policy is not `off`:
 1. read the cookies once (cookies.py); at the app's ACS, a sign-in (see `_sign_in`);
 2. the binding cookie counts only if it opens with one of our keys and belongs to the app session cookie sent;
-3. the session-id sources (Okta's cookie, a trusted header) may name a session too;
+3. the session-id sources (Okta's cookie, a trusted header) may name a session: it must be the bound one, and
+   a claim binds nothing on its own (policy.py says why);
 4. the named session is validated through the cache, and decide() says what to do;
 5. forward (the binding cookie never reaches the app; the binding is re-sealed on the answer when it must be:
    activity, key rotation, the app rotating its session cookie, a fresh bind; dropped when the app ends its own
@@ -35,7 +36,6 @@ from ..store import user_keys
 from .app_side import AppSide
 from .binding import Binding, Opened
 from .binding_cookie import BindingStorage
-from .cache import GONE as GONE_VIEW
 from .cache import Entry
 from .cookies import (
     app_session_cookie,
@@ -43,7 +43,7 @@ from .cookies import (
     parse_cookie_header,
     read_set_cookie,
 )
-from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, OktaView, decide, holds_until
+from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, decide, holds_until
 from .saml import MAX_FORM_BYTES
 from .settings import RouteSessions
 from .sockets import OpenSockets
@@ -56,7 +56,6 @@ OKTA_UNAVAILABLE = "Sign-in cannot be checked right now. Try again in a moment."
 _MAX_EXTENDED = 100_000
 _MAX_SEEN = 10_000
 _ENDED_IN_OKTA = frozenset({"okta_session_ended", "okta_session_expired"})
-ENDED = Validation(Verdict.GONE, None, "revoked", GONE_VIEW)
 
 
 class _Seen:
@@ -126,14 +125,11 @@ class Enforcer:
                 return await self._forward_again(request, seen)  # the same facts as the last request: forward
         generation = store.generation
         claimed = self._claimed(request, cookies) if self._identifiers else None
-        session_id = binding.session_id if binding is not None else claimed
+        session_id = binding.session_id if binding is not None else None  # a claim alone binds nothing
         revoked = binding is not None and self._revoked(binding)
         validation = None
-        if app is not None and session_id is not None and not revoked:
-            if claimed is not None and binding is None and store.session_ended(claimed) is not None:
-                validation = ENDED
-            else:
-                validation = await self._validator.validate(session_id, self.route.grace)
+        if session_id is not None and not revoked and (claimed is None or claimed == session_id):
+            validation = await self._validator.validate(session_id, self.route.grace)
         okta = validation.view if validation is not None else None
         now = self._clock()
         facts = Facts(app is not None, binding, claimed, okta, self._extended.get(session_id or ""), revoked)
@@ -154,7 +150,7 @@ class Enforcer:
             log.debug("route %s: observe: enforce would %s (%s)", self.route.name, decision.would, decision.reason)
         if decision.extend_okta and session_id is not None:
             self._extend(session_id, now)
-        reseal = _reseal(decision, opened, okta, claimed, app, now, self._storage)
+        reseal = _reseal(decision, opened, app, now, self._storage)
         if upgrade:
             keys = user_keys(binding.user_id, binding.login) if binding is not None else ()
             return await self._websocket(request, for_app, session_id if okta is not None else None, keys)
@@ -360,14 +356,10 @@ def _sign_in_outcome(validation: Validation, name_id: str) -> str:
     return "bound"
 
 
-def _reseal(decision: Decision, opened: Opened | None, okta: OktaView | None, claimed: str | None,
-            app: tuple[str, str] | None, now: float, storage: BindingStorage) -> Binding | None:
+def _reseal(decision: Decision, opened: Opened | None, app: tuple[str, str] | None, now: float,
+            storage: BindingStorage) -> Binding | None:
     """The binding to seal on the answer, or None when the one the browser has will do."""
-    if app is None:
-        return None
-    if decision.bind and claimed is not None and okta is not None:
-        return Binding(claimed, okta.user_id, okta.login, storage.codec.fingerprint(*app), now, now)
-    if opened is None or decision.action is not Action.FORWARD:
+    if app is None or opened is None or decision.action is not Action.FORWARD:
         return None
     binding = opened.binding
     if opened.stale_key:

@@ -1,0 +1,71 @@
+"""What a binding and a claimed session id may mean, attacked through the whole stack (the Okta sandbox on
+127.0.0.2, the legacy apps and the gateway on 127.0.0.1): a claimed session id never binds an app session, and a
+binding holds only on the route it was made for."""
+
+from __future__ import annotations
+
+import pytest
+from stack_support import ALICE, BOB
+
+from gateway.sandbox.stack import AppRoute
+from gateway.server import METRICS
+
+pytestmark = pytest.mark.hostile
+
+JSON = {"Accept": "application/json"}
+HEADER_SOURCE = {"sid_sources": ["saml", "header"], "session_id_header_from": ["127.0.0.1/32"]}
+COOKIE_SOURCE = {"sid_sources": ["saml", "cookie"]}
+
+
+def okta_session_of(stack, who: tuple[str, str]) -> str:
+    sessions = stack.org.sessions_of(stack.org.user(who[0]).id)
+    assert len(sessions) == 1
+    return str(sessions[0].id)
+
+
+def sets_binding(page, route: str = "hr") -> bool:
+    return any(c.startswith(f"gateway_binding_{route}=") and "Max-Age=0" not in c for c in page.set_cookies())
+
+
+async def alice_and_bob(start, browsers, route: dict):
+    stack = await start(AppRoute("hr", route=route))
+    alice, bob = browsers(stack), browsers(stack)
+    assert (await alice.sign_in(ALICE)).status == 200
+    assert (await bob.sign_in(BOB)).status == 200
+    return stack, alice, bob
+
+
+@pytest.mark.parametrize("source", ["header", "cookie"])
+async def test_bobs_app_session_with_alices_claimed_session_is_not_bound_to_it(start, browsers, source):
+    # finding 6: Bob's app cookie with Alice's id in X-Okta-Session-Id was served as Bob, with a new binding to
+    # Alice's session (which then kept Bob's app session alive for as long as Alice's lived)
+    stack, _, bob = await alice_and_bob(start, browsers, HEADER_SOURCE if source == "header" else COOKIE_SOURCE)
+    alices = okta_session_of(stack, ALICE)
+    bob.drop_cookie("gateway_binding_hr")
+    headers = dict(JSON)
+    if source == "header":
+        headers["X-Okta-Session-Id"] = alices
+    else:
+        bob.set_cookie("sid", alices)  # Okta's Classic Engine cookie, as a gateway on Okta's host would see it
+    calls = stack.org.api_calls[:]
+    page = await bob.get("/api/me", headers=headers)
+    assert page.status == 401, (page.status, page.text)  # unbound: the route's relogin rule ends it
+    assert not sets_binding(page)
+    assert stack.apps["hr"].sessions.keys().isdisjoint({bob.cookie("JSESSIONID")})
+    assert not [c for c in stack.org.api_calls[len(calls):] if alices in c.path]  # Okta was not even asked
+    metrics = stack.gateway[METRICS]
+    assert metrics.value("gateway_session_decisions_total", route="hr", action="end", reason="unbound") == 1
+
+
+async def test_a_bound_session_presented_with_another_users_claim_ends_and_keeps_no_binding(start, browsers):
+    stack, _, bob = await alice_and_bob(start, browsers, HEADER_SOURCE)
+    page = await bob.get("/api/me", headers={**JSON, "X-Okta-Session-Id": okta_session_of(stack, ALICE)})
+    assert page.status == 401 and not sets_binding(page)
+    again = await bob.get("/api/me", headers=JSON)  # the old binding went with the app session
+    assert again.status == 401
+
+
+async def test_a_claim_of_the_bound_session_is_served(start, browsers):
+    stack, _, bob = await alice_and_bob(start, browsers, HEADER_SOURCE)
+    page = await bob.get("/api/me", headers={**JSON, "X-Okta-Session-Id": okta_session_of(stack, BOB)})
+    assert page.status == 200 and page.json["login"] == BOB[0]
