@@ -69,3 +69,23 @@ async def test_a_claim_of_the_bound_session_is_served(start, browsers):
     stack, _, bob = await alice_and_bob(start, browsers, HEADER_SOURCE)
     page = await bob.get("/api/me", headers={**JSON, "X-Okta-Session-Id": okta_session_of(stack, BOB)})
     assert page.status == 200 and page.json["login"] == BOB[0]
+
+
+async def test_a_binding_made_on_one_route_is_refused_on_another_with_the_same_app_cookie(start, browsers, http):
+    # finding 7: one key set seals every route's bindings, so Bob's binding from `hr`, renamed to wiki's binding
+    # cookie and sent with the same JSESSIONID name and value, was accepted on `wiki`
+    stack = await start(AppRoute("hr", prefix="/hr"), AppRoute("wiki", prefix="/wiki", title="Wiki"))
+    bob = browsers(stack)
+    assert (await bob.sign_in(BOB, prefix="/hr")).status == 200
+    app_cookie, binding = bob.cookie("JSESSIONID"), bob.cookie("gateway_binding_hr")
+    assert app_cookie and binding
+    on_hr = f"JSESSIONID={app_cookie}; gateway_binding_hr={binding}"
+    async with http.get(stack.url("/hr/api/me"), headers={**JSON, "Cookie": on_hr}) as r:
+        assert r.status == 200  # where it was made, it holds
+    on_wiki = f"JSESSIONID={app_cookie}; gateway_binding_wiki={binding}"
+    async with http.get(stack.url("/wiki/"), headers={"Cookie": on_wiki}, allow_redirects=False) as r:
+        assert r.status == 302 and r.headers["Location"] == "/wiki/login"  # the gateway's answer, not the app's
+        assert any(c.startswith("gateway_binding_wiki=") for c in r.headers.getall("Set-Cookie"))
+    metrics = stack.gateway[METRICS]
+    assert metrics.value("gateway_session_decisions_total", route="wiki", action="end", reason="unbound") == 1
+    assert metrics.value("gateway_session_decisions_total", route="wiki", action="forward", reason="ok") == 0
