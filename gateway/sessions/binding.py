@@ -28,7 +28,7 @@ import hmac
 import json
 import re
 import sys
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
@@ -45,28 +45,38 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class Remembered(OrderedDict[K, V], Generic[K, V]):
-    """A memo bounded by bytes: `bytes` is the approximate size of what it holds, never over `budget`."""
+class Remembered(Generic[K, V]):
+    """A memo bounded by bytes: `bytes` is the approximate size of what it holds, never over `budget`. Lookups go
+    to `entries`, a plain dict (a hit costs what a dict lookup costs); entries go in insertion order."""
+
+    __slots__ = ("entries", "budget", "bytes", "_sizes", "_order")
 
     def __init__(self, budget: int) -> None:
-        super().__init__()
+        self.entries: dict[K, V] = {}
         self.budget = budget
         self.bytes = 0
         self._sizes: dict[K, int] = {}
+        self._order: deque[K] = deque()
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
     def remember(self, key: K, value: V, size: int) -> None:
-        """Keep `value` under `key`, counted as `size` bytes; the oldest entries go until it fits."""
+        """Keep `value` under `key`, counted as `size` bytes (a key kept already keeps its age); the oldest
+        entries go until it fits."""
         if size > self.budget:
             return
         if key in self._sizes:
-            self.bytes -= self._sizes.pop(key)
-            del self[key]
-        while self.bytes + size > self.budget:
-            oldest, _ = self.popitem(last=False)
-            self.bytes -= self._sizes.pop(oldest)
-        self[key] = value
+            self.bytes -= self._sizes[key]
+        else:
+            self._order.append(key)
         self._sizes[key] = size
+        self.entries[key] = value
         self.bytes += size
+        while self.bytes > self.budget:
+            oldest = self._order.popleft()
+            del self.entries[oldest]
+            self.bytes -= self._sizes.pop(oldest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +146,7 @@ class BindingCodec:
         """The binding in a cookie value if it was sealed for this route and belongs to this app session cookie,
         else None."""
         key = (sealed, cookie_name, cookie_value)
-        opened = self._checked.get(key)
+        opened = self._checked.entries.get(key)
         if opened is None:
             opened = self.open(sealed)
             if opened is None or not self.belongs_to(opened, cookie_name, cookie_value):

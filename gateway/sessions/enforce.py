@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,7 +35,7 @@ from ..revocation.logout import LogoutInterceptor
 from ..routing import Route
 from ..store import user_keys
 from .app_side import AppSide
-from .binding import Binding, Opened
+from .binding import Binding, Opened, Remembered
 from .binding_cookie import BindingStorage
 from .cache import Entry
 from .cookies import (
@@ -54,7 +55,9 @@ log = logging.getLogger("gateway.sessions")
 SESSION_ENDED = "Your session has ended. Sign in again."
 OKTA_UNAVAILABLE = "Sign-in cannot be checked right now. Try again in a moment."
 _MAX_EXTENDED = 100_000
-_MAX_SEEN = 10_000
+SEEN_BYTES = 8 * 1024 * 1024  # what a route keeps of the Cookie headers it has read
+_SEEN_FIXED = 700  # a remembered header's _Seen, tuple, dict slots and the Opened it shares with the codec's memo
+_PER_COOKIE = 130  # a parsed cookie's two str objects and its dict slot
 _ENDED_IN_OKTA = frozenset({"okta_session_ended", "okta_session_expired"})
 
 
@@ -99,7 +102,8 @@ class Enforcer:
                                          validator.client, okta_url)
         self._extended: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._cookie_headers: dict[str, _Seen] = {}
+        self._seen_memo: Remembered[str, _Seen] = Remembered(SEEN_BYTES)
+        self._cookie_headers = self._seen_memo.entries
         self._forwarded = metrics.decisions.get(route.name, FORWARD.action, FORWARD.reason)
         self._hit = metrics.lookups["hit"]
         self._warned = 0.0
@@ -206,16 +210,20 @@ class Enforcer:
 
     def _seen(self, header: str) -> _Seen:
         """What a Cookie header says: its cookies, the app session cookie, the binding that belongs to it, and the
-        header the app gets. A browser sends the same header request after request: remembered, bounded."""
+        header the app gets. A browser sends the same header request after request: remembered within the route's
+        byte budget, unless it carries an app session with no binding of ours (ended at once, or forwarded unbound:
+        nothing to save, and a client could vary it at will)."""
         seen = self._cookie_headers.get(header)
         if seen is None:
             cookies = parse_cookie_header(header)
             app = app_session_cookie(cookies, self._profile.session_cookies)
-            seen = _Seen(cookies, app, self._storage.open_for(cookies.get(self._own), app),
-                         cookie_header_for_app(header, self._own))
-            if len(self._cookie_headers) >= _MAX_SEEN:
-                self._cookie_headers.pop(next(iter(self._cookie_headers)))
-            self._cookie_headers[header] = seen
+            opened = self._storage.open_for(cookies.get(self._own), app)
+            for_app = cookie_header_for_app(header, self._own)
+            seen = _Seen(cookies, app, opened, for_app)
+            if app is None or opened is not None:
+                size = (2 * sys.getsizeof(header) + (sys.getsizeof(for_app) if for_app is not header else 0)
+                        + sys.getsizeof(cookies) + len(cookies) * _PER_COOKIE + _SEEN_FIXED)
+                self._seen_memo.remember(header, seen, size)
         return seen
 
     def _on_answer(self, request: web.Request, response: web.StreamResponse, reseal: Binding | None,

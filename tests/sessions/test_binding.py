@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from cryptography.fernet import Fernet
 
-from gateway.sessions.binding import Binding, BindingCodec, BindingKeyError, Opened
+from gateway.sessions.binding import Binding, BindingCodec, BindingKeyError, Opened, Remembered
 
 OLD = "fOhJQXD8l0yZ0hn6cx6-d9Hkcb1wOlc6L5rbYJkp6Ls="
 NEW = "q3Pp2pz8m7s6b5Kx9yW1vT0uR4eE8iI2oO6aA0sS3dU="
@@ -413,3 +413,21 @@ def test_a_route_that_is_not_a_name_does_not_open(route):
     token = Fernet(NEW).encrypt(json.dumps({"created": 1, "session": session}).encode()).decode()
     opened = BindingCodec([NEW]).open(token)
     assert opened is None or opened.route is None
+
+
+# --- Remembered: a memo bounded by bytes --------------------------------------------------------------------------
+
+
+def test_remembered_keeps_what_fits_and_lets_the_oldest_go():
+    memo: Remembered[str, int] = Remembered(100)
+    for i, size in enumerate((40, 40, 40)):
+        memo.remember(f"k{i}", i, size)
+    assert list(memo.entries) == ["k1", "k2"] and memo.bytes == 80
+    memo.remember("big", 9, 101)  # larger than the whole budget: not kept, nothing lost
+    assert list(memo.entries) == ["k1", "k2"] and memo.bytes == 80
+    memo.remember("k1", 10, 50)  # a key remembered again: its new value and size, its age kept
+    assert memo.entries == {"k1": 10, "k2": 2} and memo.bytes == 90
+    memo.remember("k3", 3, 20)
+    assert memo.entries == {"k2": 2, "k3": 3} and memo.bytes == 60
+    memo.remember("k4", 4, 100)
+    assert memo.entries == {"k4": 4} and memo.bytes == 100 and len(memo) == 1
