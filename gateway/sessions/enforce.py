@@ -38,12 +38,7 @@ from .app_side import AppSide
 from .binding import Binding, Opened, Remembered
 from .binding_cookie import BindingStorage
 from .cache import Entry
-from .cookies import (
-    app_session_cookie,
-    cookie_header_for_app,
-    parse_cookie_header,
-    read_set_cookie,
-)
+from .cookies import AMBIGUOUS, AppCookieReader, cookie_header_for_app, parse_cookie_header, read_set_cookie
 from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, decide, holds_until
 from .saml import MAX_FORM_BYTES
 from .settings import RouteSessions
@@ -97,6 +92,7 @@ class Enforcer:
         self._reader = next((s for s in made if isinstance(s, SignInReader)), None)
         self._profile = sessions.profile
         self._own = sessions.cookie.name
+        self._app_cookie = AppCookieReader(self._profile.session_cookies)
         self.app = AppSide(route, sessions, pools, storage)
         self._logout = LogoutInterceptor(sessions.logout, self._profile.logout_paths, self.app, bus,
                                          validator.client, okta_url)
@@ -210,15 +206,16 @@ class Enforcer:
 
     def _seen(self, header: str) -> _Seen:
         """What a Cookie header says: its cookies, the app session cookie, the binding that belongs to it, and the
-        header the app gets. A browser sends the same header request after request: remembered within the route's
-        byte budget, unless it carries an app session with no binding of ours (ended at once, or forwarded unbound:
-        nothing to save, and a client could vary it at will)."""
+        header the app gets. The app session cookie is read from the header the app gets, as the app will read
+        it, or AMBIGUOUS (then no binding belongs to it). A browser sends the same header request after request:
+        remembered within the route's byte budget, unless it carries an app session with no binding of ours
+        (ended at once, or forwarded unbound: nothing to save, and a client could vary it at will)."""
         seen = self._cookie_headers.get(header)
         if seen is None:
             cookies = parse_cookie_header(header)
-            app = app_session_cookie(cookies, self._profile.session_cookies)
-            opened = self._storage.open_for(cookies.get(self._own), app)
             for_app = cookie_header_for_app(header, self._own)
+            app = self._app_cookie.read(for_app)
+            opened = self._storage.open_for(cookies.get(self._own), app) if app is not AMBIGUOUS else None
             seen = _Seen(cookies, app, opened, for_app)
             if app is None or opened is not None:
                 size = (2 * sys.getsizeof(header) + (sys.getsizeof(for_app) if for_app is not header else 0)

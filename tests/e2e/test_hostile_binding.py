@@ -89,3 +89,21 @@ async def test_a_binding_made_on_one_route_is_refused_on_another_with_the_same_a
     metrics = stack.gateway[METRICS]
     assert metrics.value("gateway_session_decisions_total", route="wiki", action="end", reason="unbound") == 1
     assert metrics.value("gateway_session_decisions_total", route="wiki", action="forward", reason="ok") == 0
+
+
+@pytest.mark.parametrize("hidden", ["; JSESSIONID={alice}", "; x=1 JSESSIONID={alice}", "; x=1\tJSESSIONID={alice}",
+                                    '; JSESSIONID="{alice}"',
+                                    "; jsessionid={alice}"])  # for servers that read names in any case (ASP.NET)
+async def test_a_second_app_cookie_behind_a_bound_pair_is_not_served(start, browsers, http, hidden):
+    # the gateway read the first JSESSIONID (Bob's, bound) while the app (aiohttp's request.cookies) reads the last,
+    # or starts a new cookie after whitespace: Alice's app session, whose Okta session had ended, was served to Bob
+    stack, alice, bob = await alice_and_bob(start, browsers, {})
+    alices_app_cookie = alice.cookie("JSESSIONID")
+    await alice.okta_sign_out()  # Alice does not come back: her app session lives on in the app
+    bobs = f"JSESSIONID={bob.cookie('JSESSIONID')}; gateway_binding_hr={bob.cookie('gateway_binding_hr')}"
+    async with http.get(stack.url("/api/me"), headers={**JSON, "Cookie": bobs}) as r:
+        assert r.status == 200 and (await r.json())["login"] == BOB[0]
+    cookie = bobs + hidden.format(alice=alices_app_cookie)
+    async with http.get(stack.url("/api/me"), headers={**JSON, "Cookie": cookie}) as r:
+        body = await r.text()
+        assert r.status == 401 and ALICE[0] not in body, (r.status, body)
