@@ -7,7 +7,7 @@ Per request of a route whose policy is not `off`:
    a claim binds nothing on its own (policy.py says why);
 4. the named session is validated through the cache, and decide() says what to do;
 5. forward (the binding cookie never reaches the app; the binding is re-sealed on the answer when it must be:
-   activity, key rotation, the app rotating its session cookie, a fresh bind; dropped when the app ends its own
+   activity, key rotation, the app rotating its session cookie; dropped when the app ends its own
    session), or end the app session: expire its cookies and ours, call its logout server-side, close its open
    WebSockets, and send a browser to sign-in or answer an API call 401; or 503 while Okta cannot say.
 """
@@ -39,7 +39,7 @@ from .binding import Binding, Opened, Remembered
 from .binding_cookie import BindingStorage
 from .cache import Entry
 from .cookies import AMBIGUOUS, AppCookieReader, cookie_header_for_app, parse_cookie_header, read_set_cookie
-from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, decide, holds_until
+from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, Unbound, decide, holds_until
 from .saml import MAX_FORM_BYTES
 from .settings import RouteSessions
 from .sockets import OpenSockets
@@ -90,6 +90,9 @@ class Enforcer:
         made = [source_factory(name)(sessions.source_options) for name in sessions.sources]
         self._identifiers = [s for s in made if isinstance(s, SidSource)]
         self._reader = next((s for s in made if isinstance(s, SignInReader)), None)
+        if self._reader is None and _ends_what_it_cannot_bind(sessions):
+            log.warning("route %s: none of its sid_sources reads the sign-in (add \"saml\"), so no app session can be "
+                        "bound and unbound = \"relogin\" ends every one", route.name)
         self._profile = sessions.profile
         self._own = sessions.cookie.name
         self._app_cookie = AppCookieReader(self._profile.session_cookies)
@@ -349,6 +352,11 @@ class Enforcer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _ends_what_it_cannot_bind(sessions: RouteSessions) -> bool:
+    """Whether the route ends what it cannot bind: a policy that is not off, with unbound = relogin."""
+    return sessions.mode is not Mode.OFF and sessions.rules.unbound is Unbound.RELOGIN
 
 
 def _sign_in_outcome(validation: Validation, name_id: str) -> str:
