@@ -209,7 +209,7 @@ class Upstreams:
         now = time.time()
         session_id, user_id, login = self.session
         binding = Binding(session_id, user_id, login, self.codec.fingerprint("JSESSIONID", "bench"), now, now)
-        return f"JSESSIONID=bench; gateway_binding={self.codec.seal(binding)}"
+        return f"JSESSIONID=bench; gateway_binding={self.codec.seal(binding, 'on')}"
 
 
 def start_upstreams(args: argparse.Namespace, nginx: str, work: Path, children: list[pb.Child]) -> Upstreams:

@@ -128,7 +128,7 @@ def _enforcers(settings: Settings, validator: SessionValidator, http: Forwarder,
         return {}
     codec = BindingCodec(settings.binding_keys)
     return {
-        r.name: Enforcer(r, r.sessions, validator=validator, storage=BindingStorage(codec, r.sessions.cookie),
+        r.name: Enforcer(r, r.sessions, validator=validator, storage=BindingStorage(codec, r.sessions.cookie, r.name),
                          http=http, websocket=ws, pools=pools, sockets=sockets, bus=bus,
                          okta_url=settings.okta.org_url if settings.okta else URL(), metrics=metrics, clock=clock)
         for r in routes if r.sessions is not None

@@ -4,11 +4,18 @@ Ending a session (enforce.py) and intercepting the app's logout (revocation/logo
 cookies are expired with the Path and Domain the app set them with, which the gateway learns from the app's
 Set-Cookie headers (`learn()`), falling back to the route's settings. Calls to the app go through the route's
 upstream pool with only the user's app cookies, never the gateway's own.
+
+The server-side logout is called once per app cookie value (a bounded memory of the values already logged out)
+and at most `LOGOUTS_PER_SECOND` a second (a burst of as many): every unbound request ends its app session, so
+without this a flood of requests with made-up cookies would be a flood of logout calls to the app. A call left
+out changes nothing for the browser, whose cookies are expired and whose requests are refused all the same.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 
 from aiohttp import web
 
@@ -23,6 +30,8 @@ from .settings import RouteSessions
 log = logging.getLogger("gateway.sessions")
 
 MAX_LOGOUT_BODY = 64 * 1024
+LOGOUTS_PER_SECOND = 20.0
+_LOGGED_OUT_KEPT = 10_000  # hashes of the app cookies already logged out, the oldest forgotten first
 
 
 class AppSide:
@@ -30,6 +39,8 @@ class AppSide:
         self.route, self._sessions, self._pools, self._storage = route, sessions, pools, storage
         self._profile = sessions.profile
         self._learned: dict[str, tuple[str | None, str | None]] = {}  # app cookie -> (Path, Domain) as set
+        self._logged_out: OrderedDict[int, None] = OrderedDict()
+        self._allowance, self._allowance_at = LOGOUTS_PER_SECOND, time.monotonic()
 
     def is_app_cookie(self, name: str) -> bool:
         return matches(name, self._profile.session_cookies)
@@ -50,10 +61,32 @@ class AppSide:
             self._storage.write(request, response, None)
 
     async def logout(self, request: web.Request, cookies: dict[str, str]) -> None:
-        """Call the app's own logout URL with the user's app cookies, so that its server-side session dies too."""
+        """Call the app's own logout URL with the user's app cookies, so that its server-side session dies too
+        (once per app cookie value, within the rate)."""
         present = self.present(cookies)
-        if self._profile.logout_url is not None and present:
-            await self.call(request, "GET", self._profile.logout_url, only(cookies, present))
+        if self._profile.logout_url is None or not present:
+            return
+        app_cookies = only(cookies, present)
+        if not self._may_log_out(app_cookies):
+            log.debug("route %s: the app's logout was not called (called before, or over the rate)", self.route.name)
+            return
+        await self.call(request, "GET", self._profile.logout_url, app_cookies)
+
+    def _may_log_out(self, app_cookies: str) -> bool:
+        key = hash(app_cookies)
+        if key in self._logged_out:
+            return False
+        now = time.monotonic()
+        allowance = min(LOGOUTS_PER_SECOND, self._allowance + (now - self._allowance_at) * LOGOUTS_PER_SECOND)
+        self._allowance_at = now
+        if allowance < 1.0:
+            self._allowance = allowance
+            return False
+        self._allowance = allowance - 1.0
+        self._logged_out[key] = None
+        if len(self._logged_out) > _LOGGED_OUT_KEPT:
+            self._logged_out.popitem(last=False)
+        return True
 
     async def call(self, request: web.Request, method: str, path: str, app_cookies: str,
                    body: bytes | None = None, content_type: str | None = None) -> tuple[int, list[str]] | None:

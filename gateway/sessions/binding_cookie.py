@@ -18,18 +18,23 @@ from .settings import CookieSettings
 
 
 class BindingStorage(AbstractStorage):
-    def __init__(self, codec: BindingCodec, cookie: CookieSettings) -> None:
+    """The binding cookie of one route: what it seals names the route, and it opens only what was sealed for it."""
+
+    def __init__(self, codec: BindingCodec, cookie: CookieSettings, route: str) -> None:
         super().__init__(cookie_name=cookie.name, domain=cookie.domain, path=cookie.path, secure=cookie.secure,
                          httponly=cookie.httponly, samesite=cookie.samesite)
         self.codec = codec
         self.cookie = cookie
+        self.route = route
 
     def open(self, value: str | None) -> Opened | None:
-        return self.codec.open(value) if value else None
+        opened = self.codec.open(value) if value else None
+        return opened if opened is not None and opened.route == self.route else None
 
     def open_for(self, value: str | None, app_cookie: tuple[str, str] | None) -> Opened | None:
-        """The binding of this cookie value if it belongs to the app session cookie sent with it."""
-        return self.codec.open_for(value, *app_cookie) if value and app_cookie is not None else None
+        """The binding of this cookie value if it was sealed for this route and belongs to the app session cookie
+        sent with it."""
+        return self.codec.open_for(value, self.route, *app_cookie) if value and app_cookie is not None else None
 
     def write(self, request: web.BaseRequest, response: web.StreamResponse, binding: Binding | None) -> None:
         """Set the sealed binding on the answer, or expire the cookie when binding is None."""
@@ -39,8 +44,8 @@ class BindingStorage(AbstractStorage):
             response.del_cookie(c.name, domain=c.domain, path=c.path, secure=secure, httponly=c.httponly,
                                 samesite=c.samesite)
         else:
-            response.set_cookie(c.name, self.codec.seal(binding), domain=c.domain, path=c.path, secure=secure,
-                                httponly=c.httponly, samesite=c.samesite)
+            response.set_cookie(c.name, self.codec.seal(binding, self.route), domain=c.domain, path=c.path,
+                                secure=secure, httponly=c.httponly, samesite=c.samesite)
 
     # aiohttp-session's interface, so that get_session() works where an app installs this storage
 

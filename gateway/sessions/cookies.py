@@ -10,13 +10,29 @@ Rules of this module:
   browsers, a Max-Age wins over an Expires.
 - A value in double quotes reads without them, in the Cookie header and in a Set-Cookie alike: the binding's
   fingerprint is taken of the one and checked against the other.
+- The app session cookie counts only when every reader would read it alike (`AppCookieReader`): servers differ
+  on a name sent twice (aiohttp and Django take the last, PHP and Express the first, Tomcat the first that names
+  a live session), on whitespace and commas between cookies (aiohttp starts a new cookie after a space, old PHP
+  after a comma), on quotes and backslashes, and some on the case of names. So each app cookie name must appear
+  with one value only, that value of RFC 6265 cookie-octets (optionally in double quotes), and the name nowhere
+  else in the header where a reader could begin a cookie (after `;`, `,`, `"` or whitespace, any case).
+  Otherwise the reading is AMBIGUOUS: the request has an app session, and no binding can belong to it.
+- The app never gets the gateway's own cookie, however it is hidden: every part of the header where a reader
+  could begin a cookie of that name is left out.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
+
+AMBIGUOUS = ("", "")  # an app session cookie that readers could read differently: present, never bound
+_COOKIE_OCTETS = r"[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*"
+_PLAIN_VALUE = re.compile(rf'{_COOKIE_OCTETS}|"{_COOKIE_OCTETS}"')
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def parse_cookie_header(header: str | None) -> dict[str, str]:
@@ -57,10 +73,51 @@ def app_cookie_names(cookies: Mapping[str, str], patterns: tuple[str, ...]) -> l
 
 
 def cookie_header_for_app(header: str, own: str) -> str:
-    """The Cookie header the app gets: the browser's, less the gateway's own cookie, every other byte as sent."""
-    if own not in header:
+    """The Cookie header the app gets: the browser's, less every part where a reader could find the gateway's own
+    cookie, every other byte as sent."""
+    if own.lower() not in header.lower():
         return header
-    return "; ".join(p.strip() for p in header.split(";") if p.partition("=")[0].strip() != own and p.strip())
+    own_starts = _starts_of(re.escape(own) + r"\s*=")
+    return "; ".join(p.strip() for p in header.split(";") if p.strip() and own_starts.search(p) is None)
+
+
+@lru_cache(maxsize=64)
+def _starts_of(names: str) -> re.Pattern[str]:
+    """Where a reader could begin a cookie whose name matches `names` (a regex alternation), in any case: at the
+    start, or after `;`, `,`, `"` or whitespace, and optional whitespace."""
+    return re.compile(rf'(?:^|[;,\s"])\s*(?:{names})', re.IGNORECASE)
+
+
+class AppCookieReader:
+    """A route's reading of the app session cookie in a Cookie header, compiled once from its patterns."""
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self.patterns = patterns
+        # an exact name followed by `=`; a prefix alone, since a name that merely begins with it is one of the app's
+        # (lenient parsers would take `_shibsession_a b=v` for a cookie of that name)
+        self._starts = _starts_of("|".join(re.escape(p[:-1]) if p.endswith("*") else re.escape(p) + r"\s*="
+                                           for p in patterns))
+
+    def read(self, header: str) -> tuple[str, str] | None:
+        """The app session cookie of this header: None when it has none, AMBIGUOUS when readers could disagree
+        about it."""
+        if self._starts.search(header) is None:
+            return None
+        values: dict[str, str] = {}
+        found = 0
+        for part in header.split(";"):
+            name, sep, value = part.partition("=")
+            name = name.strip()
+            if not sep or not name or not matches(name, self.patterns):
+                continue
+            value = value.strip()
+            found += 1
+            if (_TOKEN.fullmatch(name) is None or _PLAIN_VALUE.fullmatch(value) is None
+                    or values.setdefault(name, value) != value):
+                return AMBIGUOUS
+        if found != len(self._starts.findall(header)):
+            return AMBIGUOUS  # a name hidden where this parser does not begin a cookie, or in another case
+        return app_session_cookie({name: _unquote(value) for name, value in values.items()}, self.patterns)
 
 
 def only(cookies: Mapping[str, str], names: Iterable[str]) -> str:

@@ -4,10 +4,11 @@ Per request of a route whose policy is not `off`:
 1. read the cookies once (cookies.py); at the app's ACS, a sign-in (see `_sign_in`: forwarded first, bound once
    the app accepted it);
 2. the binding cookie counts only if it opens with one of our keys and belongs to the app session cookie sent;
-3. the session-id sources (Okta's cookie, a trusted header) may name a session too;
+3. the session-id sources (Okta's cookie, a trusted header) may name a session: it must be the bound one, and
+   a claim binds nothing on its own (policy.py says why);
 4. the named session is validated through the cache, and decide() says what to do;
 5. forward (the binding cookie never reaches the app; the binding is re-sealed on the answer when it must be:
-   activity, key rotation, the app rotating its session cookie, a fresh bind; dropped when the app ends its own
+   activity, key rotation, the app rotating its session cookie; dropped when the app ends its own
    session), or end the app session: expire its cookies and ours, call its logout server-side, close its open
    WebSockets, and send a browser to sign-in or answer an API call 401; or 503 while Okta cannot say.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,17 +36,11 @@ from ..revocation.logout import LogoutInterceptor
 from ..routing import Route
 from ..store import user_keys
 from .app_side import AppSide
-from .binding import Binding, Opened
+from .binding import Binding, Opened, Remembered
 from .binding_cookie import BindingStorage
-from .cache import GONE as GONE_VIEW
 from .cache import Entry
-from .cookies import (
-    app_session_cookie,
-    cookie_header_for_app,
-    parse_cookie_header,
-    read_set_cookie,
-)
-from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, OktaView, decide, holds_until
+from .cookies import AMBIGUOUS, AppCookieReader, cookie_header_for_app, parse_cookie_header, read_set_cookie
+from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, Unbound, decide, holds_until
 from .saml import MAX_FORM_BYTES, acs_post_refusal
 from .settings import RouteSessions
 from .sockets import OpenSockets
@@ -55,9 +51,10 @@ log = logging.getLogger("gateway.sessions")
 SESSION_ENDED = "Your session has ended. Sign in again."
 OKTA_UNAVAILABLE = "Sign-in cannot be checked right now. Try again in a moment."
 _MAX_EXTENDED = 100_000
-_MAX_SEEN = 10_000
+SEEN_BYTES = 8 * 1024 * 1024  # what a route keeps of the Cookie headers it has read
+_SEEN_FIXED = 700  # a remembered header's _Seen, tuple, dict slots and the Opened it shares with the codec's memo
+_PER_COOKIE = 130  # a parsed cookie's two str objects and its dict slot
 _ENDED_IN_OKTA = frozenset({"okta_session_ended", "okta_session_expired"})
-ENDED = Validation(Verdict.GONE, None, "revoked", GONE_VIEW)
 
 
 class _Seen:
@@ -94,14 +91,19 @@ class Enforcer:
         made = [source_factory(name)(sessions.source_options) for name in sessions.sources]
         self._identifiers = [s for s in made if isinstance(s, SidSource)]
         self._reader = next((s for s in made if isinstance(s, SignInReader)), None)
+        if self._reader is None and _ends_what_it_cannot_bind(sessions):
+            log.warning("route %s: none of its sid_sources reads the sign-in (add \"saml\"), so no app session can be "
+                        "bound and unbound = \"relogin\" ends every one", route.name)
         self._profile = sessions.profile
         self._own = sessions.cookie.name
+        self._app_cookie = AppCookieReader(self._profile.session_cookies)
         self.app = AppSide(route, sessions, pools, storage)
         self._logout = LogoutInterceptor(sessions.logout, self._profile.logout_paths, self.app, bus,
                                          validator.client, okta_url)
         self._extended: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._cookie_headers: dict[str, _Seen] = {}
+        self._seen_memo: Remembered[str, _Seen] = Remembered(SEEN_BYTES)
+        self._cookie_headers = self._seen_memo.entries
         self._forwarded = metrics.decisions.get(route.name, FORWARD.action, FORWARD.reason)
         self._hit = metrics.lookups["hit"]
         self._warned = 0.0
@@ -127,15 +129,11 @@ class Enforcer:
                 return await self._forward_again(request, seen)  # the same facts as the last request: forward
         generation = store.generation
         claimed = self._claimed(request, cookies) if self._identifiers else None
-        session_id = binding.session_id if binding is not None else claimed
+        session_id = binding.session_id if binding is not None else None  # a claim alone binds nothing
         revoked = binding is not None and self._revoked(binding)
         validation = None
-        if app is not None and session_id is not None and not revoked:
-            if claimed is not None and binding is None and store.session_ended(claimed) is not None:
-                validation = ENDED
-            else:
-                validation = await self._validator.validate(  # an id no binding vouches for spends a budget
-                    session_id, self.route.grace, None if binding is not None else request.remote or "")
+        if session_id is not None and not revoked and (claimed is None or claimed == session_id):
+            validation = await self._validator.validate(session_id, self.route.grace)
         okta = validation.view if validation is not None else None
         now = self._clock()
         facts = Facts(app is not None, binding, claimed, okta, self._extended.get(session_id or ""), revoked)
@@ -156,7 +154,7 @@ class Enforcer:
             log.debug("route %s: observe: enforce would %s (%s)", self.route.name, decision.would, decision.reason)
         if decision.extend_okta and session_id is not None:
             self._extend(session_id, now)
-        reseal = _reseal(decision, opened, okta, claimed, app, now, self._storage)
+        reseal = _reseal(decision, opened, app, now, self._storage)
         if upgrade:
             keys = user_keys(binding.user_id, binding.login) if binding is not None else ()
             return await self._websocket(request, for_app, session_id if okta is not None else None, keys)
@@ -212,16 +210,21 @@ class Enforcer:
 
     def _seen(self, header: str) -> _Seen:
         """What a Cookie header says: its cookies, the app session cookie, the binding that belongs to it, and the
-        header the app gets. A browser sends the same header request after request: remembered, bounded."""
+        header the app gets. The app session cookie is read from the header the app gets, as the app will read
+        it, or AMBIGUOUS (then no binding belongs to it). A browser sends the same header request after request:
+        remembered within the route's byte budget, unless it carries an app session with no binding of ours
+        (ended at once, or forwarded unbound: nothing to save, and a client could vary it at will)."""
         seen = self._cookie_headers.get(header)
         if seen is None:
             cookies = parse_cookie_header(header)
-            app = app_session_cookie(cookies, self._profile.session_cookies)
-            seen = _Seen(cookies, app, self._storage.open_for(cookies.get(self._own), app),
-                         cookie_header_for_app(header, self._own))
-            if len(self._cookie_headers) >= _MAX_SEEN:
-                self._cookie_headers.pop(next(iter(self._cookie_headers)))
-            self._cookie_headers[header] = seen
+            for_app = cookie_header_for_app(header, self._own)
+            app = self._app_cookie.read(for_app)
+            opened = self._storage.open_for(cookies.get(self._own), app) if app is not AMBIGUOUS else None
+            seen = _Seen(cookies, app, opened, for_app)
+            if app is None or opened is not None:
+                size = (2 * sys.getsizeof(header) + (sys.getsizeof(for_app) if for_app is not header else 0)
+                        + sys.getsizeof(cookies) + len(cookies) * _PER_COOKIE + _SEEN_FIXED)
+                self._seen_memo.remember(header, seen, size)
         return seen
 
     def _on_answer(self, request: web.Request, response: web.StreamResponse, reseal: Binding | None,
@@ -367,6 +370,11 @@ def _unbindable(refused: str | None, signed_in: SignIn | None) -> str:
     return "unreadable" if signed_in is None else "no_session_attribute"
 
 
+def _ends_what_it_cannot_bind(sessions: RouteSessions) -> bool:
+    """Whether the route ends what it cannot bind: a policy that is not off, with unbound = relogin."""
+    return sessions.mode is not Mode.OFF and sessions.rules.unbound is Unbound.RELOGIN
+
+
 def _sign_in_outcome(validation: Validation, name_id: str) -> str:
     if validation.verdict is Verdict.UNAVAILABLE:
         return "okta_unavailable"
@@ -377,14 +385,10 @@ def _sign_in_outcome(validation: Validation, name_id: str) -> str:
     return "bound"
 
 
-def _reseal(decision: Decision, opened: Opened | None, okta: OktaView | None, claimed: str | None,
-            app: tuple[str, str] | None, now: float, storage: BindingStorage) -> Binding | None:
+def _reseal(decision: Decision, opened: Opened | None, app: tuple[str, str] | None, now: float,
+            storage: BindingStorage) -> Binding | None:
     """The binding to seal on the answer, or None when the one the browser has will do."""
-    if app is None:
-        return None
-    if decision.bind and claimed is not None and okta is not None:
-        return Binding(claimed, okta.user_id, okta.login, storage.codec.fingerprint(*app), now, now)
-    if opened is None or decision.action is not Action.FORWARD:
+    if app is None or opened is None or decision.action is not Action.FORWARD:
         return None
     binding = opened.binding
     if opened.stale_key:

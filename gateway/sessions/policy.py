@@ -11,12 +11,15 @@ Rules of this module:
   `MFA_ENROLL`), belongs to another user than the binding says, when the browser now presents another Okta
   session than the one the binding names, or when the gateway's own idle timeout has passed since the binding's
   last activity.
-- An app session with no valid binding is unbound: it is bound on the spot when a session-id source (Okta's
-  cookie, a trusted header) names a signed-in Okta session; otherwise the route's `unbound` rule decides
-  (`relogin` ends it, `allow` forwards it).
-- When Okta cannot say (and the route's fail mode allowed no grace) the answer is UNAVAILABLE, never an end: an
-  outage must not log anybody out. An unbound session on an `allow` route is forwarded unbound instead: whatever
-  Okta would say, it would be forwarded.
+- An app session with no valid binding is unbound, and the route's `unbound` rule decides (`relogin` ends it,
+  `allow` forwards it), whatever Okta would say. A session id that a source (Okta's cookie, a trusted header)
+  names never binds it: a claim says which Okta session the browser holds, not whose app session this is, and
+  the gateway knows an app session's user only from the binding made at its sign-in (no app profile reveals it
+  otherwise). Bound from a claim, Bob's app session presented with Alice's session id would be served as Bob
+  and live as long as Alice's session.
+- A claim never moves a binding either: a bound session whose browser names another Okta session is ended.
+- When Okta cannot say (and the route's fail mode allowed no grace) the answer for a bound session is
+  UNAVAILABLE, never an end: an outage must not log anybody out.
 - `observe` computes the same decision and forwards anyway; `off` forwards without deciding anything.
 - A forwarded request of a bound session asks for the binding to be re-saved (`touch`) only when its last
   activity is older than `touch_every`, and for the Okta session to be refreshed (`extend_okta`) only when it was
@@ -84,7 +87,7 @@ class Facts:
 
     has_app_session: bool
     binding: Binding | None  # a binding that belongs to this app session, or None
-    claimed_session_id: str | None = None  # what a session-id source (cookie, header) names, if any
+    claimed_session_id: str | None = None  # what a session-id source (cookie, header) names: checked, never bound
     okta: OktaView | None = None  # Okta's answer for the session in question; None when there is none
     last_extended: float | None = None  # when this gateway last refreshed the Okta session
     revoked: bool = False  # the revocation store says the binding's session or user was ended
@@ -95,7 +98,6 @@ class Decision:
     action: Action  # what is done
     reason: str
     would: Action  # what `enforce` would do (the same as action except in observe mode)
-    bind: bool = False  # make a binding for this app session (from a claimed, signed-in session id)
     touch: bool = False
     extend_okta: bool = False
 
@@ -104,6 +106,7 @@ FORWARD = Decision(Action.FORWARD, "ok", Action.FORWARD)
 SIGNED_IN = OktaState.SIGNED_IN
 NOTHING_TO_PROTECT = Decision(Action.FORWARD, "no_app_session", Action.FORWARD)
 OFF = Decision(Action.FORWARD, "policy_off", Action.FORWARD)
+UNBOUND_ALLOWED = Decision(Action.FORWARD, "unbound_allowed", Action.FORWARD)
 
 
 def decide(facts: Facts, rules: SessionRules, mode: Mode, now: float) -> Decision:
@@ -140,7 +143,7 @@ def _enforce(facts: Facts, rules: SessionRules, now: float) -> Decision:
         return NOTHING_TO_PROTECT
     binding, okta = facts.binding, facts.okta
     if binding is None:
-        return _unbound(facts, rules, now)
+        return _unbound(rules)
     if facts.revoked:
         return _end("revoked")
     if facts.claimed_session_id is not None and facts.claimed_session_id != binding.session_id:
@@ -163,16 +166,9 @@ def _enforce(facts: Facts, rules: SessionRules, now: float) -> Decision:
     return Decision(Action.FORWARD, "ok", Action.FORWARD, touch=touch, extend_okta=extend)
 
 
-def _unbound(facts: Facts, rules: SessionRules, now: float) -> Decision:
-    okta = facts.okta
-    if facts.claimed_session_id is not None and okta is not None:
-        refused = _okta_refusal(okta, now)
-        if refused is None:
-            return Decision(Action.FORWARD, "bound_from_source", Action.FORWARD, bind=True)
-        if refused.action is Action.UNAVAILABLE and rules.unbound is Unbound.RELOGIN:
-            return refused  # `allow` forwards whatever Okta says: an outage must not refuse it
+def _unbound(rules: SessionRules) -> Decision:
     if rules.unbound is Unbound.ALLOW:
-        return Decision(Action.FORWARD, "unbound_allowed", Action.FORWARD)
+        return UNBOUND_ALLOWED
     return _end("unbound")
 
 

@@ -7,6 +7,8 @@ from email.utils import formatdate
 import pytest
 
 from gateway.sessions.cookies import (
+    AMBIGUOUS,
+    AppCookieReader,
     SetCookie,
     app_cookie_names,
     app_session_cookie,
@@ -271,3 +273,69 @@ def test_a_malformed_set_cookie_is_none(header):
 
 def test_name_and_value_are_stripped():
     assert read_set_cookie("  a  =  1  ; Path=/", NOW) == SetCookie("a", "1", "/", None, False)
+
+
+# --- AppCookieReader: the app session cookie only where every reader reads it alike --------------------------------
+
+SERVLET = AppCookieReader(("JSESSIONID",))
+SHIB = AppCookieReader(("_shibsession_*",))
+
+
+@pytest.mark.parametrize(
+    ("header", "app"),
+    [
+        ("", None),
+        ("a=1; b=2", None),
+        ("JSESSIONID=abc", ("JSESSIONID", "abc")),
+        ("a=1;JSESSIONID=abc ; b=2", ("JSESSIONID", "abc")),
+        ("JSESSIONID = abc", ("JSESSIONID", "abc")),
+        ('JSESSIONID="abc"', ("JSESSIONID", "abc")),
+        ("JSESSIONID=abc; JSESSIONID=abc", ("JSESSIONID", "abc")),  # the same value twice reads alike
+        ("JSESSIONID=", None),
+        ("x=JSESSIONID=1", None),  # inside a value, after '=': no reader begins a cookie there
+        ("JSESSIONIDX=1; XJSESSIONID=2", None),
+        ("JSESSIONID=abc.node1~-_!#$%&'()*+/:<=>?@[]^`{|}", ("JSESSIONID", "abc.node1~-_!#$%&'()*+/:<=>?@[]^`{|}")),
+    ],
+)
+def test_an_app_session_cookie_every_reader_reads_alike(header, app):
+    assert SERVLET.read(header) == app
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "JSESSIONID=a; JSESSIONID=b",  # aiohttp and Django read the last, PHP and Express the first
+        "JSESSIONID=; JSESSIONID=b",
+        'JSESSIONID=a; JSESSIONID="a"',
+        "x=1 JSESSIONID=b",  # aiohttp begins a new cookie after whitespace
+        "x=1\tJSESSIONID=b",
+        "JSESSIONID=a b",
+        "a=1, JSESSIONID=2",  # old PHP splits cookies on commas
+        "JSESSIONID=a,b",
+        'x="1;JSESSIONID=2"',  # inside quotes for aiohttp, a cookie for us
+        'x="y"JSESSIONID=2',
+        'JSESSIONID="a',
+        'JSESSIONID=a"b',
+        'JSESSIONID="a\\"b"',  # aiohttp undoes the escape, we would not
+        "JSESSIONID=caf\u00e9",
+        "jsessionid=a",  # ASP.NET reads names in any case
+        "JSESSIONID=a; jSessionId=a",
+        "JSESSIONID =a;JSESSIONID= b",
+    ],
+)
+def test_an_app_session_cookie_readers_could_read_differently_is_ambiguous(header):
+    assert SERVLET.read(header) is AMBIGUOUS
+
+
+def test_a_prefix_pattern_reads_alike_or_is_ambiguous():
+    assert SHIB.read("_shibsession_abc=v; x=1") == ("_shibsession_abc", "v")
+    assert SHIB.read("_shibsession_a=v; _shibsession_b=w") == ("_shibsession_a", "v")  # two sessions, as before
+    assert SHIB.read("x=1 _shibsession_a=v") is AMBIGUOUS
+    assert SHIB.read("_shibsession_a b=v") is AMBIGUOUS
+    assert SHIB.read("_SHIBSESSION_a=v") is AMBIGUOUS
+
+
+def test_the_app_gets_no_part_where_a_reader_could_find_the_gateways_cookie():
+    assert cookie_header_for_app(f"a=1; x=2 {OWN}=s; b=2", OWN) == "a=1; b=2"
+    assert cookie_header_for_app(f"a=1; {OWN.upper()}=s", OWN) == "a=1"
+    assert cookie_header_for_app(f'a="1;{OWN}=s"', OWN) == 'a="1'

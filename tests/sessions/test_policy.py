@@ -55,7 +55,7 @@ def test_a_request_without_an_app_session_is_forwarded_whatever_else_is_known(bi
     facts = Facts(has_app_session=False, binding=binding, claimed_session_id=OTHER_SID, okta=okta)
     decision = enforce(facts)
     assert decision == Decision(Action.FORWARD, "no_app_session", Action.FORWARD)
-    assert not (decision.bind or decision.touch or decision.extend_okta)
+    assert not (decision.touch or decision.extend_okta)
 
 
 # --- a bound app session lives as long as its Okta session ---------------------------------------------------------
@@ -120,18 +120,13 @@ def test_okta_unavailable_is_not_an_end_even_when_idle_time_is_over():
     assert decision.action is Action.UNAVAILABLE and decision.would is Action.UNAVAILABLE
 
 
-def test_an_unbound_session_with_a_claimed_id_while_okta_is_unavailable_is_unavailable():
-    decision = enforce(unbound(okta=OktaView(OktaState.UNAVAILABLE)))
-    assert decision == Decision(Action.UNAVAILABLE, "okta_unavailable", Action.UNAVAILABLE)
-    assert not decision.bind
-
-
-def test_an_allowed_unbound_session_is_forwarded_while_okta_is_unavailable():
-    # `allow` forwards whatever Okta would say; an outage must not refuse what it would let through
-    rules = SessionRules(unbound=Unbound.ALLOW)
-    decision = enforce(unbound(okta=OktaView(OktaState.UNAVAILABLE)), rules)
-    assert decision == Decision(Action.FORWARD, "unbound_allowed", Action.FORWARD)
-    assert not decision.bind
+@pytest.mark.parametrize(("rule", "expected"), [
+    (Unbound.RELOGIN, Decision(Action.END, "unbound", Action.END)),
+    (Unbound.ALLOW, Decision(Action.FORWARD, "unbound_allowed", Action.FORWARD)),
+])
+def test_an_unbound_session_follows_its_rule_while_okta_is_unavailable(rule, expected):
+    # Okta's answer about a claimed id has no say over an unbound session: nothing it says would bind it
+    assert enforce(unbound(okta=OktaView(OktaState.UNAVAILABLE)), SessionRules(unbound=rule)) == expected
 
 
 # --- the gateway's own idle timeout ---------------------------------------------------------------------------------
@@ -160,10 +155,38 @@ def test_okta_refusal_is_reported_before_the_idle_timeout():
 # --- unbound app sessions -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("unbound_rule", list(Unbound))
-def test_an_unbound_session_with_a_claimed_signed_in_id_is_bound(unbound_rule):
-    decision = enforce(unbound(), SessionRules(unbound=unbound_rule))
-    assert decision == Decision(Action.FORWARD, "bound_from_source", Action.FORWARD, bind=True)
+UNBOUND_RULES = [
+    (Unbound.RELOGIN, Decision(Action.END, "unbound", Action.END)),
+    (Unbound.ALLOW, Decision(Action.FORWARD, "unbound_allowed", Action.FORWARD)),
+]
+ALICE_ACTIVE = OktaView(OktaState.SIGNED_IN, "00u0alice00000000000", "alice@example.com", expires_at=T0 + 3600)
+BOB_ACTIVE = OktaView(OktaState.SIGNED_IN, "00u0bob0000000000000", "bob@example.com", expires_at=T0 + 3600)
+
+
+@pytest.mark.parametrize(("rule", "expected"), UNBOUND_RULES)
+def test_a_claimed_signed_in_session_does_not_bind_an_unbound_app_session(rule, expected):
+    # finding 6: Bob's app cookie with Alice's id in X-Okta-Session-Id was served as Bob, bound to Alice's session.
+    # The gateway knows an app session's user only from its binding: with none, a claim binds nothing.
+    assert enforce(unbound(okta=ALICE_ACTIVE), SessionRules(unbound=rule)) == expected
+
+
+@pytest.mark.parametrize(("rule", "expected"), UNBOUND_RULES)
+@pytest.mark.parametrize("okta", [ALICE_ACTIVE, BOB_ACTIVE], ids=["another_users", "perhaps_the_same_user"])
+def test_no_okta_answer_about_a_claim_binds_an_unbound_app_session(okta, rule, expected):
+    # whether the claimed session is the app user's own cannot be known without a binding: both are refused alike
+    assert enforce(unbound(OTHER_SID, okta), SessionRules(unbound=rule)) == expected
+
+
+@pytest.mark.parametrize("claimed", [OTHER_SID, SID.lower(), SID + " ", ""])
+@pytest.mark.parametrize("okta", [ACTIVE, ALICE_ACTIVE, BOB_ACTIVE, OktaView(OktaState.UNAVAILABLE)])
+def test_a_claim_other_than_the_bound_session_ends_it_and_never_switches_the_binding(claimed, okta):
+    decision = enforce(bound(okta, claimed_session_id=claimed))
+    assert decision == ended("okta_session_changed")
+    assert not decision.touch  # nothing is re-sealed: the binding is dropped with the app session
+
+
+def test_a_claim_of_the_bound_session_changes_nothing():
+    assert enforce(bound(claimed_session_id=SID)) == enforce(bound())
 
 
 @pytest.mark.parametrize(
@@ -189,14 +212,13 @@ def test_an_unbound_session_with_nothing_claimed_follows_the_unbound_rule(rule, 
 
 
 def test_an_okta_answer_without_a_claimed_id_does_not_bind():
-    decision = enforce(unbound(claimed=None, okta=ACTIVE))
-    assert decision == ended("unbound") and not decision.bind
+    assert enforce(unbound(claimed=None, okta=ACTIVE)) == ended("unbound")
 
 
 def test_an_unbound_session_is_never_touched_nor_extended():
-    rules = SessionRules(extend_okta_every=1, touch_every=0)
+    rules = SessionRules(extend_okta_every=1, touch_every=0, unbound=Unbound.ALLOW)
     decision = enforce(unbound(), rules)
-    assert decision.bind and not decision.touch and not decision.extend_okta
+    assert decision.action is Action.FORWARD and not decision.touch and not decision.extend_okta
 
 
 # --- observe and off -------------------------------------------------------------------------------------------------
@@ -226,7 +248,8 @@ def test_observe_of_a_forward_is_the_same_decision_as_enforce():
     facts = bound(binding=replace(BOUND, last_activity=T0 - 120))
     rules = SessionRules(extend_okta_every=600)
     assert decide(facts, rules, Mode.OBSERVE, T0) == decide(facts, rules, Mode.ENFORCE, T0)
-    assert decide(unbound(), rules, Mode.OBSERVE, T0).bind
+    allow = replace(rules, unbound=Unbound.ALLOW)
+    assert decide(unbound(), allow, Mode.OBSERVE, T0) == decide(unbound(), allow, Mode.ENFORCE, T0)
 
 
 @pytest.mark.parametrize("facts", [bound(OktaView(OktaState.GONE)), bound(OktaView(OktaState.UNAVAILABLE)),
@@ -273,7 +296,7 @@ def test_touch_and_extend_together():
 def test_an_ended_session_is_neither_touched_nor_extended():
     facts = bound(OktaView(OktaState.GONE), binding=replace(BOUND, last_activity=T0 - 600), last_extended=None)
     decision = enforce(facts, SessionRules(extend_okta_every=1))
-    assert decision.action is Action.END and not (decision.touch or decision.extend_okta or decision.bind)
+    assert decision.action is Action.END and not (decision.touch or decision.extend_okta)
 
 
 # --- purity ---------------------------------------------------------------------------------------------------------
