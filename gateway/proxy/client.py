@@ -18,7 +18,8 @@ Rules of this module:
   connection (the upstream closed an idle keep-alive connection as we reused it); nothing else is retried.
 - The answer body is read with back-pressure: the socket stops reading while the consumer is behind.
 - Time limits: `connect_timeout` for the TCP connect (and for a free pool slot), `read_timeout` for each wait on
-  the upstream (each read, and each write the upstream is too slow to take).
+  the upstream (each read, and each write the upstream is too slow to take); not while reading is paused
+  because the gateway's client is slow.
 """
 
 from __future__ import annotations
@@ -297,6 +298,7 @@ class _Connection(asyncio.Protocol):
                 if self._paused and self._buffered <= _LOW_WATER and self.transport is not None:
                     self._paused = False
                     self.transport.resume_reading()
+                    self._arm_timer()
                 yield chunk
                 continue
             if self._failure is not None:
@@ -402,6 +404,7 @@ class _Connection(asyncio.Protocol):
         if self._buffered > _HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
+            self._cancel_timer()  # the client is behind, not the upstream: no read deadline while paused
         self._wake_body()
 
     def on_message_complete(self) -> None:
