@@ -107,6 +107,13 @@ _ODD_SPELLING = "The gateway's own endpoints answer only at their plain spelling
 _NOT_SERVED = "Only HTTP/1.0 and HTTP/1.1 requests with an origin-form target (a path) are served."
 
 
+def _odd_version(request: web.BaseRequest) -> bool:
+    """Neither HTTP/1.0 nor HTTP/1.1: aiohttp's parsers take HTTP/0.9 (no headers), `HTTP/2.0` as text, and the
+    pure-Python one HTTP/1.9; none of them is forwarded as HTTP/1.1."""
+    version = request.version
+    return version[0] != 1 or version[1] > 1
+
+
 def _plainly_spelled(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
                      body_timeout: float) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The handler of a gateway endpoint, reached only by a path spelled as it reads: no escapes, dot segments or
@@ -114,7 +121,7 @@ def _plainly_spelled(handler: Callable[[web.Request], Awaitable[web.StreamRespon
 
     async def plain(request: web.Request) -> web.StreamResponse:
         path = request.raw_path.partition("?")[0]
-        if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or request.version[0] != 1:
+        if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or _odd_version(request):
             return error_response(request, 400, _ODD_SPELLING, close=True)
         if not request.body_exists:
             return await handler(request)
@@ -264,7 +271,7 @@ def _proxy_handler(
     body_timeout = settings.server.body_timeout
 
     async def proxy(request: web.Request) -> web.StreamResponse:
-        if request.raw_path[:1] != "/" or request.version[0] != 1:
+        if request.raw_path[:1] != "/" or _odd_version(request):
             return error_response(request, 400, _NOT_SERVED, close=True)
         route = table.match(request.headers.get("Host", ""), request.path)
         if route is None:
