@@ -168,8 +168,9 @@ _FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 
 def _request_head(method: str, target: str, headers: list[Header], length: int | None, *, chunked: bool) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{name}: {value}" for name, value in headers if name.lower() not in _FRAMING)
+    lines = [f"{name}: {value}" for name, value in headers
+             if (len(name) != 14 and len(name) != 17) or name.lower() not in _FRAMING]  # lengths of _FRAMING's
+    lines.insert(0, f"{method} {target} HTTP/1.1")
     if chunked:
         lines.append("Transfer-Encoding: chunked")
     elif length is not None:
