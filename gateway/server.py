@@ -277,21 +277,22 @@ def _proxy_handler(
         if route is None:
             return error_response(request, 404, answers.NO_ROUTE)
         requests[route.name].inc()
-        if not request.body_exists:
-            return await _forward(request, route)
-        deadline = BodyDeadline(request, body_timeout)
-        try:
-            return await _forward(request, route)
-        finally:
-            deadline.cancel()
-
-    async def _forward(request: web.Request, route: Route) -> web.StreamResponse:
+        if request.body_exists:
+            return await with_body(request, route)
         enforcer = enforcers.get(route.name) if enforcers else None
         if enforcer is not None:
             return await enforcer(request)
         if is_websocket_upgrade(request):
             return await ws(request, route)
         return await http(request, route)
+
+    async def with_body(request: web.Request, route: Route) -> web.StreamResponse:
+        deadline = BodyDeadline(request, body_timeout)
+        try:
+            enforcer = enforcers.get(route.name) if enforcers else None
+            return await (enforcer(request) if enforcer is not None else http(request, route))
+        finally:
+            deadline.cancel()
 
     return proxy
 
