@@ -89,7 +89,10 @@ async def test_upstream_hanging_before_the_head_gets_504_after_the_read_timeout(
                                      b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
                                      b"0\r\n\r\n",
                                      b"HTTP/1.1 200 OK\r\nX-A: b\x00c\r\nContent-Length: 0\r\n\r\n",
-                                     b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"])
+                                     b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                                     b"HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 0\r\n\r\n",
+                                     b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+                                     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"])
 async def test_upstream_answering_garbage_gets_502(faulty, garbage):
     async def peer(reader, writer):
         await read_head(reader)
