@@ -114,13 +114,15 @@ def answers_to(raw: bytes) -> list[bytes]:
 
 async def test_connection_naming_content_length_smuggles_nothing(upstream, gateway):
     """The attack of issue 10: the gateway dropped Content-Length and the upstream read the body as a request."""
-    raw = await send_raw(gateway.host, gateway.port, post(
-        "/c/connection-cl", b"Connection: Content-Length\r\nContent-Length: %d\r\n" % len(SMUGGLED), SMUGGLED),
-        idle=0.5)
-    assert upstream.targets() == ["/c/connection-cl"]
+    attack = post("/c/connection-cl", b"Connection: Content-Length\r\nContent-Length: %d\r\n" % len(SMUGGLED),
+                  SMUGGLED)
+    then = b"GET /c/after HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n"  # the client's own second
+    raw = await send_raw(gateway.host, gateway.port, attack + then, idle=3)
+    assert upstream.targets() == ["/c/connection-cl", "/c/after"]
     assert upstream.seen[0].body == SMUGGLED
     assert upstream.seen[0].header("Content-Length") == [str(len(SMUGGLED))]
-    assert statuses(raw) == [200] and answers_to(raw) == [b"POST /c/connection-cl"]
+    assert raw.count(b"HTTP/1.1 200 OK\r\n") == 2
+    assert answers_to(raw) == [b"POST /c/connection-cl", b"GET /c/after"]
 
 
 async def test_smuggling_under_concurrency_never_hands_one_client_anothers_answer(upstream, gateway):
@@ -128,13 +130,14 @@ async def test_smuggling_under_concurrency_never_hands_one_client_anothers_answe
 
     async def attacker(n: int) -> None:
         raw = await send_raw(gateway.host, gateway.port, post(
-            f"/c/attack-{n}", b"Connection: Content-Length\r\nContent-Length: %d\r\n" % len(SMUGGLED), SMUGGLED),
-            idle=1.0)
+            f"/c/attack-{n}", b"Connection: Content-Length, close\r\nContent-Length: %d\r\n" % len(SMUGGLED),
+            SMUGGLED), idle=5)
         assert answers_to(raw) == [f"POST /c/attack-{n}".encode()]
 
     async def client(n: int) -> None:
         raw = await send_raw(gateway.host, gateway.port,
-                             b"GET /c/plain-%d HTTP/1.1\r\nHost: app.example\r\n\r\n" % n, idle=1.0)
+                             b"GET /c/plain-%d HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n" % n,
+                             idle=5)
         assert answers_to(raw) == [b"GET /c/plain-%d" % n]
 
     await asyncio.gather(*(f(n) for n in range(40) for f in (attacker, client)))
@@ -193,8 +196,8 @@ REFUSED: dict[str, bytes] = {
     "odd-method": b"G\x01ET /c/odd-method HTTP/1.1\r\nHost: a\r\n\r\n",
     "absolute-form": b"GET http://evil.example/c/absolute HTTP/1.1\r\nHost: a\r\n\r\n",
     "absolute-form-https": b"GET https://a/c/absolute-https HTTP/1.1\r\nHost: a\r\n\r\n",
-    "asterisk-form": b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
-    "authority-form": b"CONNECT evil.example:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+    "asterisk-form": b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    "authority-form": b"CONNECT evil.example:443 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     "bad-chunk-size": post("/c/bad-chunk", b"Transfer-Encoding: chunked\r\n", b"5 \r\nabcde\r\n" + CHUNKED_SMUGGLE),
     "chunk-bare-lf": post("/c/chunk-lf", b"Transfer-Encoding: chunked\r\n", b"5\nabcde\n0\n\n" + SMUGGLED),
     "body-after-close-http-1.0": post("/c/http10-nolength", b"", b"abcde" + SMUGGLED, b"HTTP/1.0"),
@@ -207,11 +210,14 @@ CONNECTION_NAMES = ["Content-Length", "Transfer-Encoding", "Host", "X-Forwarded-
 
 
 async def exchange(gateway, data: bytes) -> bytes:
-    return await send_raw(gateway.host, gateway.port, data, idle=0.4)
+    """Send a case on its own connection; each case ends so that the gateway closes it (`Connection: close`, or a
+    refusal), so the idle limit is only a bound."""
+    return await send_raw(gateway.host, gateway.port, data, idle=3)
 
 
 async def test_accepted_framing_variants_reach_the_upstream_as_the_gateway_read_them(upstream, gateway):
-    cases = {name: post(f"/c/{name}", headers, body) + b"GET /c/%b/next HTTP/1.1\r\nHost: a\r\n\r\n" % name.encode()
+    cases = {name: post(f"/c/{name}", headers, body)
+             + b"GET /c/%b/next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % name.encode()
              for name, (headers, body) in ACCEPTED.items()}
     raws = dict(zip(cases, await asyncio.gather(*(exchange(gateway, data) for data in cases.values())), strict=True))
     for name, raw in raws.items():
@@ -222,7 +228,7 @@ async def test_accepted_framing_variants_reach_the_upstream_as_the_gateway_read_
 
 
 async def test_http_1_0_with_a_body_is_forwarded_with_its_length(upstream, gateway):
-    raw = await exchange(gateway, post("/c/http10", b"Content-Length: 5\r\n", b"abcde", b"HTTP/1.0"))
+    raw = await exchange(gateway, post("/c/http10", b"Content-Length: 5\r\n", b"abcde", b"HTTP/1.0"))  # closes
     assert upstream.targets() == ["/c/http10"] and upstream.seen[0].body == b"abcde"
     assert statuses(raw) == [200] or raw.startswith(b"HTTP/1.0 200")
 
@@ -242,15 +248,15 @@ async def test_connection_naming_any_header_removes_none_the_gateway_relies_on(u
     names = ", ".join(CONNECTION_NAMES)
     cases: dict[str, bytes] = {}
     for name in CONNECTION_NAMES:
-        headers = (b"Connection: %b\r\nCookie: app=1\r\nAuthorization: Basic eA==\r\nContent-Type: text/plain\r\n"
-                   % name.encode())
+        headers = (b"Connection: %b, close\r\nCookie: app=1\r\nAuthorization: Basic eA==\r\n"
+                   b"Content-Type: text/plain\r\n" % name.encode())
         if framing == "length":
             cases[name] = post(f"/c/{name}", headers + b"Content-Length: %d\r\n" % len(SMUGGLED), SMUGGLED)
         else:
             body = b"%x\r\n%b\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED)
             cases[name] = post(f"/c/{name}", headers + b"Transfer-Encoding: chunked\r\n", body)
-    cases["all"] = post("/c/all", b"Connection: %b\r\nContent-Length: %d\r\n" % (names.encode(), len(SMUGGLED)),
-                        SMUGGLED)
+    cases["all"] = post("/c/all", b"Connection: %b, close\r\nContent-Length: %d\r\n" % (names.encode(),
+                                                                                         len(SMUGGLED)), SMUGGLED)
     raws = await asyncio.gather(*(exchange(gateway, data) for data in cases.values()))
     for name, raw in zip(cases, raws, strict=True):
         assert answers_to(raw) == [f"POST /c/{name}".encode()], name
@@ -298,7 +304,7 @@ async def test_connection_from_the_upstream_cannot_strip_the_answers_framing(sta
     try:
         gateway = await start_gateway(route(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"))
         raw = await send_raw(gateway.host, gateway.port, b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
-                             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", idle=0.5)
+                             b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", idle=3)
         head, _, rest = raw.partition(b"\r\n\r\n")
         assert b"Content-Length: 5" in head and b"Content-Type: text/plain" in head and b"Set-Cookie: a=1" in head
         assert statuses(raw) == [200, 200] and rest.endswith(b"\r\n\r\nhello")
