@@ -49,6 +49,8 @@ class ServerSettings:
     access_log: bool
     log_level: str
     shutdown_timeout: float
+    header_timeout: float = 10.0  # seconds for a whole request head (and an idle keep-alive connection)
+    body_timeout: float = 30.0  # seconds a request body may pause between bytes while the gateway reads it
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,8 +348,11 @@ def _server(s: _Section) -> ServerSettings:
     level = s.check("log_level", s.get("log_level", str, "a log level", "info").lower(),
                     lambda v: v in _LOG_LEVELS, f"one of {', '.join(_LOG_LEVELS)}")
     shutdown = _seconds(s, "shutdown_timeout", 10.0)
+    header_timeout = _seconds(s, "header_timeout", 10.0)
+    body_timeout = _seconds(s, "body_timeout", 30.0)
     s.finish()
-    return ServerSettings(host, port, workers, prefix, trusted, access_log, level, shutdown)
+    return ServerSettings(host, port, workers, prefix, trusted, access_log, level, shutdown, header_timeout,
+                          body_timeout)
 
 
 def _proxy(s: _Section) -> ProxySettings:

@@ -9,7 +9,12 @@ Rules of this module:
 - Among the routes whose host and prefix both match, the most specific host wins (exact, then the longest
   wildcard, then `*`); among those, the longest prefix.
 - The path matched is the decoded path with dot segments resolved, so that `/app/../admin` is matched as
-  `/admin`, the way the upstream will read it.
+  `/admin`, the way the upstream will read it. A path that a servlet container reads otherwise (it drops
+  `;params` from every segment and merges `//`: `/app;x/y` and `//app/y` are `/app/y` there) is matched both
+  ways, and refused (no route) when the two readings pick different routes: the gateway never decides on one
+  reading while the upstream acts on another.
+- Only origin-form targets (`/path?query`) go upstream: absolute-form (`http://host/path`), authority-form and
+  `*` have no upstream target, as the route was chosen by the Host header, not by the target's authority.
 """
 
 from __future__ import annotations
@@ -44,7 +49,10 @@ class Route:
 
     def upstream_target(self, raw_path: str) -> str | None:
         """The request target to send upstream, byte for byte, or None when the raw path does not carry the
-        route's prefix literally (a prefix spelled with percent-escapes cannot be rewritten safely)."""
+        route's prefix literally (a prefix spelled with percent-escapes cannot be rewritten safely) or is not in
+        origin form."""
+        if raw_path[:1] != "/":
+            return None
         if self.rewrite is None:
             return raw_path
         if self.path == "/":
@@ -107,6 +115,15 @@ def resolve_path(path: str) -> str:
     return "/" + "/".join(out)
 
 
+def servlet_path(path: str) -> str:
+    """A decoded path as a servlet container reads it: `;params` dropped from each segment, `//` merged, dot
+    segments resolved."""
+    segments = [segment.partition(";")[0] for segment in path.split("/")]
+    merged = "/".join(segment for segment in segments if segment)
+    trailing = "/" if path.endswith("/") and merged else ""
+    return resolve_path("/" + merged + trailing)
+
+
 def host_of(host_header: str) -> str:
     """The host name of a Host header value: lower-case, without the port, IPv6 brackets kept."""
     host = host_header.strip().lower()
@@ -164,12 +181,11 @@ class RouteTable:
             groups = self._groups_for(host_of(host_header))
             if len(self._cache) < 1024:
                 self._cache[host_header] = groups
-        path = resolve_path(path)
-        for group in groups:
-            for route in group:
-                if prefix_matches(route.path, path):
-                    return route
-        return None
+        route = _first_match(groups, resolve_path(path))
+        if ";" in path or "//" in path:
+            if _first_match(groups, servlet_path(path)) is not route:
+                return None  # the upstream may read it as the other route's path
+        return route
 
     def _groups_for(self, host: str) -> tuple[tuple[Route, ...], ...]:
         groups: list[tuple[Route, ...]] = []
@@ -179,3 +195,11 @@ class RouteTable:
         if self._anywhere:
             groups.append(self._anywhere)
         return tuple(groups)
+
+
+def _first_match(groups: tuple[tuple[Route, ...], ...], path: str) -> Route | None:
+    for group in groups:
+        for route in group:
+            if prefix_matches(route.path, path):
+                return route
+    return None

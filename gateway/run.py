@@ -62,6 +62,9 @@ def _serve_one(settings: Settings, sock: socket.socket) -> None:
         sock=sock,
         access_log=logging.getLogger("gateway.access") if server.access_log else None,
         shutdown_timeout=server.shutdown_timeout,
+        # aiohttp closes a connection that has no complete request head this long after it opened or after its
+        # last answer: the head's time limit (slowloris), which is also the idle keep-alive limit
+        keepalive_timeout=server.header_timeout,
         handler_cancellation=True,
         auto_decompress=False,
         print=None,

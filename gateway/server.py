@@ -3,6 +3,16 @@
 The proxy is one catch-all handler rather than a route per app: matching is done by our own compiled route table
 (gateway/routing.py), which knows hosts, wildcards and longest prefixes, and the Expect handler is a no-op so that
 `100 Continue` is sent by the forwarder only once the request is known to be acceptable.
+
+The gateway's own endpoints answer only at their plain spelling: aiohttp's router matches the decoded path, so
+`/%2egateway/status` or `/.gateway/x/../status` would reach them too, past any front proxy or rule that guards the
+prefix by its spelling. Those spellings get a 400. Spellings that aiohttp does not route into the prefix at all
+(`//.gateway/`, `/x/../.gateway/`) go to the proxy, which matches them as the upstream will read them: they are
+the app's paths, never the gateway's.
+
+A request body must keep coming: when `body_timeout` seconds pass without a body byte while the gateway is
+ready to read (its socket not paused for back-pressure), the read fails with 408 and the connection is closed,
+whichever handler was reading it. The request head has its own limit (`header_timeout`, run.py).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from .revocation.bus import RevocationBus
 from .revocation.event_hooks import EventHookReceiver
 from .revocation.universal_logout import KeySet, TokenVerifier, handle, jwks_fetcher, user_revoker
+from .routing import Route, resolve_path
 from .sessions.binding import BindingCodec
 from .sessions.binding_cookie import BindingStorage
 from .sessions.cache import ValidationCache
@@ -69,23 +80,91 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         app.cleanup_ctx.append(_okta_ctx)
 
     prefix = settings.server.prefix
+    own = web.UrlDispatcher()  # the gateway's endpoints, gathered here and then added behind _plainly_spelled
     if settings.okta is not None and settings.okta.event_hook is not None:
         hook = settings.okta.event_hook
         receiver = EventHookReceiver(hook.secret, hook.header, app[BUS], metrics)
-        app.router.add_get(prefix + "okta/events", receiver.verify)
-        app.router.add_post(prefix + "okta/events", receiver.deliver)
+        own.add_get(prefix + "okta/events", receiver.verify)
+        own.add_post(prefix + "okta/events", receiver.deliver)
     if settings.okta is not None and settings.okta.universal_logout is not None:
-        app.router.add_post(prefix + "okta/universal-logout", _universal_logout(app, settings.okta, clock))
+        own.add_post(prefix + "okta/universal-logout", _universal_logout(app, settings.okta, clock))
     if settings.admin_token is not None:
         admin = Admin(Operator(settings.admin_token, prefix, clock), prefix, settings.routes.routes, app[ENFORCERS],
                       metrics, app.get(BUS), app[SOCKETS])
-        admin.add_routes(app.router)
-    app.router.add_get(prefix + "healthz", healthz, allow_head=True)
-    app.router.add_get(prefix + "readyz", readyz, allow_head=True)
-    app.router.add_route("*", prefix + "{tail:.*}", not_found)
+        admin.add_routes(own)
+    own.add_get(prefix + "healthz", healthz, allow_head=True)
+    own.add_get(prefix + "readyz", readyz, allow_head=True)
+    body_timeout = settings.server.body_timeout
+    for r in own.routes():
+        if r.resource is not None:
+            app.router.add_route(r.method, r.resource.canonical, _plainly_spelled(r.handler, body_timeout))
+    app.router.add_route("*", prefix + "{tail:.*}", _plainly_spelled(not_found, body_timeout))
     app.router.add_route("*", "/{tail:.*}", _proxy_handler(settings, http, ws, app[ENFORCERS], metrics),
                          expect_handler=_expect_later)
     return app
+
+
+_ODD_SPELLING = "The gateway's own endpoints answer only at their plain spelling."
+_NOT_SERVED = "Only HTTP/1.0 and HTTP/1.1 requests with an origin-form target (a path) are served."
+
+
+def _odd_version(request: web.BaseRequest) -> bool:
+    """Neither HTTP/1.0 nor HTTP/1.1: aiohttp's parsers take HTTP/0.9 (no headers), `HTTP/2.0` as text, and the
+    pure-Python one HTTP/1.9; none of them is forwarded as HTTP/1.1."""
+    version = request.version
+    return version[0] != 1 or version[1] > 1
+
+
+def _plainly_spelled(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                     body_timeout: float) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The handler of a gateway endpoint, reached only by a path spelled as it reads: no escapes, dot segments or
+    empty segments (aiohttp routed on the decoded path)."""
+
+    async def plain(request: web.Request) -> web.StreamResponse:
+        path = request.raw_path.partition("?")[0]
+        if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or _odd_version(request):
+            return error_response(request, 400, _ODD_SPELLING, close=True)
+        if not request.body_exists:
+            return await handler(request)
+        deadline = BodyDeadline(request, body_timeout)
+        try:
+            return await handler(request)
+        finally:
+            deadline.cancel()
+
+    return plain
+
+
+class BodyDeadline:
+    """Fails the request body's reads with 408 once `idle` seconds pass without a byte from the client while the
+    gateway is reading (the socket is not paused because the gateway is behind). One timer per request body."""
+
+    __slots__ = ("_content", "_transport", "_idle", "_seen", "_handle")
+
+    def __init__(self, request: web.BaseRequest, idle: float) -> None:
+        self._content = request.content
+        self._transport = request.transport
+        self._idle = idle
+        self._seen = self._content.total_bytes
+        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(idle, self._check)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        self._handle = None
+        content, transport = self._content, self._transport
+        if content.is_eof() or content.exception() is not None or transport is None or transport.is_closing():
+            return
+        if content.total_bytes != self._seen or not transport.is_reading():
+            self._seen = content.total_bytes
+            self._handle = asyncio.get_running_loop().call_later(self._idle, self._check)
+            return
+        timeout = web.HTTPRequestTimeout(text="The request body stopped arriving.")
+        timeout.force_close()
+        content.set_exception(timeout)
 
 
 JWKS_HTTP = web.AppKey("jwks_http", aiohttp.ClientSession)
@@ -201,17 +280,31 @@ def _proxy_handler(
     table = settings.routes
     requests = {r.name: metrics.requests.get(r.name) for r in table.routes}
 
+    body_timeout = settings.server.body_timeout
+
     async def proxy(request: web.Request) -> web.StreamResponse:
+        if request.raw_path[:1] != "/" or _odd_version(request):
+            return error_response(request, 400, _NOT_SERVED, close=True)
         route = table.match(request.headers.get("Host", ""), request.path)
         if route is None:
             return error_response(request, 404, answers.NO_ROUTE)
         requests[route.name].inc()
+        if request.body_exists:
+            return await with_body(request, route)
         enforcer = enforcers.get(route.name) if enforcers else None
         if enforcer is not None:
             return await enforcer(request)
         if is_websocket_upgrade(request):
             return await ws(request, route)
         return await http(request, route)
+
+    async def with_body(request: web.Request, route: Route) -> web.StreamResponse:
+        deadline = BodyDeadline(request, body_timeout)
+        try:
+            enforcer = enforcers.get(route.name) if enforcers else None
+            return await (enforcer(request) if enforcer is not None else http(request, route))
+        finally:
+            deadline.cancel()
 
     return proxy
 

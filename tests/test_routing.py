@@ -9,7 +9,7 @@ import pytest
 from yarl import URL
 
 from gateway.config import parse
-from gateway.routing import Route, RouteTable, host_of, normalize_prefix, resolve_path
+from gateway.routing import Route, RouteTable, host_of, normalize_prefix, resolve_path, servlet_path
 
 
 def route(name: str = "r", host: str = "*", path: str = "/", rewrite: str | None = None) -> Route:
@@ -308,3 +308,18 @@ def test_servlet_path_parameters_do_not_hide_a_dot_segment():
 def test_a_fully_qualified_host_matches_its_route():
     t = table(("exact", "app.example.com", "/"), ("other", "*", "/"))
     assert t.match("app.example.com.", "/").name == "exact"  # type: ignore[union-attr]
+
+
+# --- the readings of issue 10 ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "read"), [("/a;x/b", "/a/b"), ("//hr/x", "/hr/x"), ("/hr/..;/admin", "/admin"),
+                                            ("/a/b/", "/a/b/"), ("//", "/"), ("/a/./b/../c;p", "/a/c")])
+def test_servlet_path_reads_as_a_servlet_container_does(path, read):
+    assert servlet_path(path) == read
+
+
+@pytest.mark.parametrize("target", ["http://evil/x", "https://evil.example/app/x", "*", "evil:443", ""])
+def test_only_origin_form_targets_have_an_upstream_target(target):
+    for rewrite in (None, "/base/"):
+        assert route(path="/", rewrite=rewrite).upstream_target(target) is None

@@ -7,14 +7,19 @@ and body bytes as they come. WebSocket upgrades still go through aiohttp's clien
 
 Rules of this module:
 - Bytes out are exactly what the caller gave: the request target and headers are not re-quoted, re-cased or
-  completed. The only header added is `Transfer-Encoding: chunked` for a body of unknown length.
+  completed, with one exception: the client owns the framing. Any Content-Length or Transfer-Encoding in the
+  caller's headers is left out, and the client writes `Content-Length` (a body of known length, which it never
+  sends more or less of) or `Transfer-Encoding: chunked` (one of unknown length) for the body it actually sends.
 - A connection goes back to its pool only when both messages on it are complete and neither side said close;
-  anything else closes it. One request at a time per connection (no pipelining).
+  anything else closes it. One request at a time per connection (no pipelining). Bytes the client did not ask
+  for (after a complete answer, or while no request is outstanding) close the connection: the upstream and the
+  gateway no longer agree on where messages begin, and the next user would get someone else's answer.
 - A request with no body that fails on a reused connection before any answer byte is retried once on a fresh
   connection (the upstream closed an idle keep-alive connection as we reused it); nothing else is retried.
 - The answer body is read with back-pressure: the socket stops reading while the consumer is behind.
 - Time limits: `connect_timeout` for the TCP connect (and for a free pool slot), `read_timeout` for each wait on
-  the upstream (each read, and each write the upstream is too slow to take).
+  the upstream (each read, and each write the upstream is too slow to take); not while reading is paused
+  because the gateway's client is slow.
 """
 
 from __future__ import annotations
@@ -89,7 +94,9 @@ class OriginPool:
         connect_timeout: float,
         read_timeout: float,
     ) -> UpstreamResponse:
-        head = _request_head(method, target, headers, chunked=body is not None and body_length is None)
+        if body is None and body_length:
+            raise ValueError("a request with a body length needs its body")
+        head = _request_head(method, target, headers, body_length, chunked=body is not None and body_length is None)
         if self._slots.locked():
             try:
                 await asyncio.wait_for(self._slots.acquire(), connect_timeout)
@@ -153,11 +160,21 @@ class _StaleConnection(UpstreamError):
     """A reused connection failed before the upstream sent anything."""
 
 
-def _request_head(method: str, target: str, headers: list[Header], *, chunked: bool) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
+class _Unasked(Exception):
+    """The upstream sent more than the answer to our request."""
+
+
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+
+def _request_head(method: str, target: str, headers: list[Header], length: int | None, *, chunked: bool) -> bytes:
+    lines = [f"{name}: {value}" for name, value in headers
+             if (len(name) != 14 and len(name) != 17) or name.lower() not in _FRAMING]  # lengths of _FRAMING's
+    lines.insert(0, f"{method} {target} HTTP/1.1")
     if chunked:
         lines.append("Transfer-Encoding: chunked")
+    elif length is not None:
+        lines.append(f"Content-Length: {length}")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("utf-8", "surrogateescape")  # aiohttp decoded them so
 
@@ -245,6 +262,9 @@ class _Connection(asyncio.Protocol):
             if not chunk:
                 continue
             sent += len(chunk)
+            if length is not None and sent > length:
+                self.reusable = False
+                raise UpstreamError("the request body is longer than its Content-Length")
             await self._write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
         if chunked:
             await self._write(b"0\r\n\r\n")
@@ -279,6 +299,7 @@ class _Connection(asyncio.Protocol):
                 if self._paused and self._buffered <= _LOW_WATER and self.transport is not None:
                     self._paused = False
                     self.transport.resume_reading()
+                    self._arm_timer()
                 yield chunk
                 continue
             if self._failure is not None:
@@ -304,7 +325,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self._parser is None:  # bytes outside an exchange: the upstream is not speaking HTTP to us
+        if self._parser is None or self._answer_done:  # bytes we did not ask for: framing is lost
             self.close()
             return
         self._received_any = True
@@ -312,6 +333,9 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            if self._answer_done:  # more bytes after a whole answer (`_Unasked`, or garbage): keep the answer
+                self.close()
+                return
             self._fail(UpstreamError(f"the upstream sent a malformed answer: {exc}"))
             self.close()
 
@@ -344,6 +368,10 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools callbacks ---------------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._answer_done:
+            raise _Unasked()  # a second answer to one request: stops the parser, closes the connection
+
     def on_status(self, reason: bytes) -> None:
         self.reason = reason.decode("utf-8", "replace")
 
@@ -370,11 +398,14 @@ class _Connection(asyncio.Protocol):
             self.on_message_complete()
 
     def on_body(self, chunk: bytes) -> None:
+        if self._answer_done:
+            raise _Unasked()  # a body after an answer to HEAD: not ours to relay
         self._body.append(chunk)
         self._buffered += len(chunk)
         if self._buffered > _HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
+            self._cancel_timer()  # the client is behind, not the upstream: no read deadline while paused
         self._wake_body()
 
     def on_message_complete(self) -> None:

@@ -3,6 +3,10 @@
 Rules of this module:
 - Pure: plain strings and tuples in and out, no aiohttp import, so every rule is tested with plain values.
 - Hop-by-hop headers (RFC 9110 section 7.6.1, and those that a Connection header names) never cross the gateway.
+- A Connection header never removes a header that frames, routes or gives meaning to a message, nor one the
+  gateway sets or reads (`NEVER_HOP_BY_HOP`): RFC 9110 forbids naming end-to-end headers there, and honouring it
+  would let a client strip Content-Length from what goes upstream (request smuggling). Such tokens are ignored.
+- Framing is never forwarded upstream: the upstream client writes Content-Length or chunked from what it sends.
 - The gateway speaks for itself on the client side: `Expect` is answered by the gateway, and a request body
   is re-framed by the upstream client, so the client's `Transfer-Encoding` never goes upstream.
 - X-Forwarded-For/-Proto/-Host: what the client sent is kept and extended only when the peer is a trusted
@@ -33,19 +37,41 @@ HOP_BY_HOP = frozenset(
         "proxy-authorization",
     }
 )
-_NOT_FORWARDED_UP = HOP_BY_HOP | {"expect", "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+# headers a Connection header may not declare hop-by-hop: framing, routing, the gateway's own, and those whose
+# absence would make the next hop read the message otherwise than the gateway did
+NEVER_HOP_BY_HOP = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "host",
+        "cookie",
+        "set-cookie",
+        "authorization",
+        "content-type",
+        "content-encoding",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+        "x-real-ip",
+    }
+)
+_NOT_FORWARDED_UP = HOP_BY_HOP | {
+    "expect", "host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"
+}
 # the other ways of naming a client's address, as forgeable as X-Forwarded-For when they come from a client
 _NOT_FORWARDED_FROM_CLIENTS = _NOT_FORWARDED_UP | {"forwarded", "x-real-ip"}
 WEBSOCKET_OWN = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"})
 
 
 def connection_tokens(headers: Iterable[Header]) -> frozenset[str]:
-    """The header names that Connection headers declare hop-by-hop (`close`, `keep-alive` among them)."""
+    """The header names that Connection headers declare hop-by-hop (`close`, `keep-alive` among them), less those
+    that may never be (`NEVER_HOP_BY_HOP`)."""
     tokens: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
             tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return frozenset(tokens)
+    return frozenset(tokens) - NEVER_HOP_BY_HOP if tokens else frozenset()
 
 
 def request_headers_for_upstream(
@@ -59,7 +85,8 @@ def request_headers_for_upstream(
     trusted_proxies: Sequence[IPNetwork],
     drop: frozenset[str] = frozenset(),
 ) -> list[Header]:
-    """The headers to send upstream: the client's, less hop-by-hop ones, with Host and X-Forwarded-* set.
+    """The headers to send upstream: the client's, less hop-by-hop ones and framing, with Host and X-Forwarded-*
+    set (the upstream client adds the framing of the body it sends).
 
     `drop` names further headers to leave out, in lower case.
     """

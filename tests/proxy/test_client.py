@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from conftest import route
+from gateway.proxy.client import OriginPool, UpstreamError
 
 Peer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -132,6 +134,51 @@ async def test_head_on_a_reused_connection_does_not_wait_for_a_body(raw_upstream
             assert r.status == 200
             assert await asyncio.wait_for(r.read(), 1) == (b"" if method == "HEAD" else b"0123456789")
     assert asyncio.get_running_loop().time() - started < 1.5  # no HEAD held its connection waiting for a body
+
+
+async def test_a_body_sent_after_a_head_answer_closes_the_connection(raw_upstream, start_gateway, http):
+    """A broken upstream that answers HEAD with a body: those bytes must not become the next request's answer."""
+
+    async def peer(reader, writer):
+        while True:
+            try:
+                head = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            path = head.split(b" ")[1]
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(path), path))
+            await writer.drain()
+
+    gateway = await start_gateway(route(await raw_upstream(peer)), proxy={"pool_size": 1})
+    for method, path in (("HEAD", "/head-1"), ("GET", "/get-1"), ("HEAD", "/head-2"), ("GET", "/get-2")):
+        async with http.request(method, gateway.make_url(path)) as r:
+            assert await r.read() == (b"" if method == "HEAD" else path.encode())
+
+
+async def test_the_client_never_sends_more_than_the_body_length_it_wrote(raw_upstream):
+    received = bytearray()
+    done = asyncio.Event()
+
+    async def peer(reader, writer):
+        while data := await reader.read(65536):
+            received.extend(data)
+        done.set()
+
+    upstream = URL(await raw_upstream(peer))
+    pool = OriginPool(upstream.host or "", upstream.port or 0, tls=False, size=1, keepalive_timeout=1)
+
+    async def body():
+        yield b"abcde"
+        yield b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    with pytest.raises(UpstreamError):
+        await pool.request("POST", "/", [("Content-Length", "99"), ("Transfer-Encoding", "chunked")], body(),
+                           body_length=5, connect_timeout=1, read_timeout=1)
+    await asyncio.wait_for(done.wait(), 2)
+    head, _, sent = bytes(received).partition(b"\r\n\r\n")
+    assert b"Content-Length: 5" in head and b"99" not in head and b"chunked" not in head
+    assert sent == b"abcde"  # the rest was never written, and the connection was closed
+    await pool.close()
 
 
 async def test_silent_upstream_mid_answer_is_cut_after_the_read_timeout(raw_upstream, start_gateway, http):

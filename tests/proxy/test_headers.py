@@ -13,6 +13,7 @@ import pytest
 
 from gateway.proxy.headers import (
     HOP_BY_HOP,
+    NEVER_HOP_BY_HOP,
     WEBSOCKET_OWN,
     connection_tokens,
     forwarded_headers,
@@ -77,8 +78,23 @@ def test_several_connection_headers_all_count_upstream():
 
 
 def test_end_to_end_headers_are_sent_upstream_in_order():
-    given = [("Accept", "text/html"), ("Cookie", "a=1"), ("Authorization", "Bearer t"), ("Content-Length", "3")]
+    given = [("Accept", "text/html"), ("Cookie", "a=1"), ("Authorization", "Bearer t"), ("Content-Type", "a/b")]
     assert upstream(given)[:4] == given
+
+
+def test_framing_is_left_to_the_upstream_client():
+    out = upstream([("Content-Length", "3"), ("Transfer-Encoding", "chunked"), ("Accept", "*/*")])
+    assert values(out, "Content-Length") == values(out, "Transfer-Encoding") == []
+
+
+@pytest.mark.parametrize("name", sorted(NEVER_HOP_BY_HOP))
+def test_connection_never_removes_framing_routing_or_the_gateways_own_headers(name):
+    out = upstream([("Connection", f"close, {name.title()}, X-A"), (name, "v"), ("X-A", "1")], drop=frozenset())
+    assert values(out, "X-A") == []
+    assert connection_tokens([("Connection", name.upper())]) == frozenset()
+    answer = response_headers_for_client([("Connection", name), (name, "v"), ("X-A", "1")])
+    if name != "transfer-encoding":  # hop-by-hop itself: the gateway frames the answer
+        assert values(answer, name) == ["v"]
 
 
 def test_repeated_request_headers_stay_apart_and_in_order():

@@ -1,0 +1,156 @@
+"""The server edge at the socket: request targets the upstream would read otherwise than the gateway, spellings of
+the gateway's own prefix, and time limits on the request head and body (slowloris)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiohttp import web
+from raw_http import send_raw, statuses
+from yarl import URL
+
+from conftest import route
+from gateway.sandbox.stack import AppRoute, start_stack
+
+pytestmark = pytest.mark.hostile
+
+ADMIN_TOKEN = "operator-token-for-tests-0123456789"
+
+
+async def ask(gateway, target: bytes, headers: bytes = b"") -> bytes:
+    """One GET on its own connection, which the gateway closes after answering."""
+    request = b"GET %b HTTP/1.1\r\nHost: a\r\n%bConnection: close\r\n\r\n" % (target, headers)
+    return await send_raw(gateway.host, gateway.port, request, idle=2)
+
+
+@pytest.fixture
+async def echo(start_upstream):
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        await request.read()
+        return web.Response(text=f"app {request.raw_path}")
+
+    server = await start_upstream(handler)
+    server.seen = seen
+    return server
+
+
+async def test_absolute_form_targets_are_refused_not_forwarded_verbatim(echo, start_gateway):
+    gateway = await start_gateway(route(echo))
+    for target in (b"http://evil.example/x", b"https://127.0.0.1/x", b"http://evil.example"):
+        raw = await ask(gateway, target)
+        assert statuses(raw) in ([400], [404]), target  # 404: aiohttp's router finds no path to route
+    assert echo.seen == []
+
+
+async def test_the_upstream_gets_origin_form_on_routes_that_rewrite_too(echo, start_gateway):
+    gateway = await start_gateway(route(echo, path="/app", rewrite="/"))
+    raw = await ask(gateway, b"http://evil/app/x")
+    assert statuses(raw) == [400] and echo.seen == []
+
+
+@pytest.mark.parametrize("path", ["/%2egateway/status", "/%2Egateway/healthz", "/.gateway/%73tatus",
+                                  "/.gateway/../.gateway/status", "/.gateway/./healthz", "/.gateway//healthz",
+                                  "/.g%61teway/readyz", "/.gateway/x/../status"])
+async def test_the_gateways_endpoints_answer_only_at_their_plain_spelling(echo, start_gateway, monkeypatch, path):
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+    gateway = await start_gateway(route(echo), admin={"token": "${GATEWAY_ADMIN_TOKEN}"})
+    raw = await ask(gateway, path.encode(), b"Authorization: Bearer %b\r\n" % ADMIN_TOKEN.encode())
+    assert statuses(raw) == [400] and b"plain spelling" in raw
+    assert echo.seen == []  # nor is it proxied
+
+
+async def test_the_plain_spellings_still_answer(echo, start_gateway):
+    gateway = await start_gateway(route(echo))
+    raw = await ask(gateway, b"/.gateway/healthz")
+    assert statuses(raw) == [200] and b"alive" in raw
+
+
+@pytest.mark.parametrize("path", ["//.gateway/status", "/x/../.gateway/status"])
+async def test_spellings_aiohttp_does_not_route_into_the_prefix_are_the_apps(echo, start_gateway, path):
+    gateway = await start_gateway(route(echo))
+    raw = await ask(gateway, path.encode())
+    assert statuses(raw) == [200] and b"app " + path.encode() in raw
+
+
+async def test_a_path_two_readings_route_differently_is_refused(echo, start_upstream, start_gateway):
+    async def hr(request: web.Request) -> web.Response:
+        return web.Response(text="hr")
+
+    other = await start_upstream(hr)
+    gateway = await start_gateway([route(echo, name="site"), route(other, name="hr", path="/hr")])
+    for path in (b"/hr;x/secret", b"//hr/secret"):
+        raw = await ask(gateway, path)
+        assert statuses(raw) == [404], path
+    assert echo.seen == []
+    raw = await ask(gateway, b"/hr/x;jsessionid=1")
+    assert statuses(raw) == [200] and raw.endswith(b"hr")
+
+
+# --- time limits (through `session-gateway run`, whose server knobs these are) ----------------------------------
+
+
+async def test_slow_heads_and_stalled_bodies_are_cut_at_the_configured_limits(echo, gateway_process):
+    """5 slowloris connections, a stalled body and a body that trickles in under the limit, all at once."""
+    gateway = gateway_process([route(echo)], server={"header_timeout": 1, "body_timeout": 1})
+
+    async def slowloris() -> float:
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        try:
+            for byte in b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 20:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                try:
+                    if await asyncio.wait_for(reader.read(1), 0.2) == b"":
+                        break
+                except TimeoutError:
+                    continue
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+        return time.monotonic() - started
+
+    async def stalled_body() -> tuple[bytes, float]:
+        started = time.monotonic()
+        raw = await send_raw("127.0.0.1", gateway.port, b"POST /acs HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n"
+                             b"\r\nSAMLResponse=", idle=4)
+        return raw, time.monotonic() - started
+
+    async def trickling_body() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        try:
+            writer.write(b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n")
+            for byte in b"abcd":
+                await asyncio.sleep(0.6)  # past the head limit in total, under the body limit each time
+                writer.write(bytes([byte]))
+            return await asyncio.wait_for(reader.read(65536), 5)
+        finally:
+            writer.close()
+
+    *heads, (raw, took), trickled = await asyncio.gather(*(slowloris() for _ in range(5)), stalled_body(),
+                                                          trickling_body())
+    for head_took in heads:
+        assert 0.8 < head_took < 2.5  # cut at the 1 s head limit (a byte every 0.2 s would take 7 s)
+    assert statuses(raw) == [408] and took < 3.5
+    assert trickled.startswith(b"HTTP/1.1 200") and trickled.endswith(b"app /slow")
+
+
+async def test_a_stalled_acs_body_gets_408_at_the_body_limit():
+    """The slow ACS body of issue 10: the enforcer's read of the SAML form is bounded like any body read."""
+    stack = await start_stack([AppRoute("hr")], server={"body_timeout": 1})
+    try:
+        url = URL(stack.gateway_url)
+        started = time.monotonic()
+        raw = await send_raw(url.host or "", url.port or 0, b"POST /saml/acs HTTP/1.1\r\nHost: %b\r\n"
+                             b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\n"
+                             b"SAMLResponse=PHNhbWxw" % url.raw_authority.encode(), idle=5)
+        took = time.monotonic() - started
+        assert statuses(raw) == [408] and 0.8 < took < 3.5
+    finally:
+        await stack.close()
