@@ -13,6 +13,9 @@ the app's paths, never the gateway's.
 A request body must keep coming: when `body_timeout` seconds pass without a body byte while the gateway is
 ready to read (its socket not paused for back-pressure), the read fails with 408 and the connection is closed,
 whichever handler was reading it. The request head has its own limit (`header_timeout`, run.py).
+
+A request that aiohttp's parser refuses (smuggling attempts, oversize heads, bare LF) gets aiohttp's 400 and one
+DEBUG line: aiohttp itself would log a full traceback at ERROR for each, so that any client could flood the log.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from . import answers
@@ -58,12 +63,25 @@ ENFORCERS = web.AppKey("enforcers", dict[str, Enforcer])
 SOCKETS = web.AppKey("sockets", OpenSockets)
 BUS = web.AppKey("bus", RevocationBus)
 
+class ClientFaultsAtDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger, with the requests its parser refused logged at DEBUG: they are the client's fault,
+    and one ERROR traceback each would let any client fill the log. Everything else is logged as aiohttp logs it."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        error = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(error, HttpProcessingError):
+            self.debug(msg, *args, exc_info=exc_info, **kwargs)
+        else:
+            self.error(msg, *args, exc_info=exc_info, **kwargs)
+
+
 _CREDENTIALS_RECHECK = (30.0, 300.0)  # seconds between checks of our Okta token: while in doubt, while good
 
 
 def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
     """The gateway. `clock` (epoch seconds) is what session lifetimes are compared with; tests move it."""
-    app = web.Application(handler_args={"max_field_size": 16384, "max_line_size": 16384})
+    app = web.Application(handler_args={"max_field_size": 16384, "max_line_size": 16384,
+                                         "logger": ClientFaultsAtDebug(logging.getLogger("aiohttp.server"))})
     pools = UpstreamPools(settings.routes.routes, settings.proxy)
     app[SETTINGS] = settings
     app[POOLS] = pools

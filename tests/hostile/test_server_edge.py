@@ -4,6 +4,7 @@ the gateway's own prefix, and time limits on the request head and body (slowlori
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -154,3 +155,15 @@ async def test_a_stalled_acs_body_gets_408_at_the_body_limit():
         assert statuses(raw) == [408] and 0.8 < took < 3.5
     finally:
         await stack.close()
+
+
+async def test_a_request_the_parser_refuses_is_one_debug_line_not_an_error_traceback(echo, start_gateway, caplog):
+    """aiohttp logs each refused request with a traceback at ERROR: a client sending them would flood the log."""
+    gateway = await start_gateway(route(echo))
+    smuggle = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
+        for _ in range(3):
+            assert statuses(await send_raw(gateway.host, gateway.port, smuggle, idle=2)) == [400]
+    refused = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(refused) == 3 and {r.levelno for r in refused} == {logging.DEBUG}
+    assert echo.seen == []
