@@ -5,7 +5,10 @@ When a route's logout path is asked for (its methods only):
    passed on and nothing else happens), or with `logout_answer = "gateway"` the gateway calls the app's logout
    URL server-side instead;
 2. the bound Okta session is ended with the API token (`DELETE /api/v1/sessions/{id}`; with `logout_scope =
-   "user"` every session of the user), and the revocation goes through the bus;
+   "user"` every session of the user), and once Okta confirmed the end (204, or 404: already gone) the revocation
+   goes through the bus. An end Okta did not confirm (down, 429, 5xx) is no revocation: SSO would issue the same
+   live session again and a tombstone on it would end each new app session at once (a sign-in loop). It is
+   retried in the background, a bounded number of times (`RETRY_DELAYS`), and revoked when a retry is confirmed;
 3. the answer expires the app's cookies (and passes on those the app's logout set) and the binding, and redirects
    the browser to Okta's `/login/signout?fromURI=…`, so that Okta's cookie in that browser is cleared too. No step
    needs a CORS call or a third-party cookie; the next person on that browser signs in as themselves.
@@ -15,6 +18,7 @@ one of the route's allowed prefixes (no open redirect). `after_logout_target()` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from urllib.parse import unquote
@@ -22,7 +26,7 @@ from urllib.parse import unquote
 from aiohttp import web
 from yarl import URL
 
-from ..okta.client import OktaClient, OktaError
+from ..okta.client import InvalidId, OktaClient, OktaError, UserUnknown
 from ..sessions.app_side import MAX_LOGOUT_BODY, AppSide
 from ..sessions.binding import Binding
 from ..sessions.cookies import only
@@ -30,6 +34,9 @@ from ..sessions.settings import LogoutRules
 from .bus import Revocation, RevocationBus
 
 log = logging.getLogger("gateway.revocation")
+
+RETRY_DELAYS = (2.0, 10.0, 30.0, 60.0)  # seconds before each retry of a failed Okta end: past one 60 s rate window
+MAX_PENDING_RETRIES = 10_000
 
 
 def after_logout_target(rules: LogoutRules, query: Mapping[str, str], origin: str) -> str:
@@ -63,9 +70,11 @@ def _plain_url(value: str) -> bool:
 
 class LogoutInterceptor:
     def __init__(self, rules: LogoutRules, paths: tuple[str, ...], app: AppSide, bus: RevocationBus,
-                 okta: OktaClient, org_url: URL) -> None:
+                 okta: OktaClient, org_url: URL, *, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
         self.rules, self._paths, self._app = rules, frozenset(paths), app
         self._bus, self._okta, self._org_url = bus, okta, org_url
+        self._retry_delays = retry_delays
+        self._retries: dict[str, asyncio.Task[None]] = {}
 
     def wants(self, request: web.Request) -> bool:
         return request.method in self.rules.methods and request.path in self._paths
@@ -96,13 +105,62 @@ class LogoutInterceptor:
         return response
 
     async def _end_okta(self, binding: Binding) -> None:
-        user_wide = self.rules.scope == "user"
+        """End the binding's Okta session (or the user's), and revoke it once Okta confirmed the end.
+
+        A failed end (Okta down, 429, 5xx) is not recorded as a revocation: SSO would issue the same live session
+        again and a tombstone on it would end every new app session at once. It is retried in the background a
+        few times instead; the browser is sent through Okta's sign-out either way, which ends its session there.
+        """
+        failure = await self._try_end(binding)
+        if failure is None:
+            self._revoke(binding)
+        elif not isinstance(failure, InvalidId):
+            self._retry_later(binding, failure)
+
+    async def _try_end(self, binding: Binding) -> OktaError | None:
+        """None once Okta confirmed the end (204, or 404: already gone); else what went wrong."""
         try:
-            if user_wide:
+            if self.rules.scope == "user":
                 await self._okta.end_user_sessions(binding.user_id)
             else:
                 await self._okta.close_session(binding.session_id)
-        except OktaError as exc:  # the browser still goes through Okta's sign-out, which ends its session
+        except UserUnknown:  # a user Okta no longer has has no sessions left
+            return None
+        except OktaError as exc:
             log.warning("ending the Okta session at app logout failed: %s", exc)
+            return exc
+        return None
+
+    def _revoke(self, binding: Binding) -> None:
         self._bus.publish(Revocation("app_logout", "app_logout", binding.session_id, binding.user_id, binding.login,
-                                     all_sessions=user_wide))
+                                     all_sessions=self.rules.scope == "user"))
+
+    def _retry_later(self, binding: Binding, failure: OktaError) -> None:
+        key = binding.user_id if self.rules.scope == "user" else binding.session_id
+        if key in self._retries:
+            return
+        if len(self._retries) >= MAX_PENDING_RETRIES:
+            log.warning("too many Okta ends at app logout wait for a retry; this one is not retried")
+            return
+        task = asyncio.get_running_loop().create_task(self._retry(binding))
+        self._retries[key] = task
+        task.add_done_callback(lambda _: self._retries.pop(key, None))
+
+    async def _retry(self, binding: Binding) -> None:
+        for delay in self._retry_delays:
+            await asyncio.sleep(delay)
+            failure = await self._try_end(binding)
+            if failure is None:
+                self._revoke(binding)
+                return
+            if isinstance(failure, InvalidId):
+                return
+        log.warning("ending the Okta session at app logout failed %d more times; given up (its browser was sent "
+                    "through Okta's sign-out)", len(self._retry_delays))
+
+    async def close(self) -> None:
+        """Stop the retries still waiting (at shutdown)."""
+        tasks = list(self._retries.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

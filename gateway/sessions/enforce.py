@@ -348,6 +348,7 @@ class Enforcer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._logout.close()
 
 
 def _sign_in_outcome(validation: Validation, name_id: str) -> str:
