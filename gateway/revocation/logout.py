@@ -12,14 +12,20 @@ When a route's logout path is asked for (its methods only):
 3. the answer expires the app's cookies (and passes on those the app's logout set) and the binding, and redirects
    the browser to Okta's `/login/signout?fromURI=…`, so that Okta's cookie in that browser is cleared too. No step
    needs a CORS call or a third-party cookie; the next person on that browser signs in as themselves.
-The after-logout URL is the route's; the request may name another only in the `return` parameter and only under
-one of the route's allowed prefixes (no open redirect). `after_logout_target()` is that rule, pure.
+The logout path is matched as the app's container maps it (`logout_form`: `;params`, `//`, a trailing slash,
+percent-encoding, dot segments, case), since a logout the app runs and the gateway misses leaves the Okta session
+alive for the next user on the browser. The after-logout URL is the route's; the request may name another only in
+the `return` parameter and only under one of the route's allowed prefixes (no open redirect).
+`after_logout_target()` is that rule, pure. A relative one is made absolute with the request's Host only when that
+is a plain `host[:port]` (`plain_host`); a logout with any other Host is refused (400) before anything happens.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import re
 from collections.abc import Mapping
 from urllib.parse import unquote
 
@@ -68,19 +74,74 @@ def _plain_url(value: str) -> bool:
     return url.scheme in ("http", "https") and bool(url.host) and url.user is None
 
 
+def logout_form(raw_path: str) -> str:
+    """A request path as servlet containers (and IIS) map it, for comparing with the logout paths: `;params`
+    stripped from each segment, percent-decoded once, `\\` read as `/`, empty and `.` segments dropped, `..`
+    resolved (never above the root), lower-cased.
+
+    It reads more paths as the logout than a given container would (case, `%2F`); with `logout_answer = "app"`
+    the app's own answer still decides (a 4xx ends nothing), and a logout too many only signs the user out.
+    """
+    path = raw_path.partition("?")[0].partition("#")[0]
+    decoded = "/".join(unquote(segment.partition(";")[0]) for segment in path.split("/"))
+    out: list[str] = []
+    for segment in decoded.replace("\\", "/").split("/"):
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment not in ("", "."):
+            out.append(segment)
+    return "/" + "/".join(out).lower()
+
+
+_HOST = re.compile(r"(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")  # linear: no ReDoS
+_MAX_HOST = 300
+
+
+def plain_host(value: str | None) -> str | None:
+    """A Host header that is only `host[:port]` (a DNS name, an IPv4 address or a bracketed IPv6 one, a port
+    from 1 to 65535), lower-cased; None for anything else (`a@evil.com`, a path, a space, an empty port)."""
+    host = (value or "").lower()
+    m = _HOST.fullmatch(host) if len(host) <= _MAX_HOST else None
+    if m is None or (m.group(1) is not None and not 0 < int(m.group(1)) < 65536):
+        return None
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:host.index("]")])
+        except ValueError:
+            return None
+    return host
+
+
 class LogoutInterceptor:
     def __init__(self, rules: LogoutRules, paths: tuple[str, ...], app: AppSide, bus: RevocationBus,
                  okta: OktaClient, org_url: URL, *, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
         self.rules, self._paths, self._app = rules, frozenset(paths), app
         self._bus, self._okta, self._org_url = bus, okta, org_url
+        self._forms = frozenset(logout_form(p) for p in paths)
+        self._words = frozenset(form.rpartition("/")[2] for form in self._forms)
         self._retry_delays = retry_delays
         self._retries: dict[str, asyncio.Task[None]] = {}
 
     def wants(self, request: web.Request) -> bool:
-        return request.method in self.rules.methods and request.path in self._paths
+        """The logout as the app reads its path (`logout_form`). On every request: an exact path is the common
+        logout, and a path without the last segment of a logout path in it (decoded, any case) is none."""
+        if request.method not in self.rules.methods:
+            return False
+        path = request.path
+        if path in self._paths:
+            return True
+        lowered = path.lower()
+        if not any(word in lowered for word in self._words):
+            return False
+        return logout_form(request.rel_url.raw_path) in self._forms
 
     async def __call__(self, request: web.Request, cookies: dict[str, str],
                        binding: Binding | None) -> web.StreamResponse:
+        host = plain_host(request.headers.get("Host"))
+        if host is None:  # no browser sends one: the after-logout URL must not be built from it
+            return web.Response(status=400, text="A plain Host header (host[:port]) is needed.\n",
+                                headers={"Cache-Control": "no-store"})
         app_cookies = only(cookies, self._app.present(cookies))
         passed_on: list[str] = []
         if self.rules.answer == "app":
@@ -95,7 +156,7 @@ class LogoutInterceptor:
             await self._app.logout(request, cookies)
         if binding is not None:
             await self._end_okta(binding)
-        origin = f"{request.scheme}://{request.headers.get('Host', request.host)}"
+        origin = f"{request.scheme}://{host}"
         response = web.Response(status=302, headers={
             "Location": okta_sign_out_url(self._org_url, after_logout_target(self.rules, request.query, origin)),
             "Cache-Control": "no-store"})

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from raw_http import send_raw, statuses
 from stack_support import ALICE, SLOW_CACHE
+from yarl import URL
 
-from gateway.sandbox.stack import AppRoute
+from gateway.sandbox.stack import AppRoute, free_port
 from gateway.server import BUS
 
 pytestmark = pytest.mark.hostile
@@ -90,3 +92,129 @@ async def test_an_okta_end_confirmed_as_already_gone_is_a_revocation(start, brow
         browser.set_cookie(name, value or "")
     page = await browser.get("/page/1")
     assert page.status == 302 and page.location == "/login"
+
+
+# --- finding 7: the after-logout URL is never built from a Host header that is more than host[:port] --------------
+
+def cookie_header(browser) -> str:
+    return "; ".join(f"{name}={browser.cookie(name)}" for name in ("JSESSIONID", "gateway_binding_hr")
+                     if browser.cookie(name))
+
+
+async def raw_get(stack, browser, target: str, host: str | None = None) -> bytes:
+    authority = URL(stack.gateway_url).raw_authority
+    head = (f"GET {target} HTTP/1.1\r\nHost: {host or authority}\r\nCookie: {cookie_header(browser)}\r\n"
+            "Connection: close\r\n\r\n")
+    return await send_raw("127.0.0.1", URL(stack.gateway_url).port or 80, head.encode("latin-1"), idle=5)
+
+
+def location(raw: bytes) -> str:
+    for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"location":
+            return value.strip().decode("latin-1")
+    return ""
+
+
+@pytest.mark.parametrize("host", ["{authority}@evil.example", "evil.example/{authority}", "{authority} evil",
+                                  "{authority}:", "[::1", "user:pw@{authority}"])
+async def test_a_host_header_with_more_than_host_and_port_never_picks_the_after_logout_origin(start, browsers,
+                                                                                              host):
+    stack, browser = await signed_in(start, browsers)
+    raw = await raw_get(stack, browser, "/logout", host.format(authority=URL(stack.gateway_url).raw_authority))
+    assert statuses(raw) == [400], raw[:300]
+    assert b"evil" not in raw and "evil" not in location(raw)
+    assert await served(browser)  # nothing was ended for it
+
+
+async def test_a_plain_host_header_makes_the_after_logout_url_of_this_origin(start, browsers):
+    stack, browser = await signed_in(start, browsers)
+    raw = await raw_get(stack, browser, "/logout", URL(stack.gateway_url).raw_authority.upper())
+    assert statuses(raw) == [302]
+    assert URL(location(raw)).query["fromURI"] == stack.gateway_url + "/"
+    assert live_sessions(stack) == []
+
+
+# --- finding 7: the logout path as a servlet container reads it ------------------------------------------------
+
+def servlet_path(raw_path: str) -> str:
+    """How Tomcat (with Spring's trailing-slash match) maps a path: `;params` stripped from each segment,
+    decoded once, `//` merged, dot segments resolved, a trailing slash ignored; case-sensitive."""
+    from urllib.parse import unquote
+
+    out: list[str] = []
+    for segment in unquote("/".join(s.partition(";")[0] for s in raw_path.split("/"))).split("/"):
+        if segment == "..":
+            out = out[:-1]
+        elif segment not in ("", "."):
+            out.append(segment)
+    return "/" + "/".join(out)
+
+
+async def servlet_container(target: dict[str, str]):
+    """A stand-in for the servlet container the legacy app runs in: it maps the path as Tomcat does and hands
+    the request to the app (at target["url"], known once the stack runs), cookies and Set-Cookie passed through."""
+    from aiohttp import ClientSession, DummyCookieJar, web
+
+    from gateway.sandbox.run import start_app
+
+    async def handle(request: web.Request) -> web.Response:
+        raw, _, query = request.raw_path.partition("?")
+        url = URL(target["url"] + servlet_path(raw) + (f"?{query}" if query else ""), encoded=True)
+        async with ClientSession(cookie_jar=DummyCookieJar()) as http, http.request(
+                request.method, url, headers={k: v for k, v in request.headers.items()
+                                              if k.lower() in ("cookie", "content-type", "accept")},
+                data=await request.read(), allow_redirects=False) as answer:
+            response = web.Response(status=answer.status, body=await answer.read())
+            for name in ("Location", "Content-Type"):
+                if name in answer.headers:
+                    response.headers[name] = answer.headers[name]
+            for value in answer.headers.getall("Set-Cookie", []):
+                response.headers.add("Set-Cookie", value)
+            return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    port = free_port()
+    return await start_app(app, "127.0.0.1", port), f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def behind_a_servlet_container(start, browsers):
+    """A stack whose app reads paths as a servlet container; signed in as Alice, on the prefix /hr."""
+    target: dict[str, str] = {}
+    runner, url = await servlet_container(target)
+    stack = await start(AppRoute("hr", prefix="/hr", route={"upstream": url}), okta=SLOW_CACHE)
+    app_runner = stack.runners[1]  # the legacy app (the Okta sandbox is first)
+    host, port = app_runner.addresses[0][:2]
+    target["url"] = f"http://{host}:{port}"
+    browser = browsers(stack)
+    assert (await browser.sign_in(ALICE, prefix="/hr", start="/hr/page/1")).status == 200
+    yield stack, browser
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("target", ["/hr/logout/", "/hr//logout", "/hr/logout;jsessionid=X", "/hr/%6cogout",
+                                    "/hr/logout;x/"])
+async def test_a_logout_spelled_as_the_container_still_reads_it_ends_the_okta_session(behind_a_servlet_container,
+                                                                                      target):
+    stack, browser = behind_a_servlet_container
+    assert (await browser.get("/hr/page/1")).status == 200
+    raw = await raw_get(stack, browser, target)
+    assert stack.apps["hr"].logouts == 1  # the app logged out: the container read the path as its logout
+    assert statuses(raw) == [302] and "/login/signout" in location(raw), raw[:400]
+    assert live_sessions(stack) == []  # and so did the gateway: no Okta session left for the next user (seed 004)
+
+
+async def test_a_path_the_container_does_not_read_as_the_logout_ends_nothing(behind_a_servlet_container):
+    stack, browser = behind_a_servlet_container
+    raw = await raw_get(stack, browser, "/hr/Logout")  # Tomcat maps case-sensitively: the app answers 404
+    assert statuses(raw) == [404] and stack.apps["hr"].logouts == 0
+    assert live_sessions(stack) and (await browser.get("/hr/page/1")).status == 200
+
+
+async def test_a_gateway_answered_logout_matches_the_path_in_any_case(start, browsers):
+    stack, browser = await signed_in(start, browsers, AppRoute("hr", route={"logout_answer": "gateway"}))
+    page = await browser.get("/LogOut/")  # IIS and ASP.NET map paths case-insensitively
+    assert page.status == 302 and "/login/signout" in page.location
+    assert live_sessions(stack) == [] and stack.apps["hr"].sessions == {}
