@@ -77,7 +77,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         app.router.add_post(prefix + "okta/universal-logout", _universal_logout(app, settings.okta, clock))
     if settings.admin_token is not None:
         admin = Admin(Operator(settings.admin_token, prefix, clock), prefix, settings.routes.routes, app[ENFORCERS],
-                      metrics, app.get(BUS), app[SOCKETS])
+                      metrics, app.get(BUS), app[SOCKETS], trusted_proxies=settings.server.trusted_proxies)
         admin.add_routes(app.router)
     app.router.add_get(prefix + "healthz", healthz, allow_head=True)
     app.router.add_get(prefix + "readyz", readyz, allow_head=True)
