@@ -38,6 +38,7 @@ from yarl import URL
 from .config import IPNetwork
 from .metrics import Metrics
 from .proxy.headers import is_trusted
+from .revocation.bodies import NotJson, load_json, read_bounded
 from .revocation.bus import SOURCES, RevocationBus
 from .revocation.logout import plain_host
 from .routing import Route
@@ -219,8 +220,8 @@ class Admin:
         if who != "bearer":
             return _refused()
         try:
-            body = json.loads(await request.content.read(MAX_FORM) or b"null")
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            body = load_json(await read_bounded(request.content, MAX_FORM) or b"[]")  # too large: not an object
+        except NotJson:
             return _json_error(400, "expected a JSON body such as {\"mode\": \"observe\"}")
         mode = body.get("mode") if isinstance(body, dict) else None
         by = f"bearer ({request.headers.get('User-Agent', 'no user agent')[:60]})"
@@ -336,12 +337,10 @@ async def _form(request: web.Request) -> dict[str, str] | web.Response:
     """A small urlencoded UTF-8 form (the first of each field), or the 4xx to answer instead."""
     if request.content_type != FORM_TYPE or (request.charset or "utf-8").lower() not in _UTF8:
         return _json_error(415, f"expected {FORM_TYPE} in UTF-8")
-    if (request.content_length or 0) > MAX_FORM:
+    body = await read_bounded(request.content, MAX_FORM) if (request.content_length or 0) <= MAX_FORM else None
+    if body is None:
         return _json_error(413, "the form is too large")
-    body = await request.content.read(MAX_FORM + 1)
     try:
-        if len(body) > MAX_FORM:
-            raise ValueError("too large")
         fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16, errors="strict")
     except ValueError:  # bad UTF-8 (raw or %-escaped), too many fields, too large
         return _json_error(400, "the form could not be read")
