@@ -296,9 +296,15 @@ def _media_type(typ: object) -> str | None:
 
 def _time_claim(claims: dict[str, Any], name: str) -> float:
     value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise Refused(401, f"{name} is not a time")
-    return float(value)
+    try:
+        moment = float(value)  # JSON integers have no bound: 10**400 does not fit a float
+    except OverflowError:
+        raise Refused(401, f"{name} is not a time") from None
+    if not math.isfinite(moment):
+        raise Refused(401, f"{name} is not a time")
+    return moment
 
 
 def _reason(exc: jwt.PyJWTError) -> str:
