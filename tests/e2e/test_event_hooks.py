@@ -8,7 +8,7 @@ import json
 
 import aiohttp
 import pytest
-from raw_http import statuses
+from raw_http import send_raw, statuses
 from stack_support import ALICE, BOB, HOOK_SECRET, SLOW_CACHE
 from yarl import URL
 
@@ -166,3 +166,17 @@ async def test_a_delivery_that_arrives_in_pieces_is_read_whole(start, browsers):
         assert statuses(await deliver_raw(stack, body, chunked=chunked, pieces=10)) == [200]
     await asyncio.sleep(0.05)
     assert refused(await browser.get("/page/1"))
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("challenge", [b"\xff\xfe", b"\xed\xa0\x80", "\u00b2".encode(), b"x" * 600])
+@pytest.mark.parametrize("secret", [b"\xff" + HOOK_SECRET.encode(), b"\xed\xa0\x80"])
+async def test_odd_bytes_in_the_challenge_or_the_secret_are_answered_never_a_500(start, challenge, secret):
+    stack = await start(okta=HOOKED)
+    url = URL(stack.url("/.gateway/okta/events"))
+    for head in (b"GET %s HTTP/1.1\r\nHost: %s\r\nx-okta-verification-challenge: %s\r\nConnection: close\r\n\r\n"
+                 % (url.raw_path.encode(), url.raw_authority.encode(), challenge),
+                 b"POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Length: 2\r\n"
+                 b"Connection: close\r\n\r\n{}" % (url.raw_path.encode(), url.raw_authority.encode(), secret)):
+        answer = await send_raw(url.host or "127.0.0.1", url.port or 80, head, idle=5)
+        assert statuses(answer)[0] in (200, 400, 401) and b"Traceback" not in answer, answer[:300]
