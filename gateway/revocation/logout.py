@@ -42,7 +42,7 @@ from .bus import Revocation, RevocationBus
 
 log = logging.getLogger("gateway.revocation")
 
-RETRY_DELAYS = (2.0, 10.0, 30.0, 60.0)  # seconds before each retry of a failed Okta end: past one 60 s rate window
+RETRY_DELAYS = (1.0, 5.0, 30.0, 65.0)  # seconds before each retry of a failed Okta end: past one 60 s rate window
 MAX_PENDING_RETRIES = 10_000
 
 

@@ -137,13 +137,13 @@ async def deliver_raw(stack, body: bytes, *, chunked: bool = False, pieces: int 
 
 
 @pytest.mark.hostile
-@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"data": {"events": ' * 5000, b'{"data":' + b"[" * 20_000,
-                                  '{"data": {"events": []}}'.encode("utf-16"), b"\xef\xbb\xbf{}", b"\xff\xfe",
-                                  b'{"data": {"events": [{"uuid": "\xed\xa0\x80"}]}}', b"1" * 5000])
-async def test_a_hostile_delivery_is_a_400_never_a_500(start, body):
+async def test_a_hostile_delivery_is_a_400_never_a_500(start):
     stack = await start(okta=HOOKED)
-    answer = await deliver_raw(stack, body)
-    assert statuses(answer) == [400] and b"Traceback" not in answer, answer[:300]
+    for body in (b"[" * 100_000, b'{"data": {"events": ' * 5000, b'{"data":' + b"[" * 20_000,
+                 '{"data": {"events": []}}'.encode("utf-16"), b"\xef\xbb\xbf{}", b"\xff\xfe",
+                 b'{"data": {"events": [{"uuid": "\xed\xa0\x80"}]}}', b"1" * 5000):
+        answer = await deliver_raw(stack, body)
+        assert statuses(answer) == [400] and b"Traceback" not in answer, (body[:30], answer[:300])
 
 
 @pytest.mark.hostile
@@ -169,14 +169,14 @@ async def test_a_delivery_that_arrives_in_pieces_is_read_whole(start, browsers):
 
 
 @pytest.mark.hostile
-@pytest.mark.parametrize("challenge", [b"\xff\xfe", b"\xed\xa0\x80", "\u00b2".encode(), b"x" * 600])
-@pytest.mark.parametrize("secret", [b"\xff" + HOOK_SECRET.encode(), b"\xed\xa0\x80"])
-async def test_odd_bytes_in_the_challenge_or_the_secret_are_answered_never_a_500(start, challenge, secret):
+async def test_odd_bytes_in_the_challenge_or_the_secret_are_answered_never_a_500(start):
     stack = await start(okta=HOOKED)
     url = URL(stack.url("/.gateway/okta/events"))
-    for head in (b"GET %s HTTP/1.1\r\nHost: %s\r\nx-okta-verification-challenge: %s\r\nConnection: close\r\n\r\n"
-                 % (url.raw_path.encode(), url.raw_authority.encode(), challenge),
-                 b"POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Length: 2\r\n"
-                 b"Connection: close\r\n\r\n{}" % (url.raw_path.encode(), url.raw_authority.encode(), secret)):
-        answer = await send_raw(url.host or "127.0.0.1", url.port or 80, head, idle=5)
-        assert statuses(answer)[0] in (200, 400, 401) and b"Traceback" not in answer, answer[:300]
+    where = (url.raw_path.encode(), url.raw_authority.encode())
+    for odd in (b"\xff\xfe", b"\xed\xa0\x80", "\u00b2".encode(), b"x" * 600, b"\xff" + HOOK_SECRET.encode()):
+        for head in (b"GET %s HTTP/1.1\r\nHost: %s\r\nx-okta-verification-challenge: %s\r\nConnection: close\r\n\r\n"
+                     % (*where, odd),
+                     b"POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Length: 2\r\n"
+                     b"Connection: close\r\n\r\n{}" % (*where, odd)):
+            answer = await send_raw(url.host or "127.0.0.1", url.port or 80, head, idle=5)
+            assert statuses(answer)[0] in (200, 400, 401) and b"Traceback" not in answer, answer[:300]

@@ -116,15 +116,15 @@ def location(raw: bytes) -> str:
     return ""
 
 
-@pytest.mark.parametrize("host", ["{authority}@evil.example", "evil.example/{authority}", "{authority} evil",
-                                  "{authority}:", "[::1", "user:pw@{authority}"])
-async def test_a_host_header_with_more_than_host_and_port_never_picks_the_after_logout_origin(start, browsers,
-                                                                                              host):
+async def test_a_host_header_with_more_than_host_and_port_never_picks_the_after_logout_origin(start, browsers):
     stack, browser = await signed_in(start, browsers)
-    raw = await raw_get(stack, browser, "/logout", host.format(authority=URL(stack.gateway_url).raw_authority))
-    assert statuses(raw) == [400], raw[:300]
-    assert b"evil" not in raw and "evil" not in location(raw)
-    assert await served(browser)  # nothing was ended for it
+    authority = URL(stack.gateway_url).raw_authority
+    for host in (f"{authority}@evil.example", f"evil.example/{authority}", f"{authority} evil", f"{authority}:",
+                 "[::1", f"user:pw@{authority}"):
+        raw = await raw_get(stack, browser, "/logout", host)
+        assert statuses(raw) == [400], (host, raw[:300])
+        assert b"evil" not in raw and "evil" not in location(raw)
+        assert await served(browser)  # nothing was ended for it
 
 
 async def test_a_plain_host_header_makes_the_after_logout_url_of_this_origin(start, browsers):
@@ -194,16 +194,17 @@ async def behind_a_servlet_container(start, browsers):
     await runner.cleanup()
 
 
-@pytest.mark.parametrize("target", ["/hr/logout/", "/hr//logout", "/hr/logout;jsessionid=X", "/hr/%6cogout",
-                                    "/hr/logout;x/"])
-async def test_a_logout_spelled_as_the_container_still_reads_it_ends_the_okta_session(behind_a_servlet_container,
-                                                                                      target):
+async def test_a_logout_spelled_as_the_container_still_reads_it_ends_the_okta_session(behind_a_servlet_container):
     stack, browser = behind_a_servlet_container
-    assert (await browser.get("/hr/page/1")).status == 200
-    raw = await raw_get(stack, browser, target)
-    assert stack.apps["hr"].logouts == 1  # the app logged out: the container read the path as its logout
-    assert statuses(raw) == [302] and "/login/signout" in location(raw), raw[:400]
-    assert live_sessions(stack) == []  # and so did the gateway: no Okta session left for the next user (seed 004)
+    for logouts, target in enumerate(["/hr/logout/", "/hr//logout", "/hr/logout;jsessionid=X", "/hr/%6cogout",
+                                      "/hr/logout;x/"], start=1):
+        if logouts > 1:
+            assert (await browser.sign_in(ALICE, prefix="/hr", start="/hr/page/1")).status == 200
+        assert (await browser.get("/hr/page/1")).status == 200
+        raw = await raw_get(stack, browser, target)
+        assert stack.apps["hr"].logouts == logouts, target  # the app logged out: its container read the path so
+        assert statuses(raw) == [302] and "/login/signout" in location(raw), (target, raw[:400])
+        assert live_sessions(stack) == [], target  # and so did the gateway: no Okta session for the next user
 
 
 async def test_a_path_the_container_does_not_read_as_the_logout_ends_nothing(behind_a_servlet_container):

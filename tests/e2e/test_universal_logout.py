@@ -95,24 +95,23 @@ async def post_raw(stack, authorization: bytes, body: bytes) -> bytes:
 
 
 @pytest.mark.hostile
-@pytest.mark.parametrize("authorization", [b"Bearer \xff\xfe", "Bearer \u00b2.\u00b3.x".encode(),
-                                           b"Bearer \xed\xa0\x80", b"Bearer a.b.c", b"Bearer " + b"e30." * 3,
-                                           b"Bearer ..", b"Bearer", b"Basic x",
-                                           b"Bearer eyJhbGciOiJSUzI1NiJ9\xff.e30.x", b"Bearer " + b"A" * 12000])
-async def test_a_hostile_token_is_a_401_never_a_500(start, browsers, authorization):
+async def test_a_hostile_token_is_a_401_never_a_500(start, browsers):
     stack, browser = await signed_in(start, browsers)
-    answer = await post_raw(stack, authorization, b'{"sub_id": {"format": "email", "email": "alice@example.com"}}')
-    assert statuses(answer) in ([401], [400]) and b"Traceback" not in answer, answer[:300]
-    assert len(answer.partition(b"\r\n\r\n")[2]) < 200
+    for authorization in (b"Bearer \xff\xfe", "Bearer \u00b2.\u00b3.x".encode(), b"Bearer \xed\xa0\x80",
+                          b"Bearer a.b.c", b"Bearer " + b"e30." * 3, b"Bearer ..", b"Bearer", b"Basic x",
+                          b"Bearer eyJhbGciOiJSUzI1NiJ9\xff.e30.x", b"Bearer " + b"A" * 12000):
+        answer = await post_raw(stack, authorization, b'{"sub_id": {"format": "email", "email": "alice@example.com"}}')
+        assert statuses(answer) in ([401], [400]) and b"Traceback" not in answer, (authorization[:30], answer[:300])
+        assert len(answer.partition(b"\r\n\r\n")[2]) < 200
     assert (await browser.get("/page/1")).status == 200
 
 
 @pytest.mark.hostile
-@pytest.mark.parametrize("body", [b"[" * 50_000, b'{"sub_id": ' * 3000, "{}".encode("utf-16"), b"\xff",
-                                  b'{"sub_id": {"format": "email", "email": "\xed\xa0\x80@x"}}', b"9" * 5000])
-async def test_a_hostile_body_behind_a_good_token_is_a_400(start, browsers, body):
+async def test_a_hostile_body_behind_a_good_token_is_a_400(start, browsers):
     stack, browser = await signed_in(start, browsers)
-    headers, _ = stack.org.universal_logout_request(stack.url(UNIVERSAL_LOGOUT), ALICE[0])
-    answer = await post_raw(stack, headers["Authorization"].encode(), body)
-    assert statuses(answer) == [400] and b"Traceback" not in answer, answer[:300]
+    for body in (b"[" * 50_000, b'{"sub_id": ' * 3000, "{}".encode("utf-16"), b"\xff",
+                 b'{"sub_id": {"format": "email", "email": "\xed\xa0\x80@x"}}', b"9" * 5000):
+        headers, _ = stack.org.universal_logout_request(stack.url(UNIVERSAL_LOGOUT), ALICE[0])
+        answer = await post_raw(stack, headers["Authorization"].encode(), body)
+        assert statuses(answer) == [400] and b"Traceback" not in answer, (body[:30], answer[:300])
     assert (await browser.get("/page/1")).status == 200
