@@ -224,7 +224,8 @@ class Admin:
         except NotJson:
             return _json_error(400, "expected a JSON body such as {\"mode\": \"observe\"}")
         mode = body.get("mode") if isinstance(body, dict) else None
-        by = f"bearer ({request.headers.get('User-Agent', 'no user agent')[:60]})"
+        agent = request.headers.get("User-Agent", "no user agent")[:60].encode("ascii", "backslashreplace").decode()
+        by = f"bearer ({agent})"  # odd bytes in the audit line escaped, never a logging error
         return self._switch(request.match_info["name"], mode, by, request.remote)
 
     async def post_policy(self, request: web.Request) -> web.Response:
