@@ -1,6 +1,7 @@
 """Logout from the app's side ends the Okta session too, and sends the browser through Okta's own sign-out.
 
-When a route's logout path is asked for (its methods only):
+When a route's logout path is asked for (its methods only; HEAD with GET, since a HEAD is a GET without the body
+and servlet containers run the GET handler for it):
 1. the app runs its own logout (the request is forwarded with the user's app cookies; a refusal, 4xx or 5xx, is
    passed on and nothing else happens), or with `logout_answer = "gateway"` the gateway calls the app's logout
    URL server-side instead;
@@ -119,6 +120,7 @@ class LogoutInterceptor:
                  okta: OktaClient, org_url: URL, *, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
         self.rules, self._paths, self._app = rules, frozenset(paths), app
         self._bus, self._okta, self._org_url = bus, okta, org_url
+        self._methods = frozenset(rules.methods) | ({"HEAD"} if "GET" in rules.methods else set())
         self._forms = frozenset(logout_form(p) for p in paths)
         self._words = frozenset(form.rpartition("/")[2] for form in self._forms)
         self._retry_delays = retry_delays
@@ -127,7 +129,7 @@ class LogoutInterceptor:
     def wants(self, request: web.Request) -> bool:
         """The logout as the app reads its path (`logout_form`). On every request: an exact path is the common
         logout, and a path without the last segment of a logout path in it (decoded, any case) is none."""
-        if request.method not in self.rules.methods:
+        if request.method not in self._methods:
             return False
         path = request.path
         if path in self._paths:

@@ -101,9 +101,9 @@ def cookie_header(browser) -> str:
                      if browser.cookie(name))
 
 
-async def raw_get(stack, browser, target: str, host: str | None = None) -> bytes:
+async def raw_get(stack, browser, target: str, host: str | None = None, method: str = "GET") -> bytes:
     authority = URL(stack.gateway_url).raw_authority
-    head = (f"GET {target} HTTP/1.1\r\nHost: {host or authority}\r\nCookie: {cookie_header(browser)}\r\n"
+    head = (f"{method} {target} HTTP/1.1\r\nHost: {host or authority}\r\nCookie: {cookie_header(browser)}\r\n"
             "Connection: close\r\n\r\n")
     return await send_raw("127.0.0.1", URL(stack.gateway_url).port or 80, head.encode("latin-1"), idle=5)
 
@@ -161,8 +161,9 @@ async def servlet_container(target: dict[str, str]):
     async def handle(request: web.Request) -> web.Response:
         raw, _, query = request.raw_path.partition("?")
         url = URL(target["url"] + servlet_path(raw) + (f"?{query}" if query else ""), encoded=True)
+        method = "GET" if request.method == "HEAD" else request.method  # HttpServlet.doHead runs doGet
         async with ClientSession(cookie_jar=DummyCookieJar()) as http, http.request(
-                request.method, url, headers={k: v for k, v in request.headers.items()
+                method, url, headers={k: v for k, v in request.headers.items()
                                               if k.lower() in ("cookie", "content-type", "accept")},
                 data=await request.read(), allow_redirects=False) as answer:
             response = web.Response(status=answer.status, body=await answer.read())
@@ -205,6 +206,14 @@ async def test_a_logout_spelled_as_the_container_still_reads_it_ends_the_okta_se
         assert stack.apps["hr"].logouts == logouts, target  # the app logged out: its container read the path so
         assert statuses(raw) == [302] and "/login/signout" in location(raw), (target, raw[:400])
         assert live_sessions(stack) == [], target  # and so did the gateway: no Okta session for the next user
+
+
+async def test_a_head_of_the_logout_is_the_logout_as_servlets_run_it(behind_a_servlet_container):
+    stack, browser = behind_a_servlet_container
+    raw = await raw_get(stack, browser, "/hr/logout", method="HEAD")
+    assert stack.apps["hr"].logouts == 1  # the container ran the GET handler
+    assert statuses(raw) == [302] and "/login/signout" in location(raw), raw[:400]
+    assert live_sessions(stack) == []
 
 
 async def test_a_path_the_container_does_not_read_as_the_logout_ends_nothing(behind_a_servlet_container):
