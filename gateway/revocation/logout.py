@@ -122,7 +122,7 @@ class LogoutInterceptor:
         self._bus, self._okta, self._org_url = bus, okta, org_url
         self._methods = frozenset(rules.methods) | ({"HEAD"} if "GET" in rules.methods else set())
         self._forms = frozenset(logout_form(p) for p in paths)
-        self._words = frozenset(form.rpartition("/")[2] for form in self._forms)
+        self._words = tuple({form.rpartition("/")[2] for form in self._forms})
         self._retry_delays = retry_delays
         self._retries: dict[str, asyncio.Task[None]] = {}
 
@@ -135,9 +135,10 @@ class LogoutInterceptor:
         if path in self._paths:
             return True
         lowered = path.lower()
-        if not any(word in lowered for word in self._words):
-            return False
-        return logout_form(request.rel_url.raw_path) in self._forms
+        for word in self._words:
+            if word in lowered:
+                return logout_form(request.rel_url.raw_path) in self._forms
+        return False
 
     async def __call__(self, request: web.Request, cookies: dict[str, str],
                        binding: Binding | None) -> web.StreamResponse:
