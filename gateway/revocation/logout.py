@@ -183,7 +183,7 @@ class LogoutInterceptor:
         if failure is None:
             self._revoke(binding)
         elif not isinstance(failure, InvalidId):
-            self._retry_later(binding, failure)
+            self._retry_later(binding)
 
     async def _try_end(self, binding: Binding) -> OktaError | None:
         """None once Okta confirmed the end (204, or 404: already gone); else what went wrong."""
@@ -203,7 +203,7 @@ class LogoutInterceptor:
         self._bus.publish(Revocation("app_logout", "app_logout", binding.session_id, binding.user_id, binding.login,
                                      all_sessions=self.rules.scope == "user"))
 
-    def _retry_later(self, binding: Binding, failure: OktaError) -> None:
+    def _retry_later(self, binding: Binding) -> None:
         key = binding.user_id if self.rules.scope == "user" else binding.session_id
         if key in self._retries:
             return
