@@ -5,8 +5,14 @@ Rules of this module:
   `Authorization: Bearer …`; a browser signs in once with a form and gets a cookie (HttpOnly, SameSite=Strict,
   Path under the prefix) holding an HMAC of the token, never the token. Tokens compare in constant time.
 - A form that changes something carries a CSRF token (an HMAC of the cookie) and must come from this origin when
-  the browser says where it comes from; the API (`PUT`, Bearer) needs neither, since a browser never sends a
-  Bearer header on its own.
+  the browser says where it comes from: the Origin's scheme, host and port equal the gateway's own (its Host, and
+  the scheme the connection or a trusted proxy's X-Forwarded-Proto says). The API (`PUT`, Bearer) needs neither,
+  since a browser never sends a Bearer header on its own.
+- Guessing the token is slowed down: failed sign-ins (a wrong token in the form or a Bearer header) are counted
+  per client address and overall (`SignInThrottle`); while either is used up, sign-ins get 429 with Retry-After
+  and their token is not even compared.
+- Every input is hostile until read: any cookie, token or form value (odd bytes, other digits than ASCII, another
+  charset, multipart, deep JSON) is a 4xx, never an exception. Forms are urlencoded UTF-8 of at most 4 KiB.
 - A policy switch takes effect on the next request, is held in memory (configured values come back at restart),
   and writes one audit line: who (bearer, the operator cookie, the CLI's user agent), the route, from and to.
 - Without `[admin]` none of these endpoints exist (404).
@@ -18,16 +24,23 @@ import hashlib
 import hmac
 import json
 import logging
+import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
+from .config import IPNetwork
 from .metrics import Metrics
+from .proxy.headers import is_trusted
+from .revocation.bodies import NotJson, load_json, read_bounded
 from .revocation.bus import SOURCES, RevocationBus
+from .revocation.logout import plain_host
 from .routing import Route
 from .sessions.enforce import Enforcer
 from .sessions.policy import Mode
@@ -39,6 +52,11 @@ audit = logging.getLogger("gateway.audit")
 COOKIE = "gateway_operator"
 COOKIE_LIFETIME = 8 * 3600
 NO_STORE = {"Cache-Control": "no-store"}
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM = 4096
+_UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+_ISSUED = re.compile(r"[0-9]{1,12}")
+_NOTICE = re.compile(r"Route [A-Za-z0-9_.-]{1,64}: policy (enforce|observe|off) -> (enforce|observe|off)\.")
 
 
 class Operator:
@@ -47,18 +65,14 @@ class Operator:
     def __init__(self, token: str, prefix: str, clock: Callable[[], float] = time.time) -> None:
         self._token = token.encode()
         self._prefix = prefix
-        self._clock = clock
+        self._clock = self.clock = clock
 
     def check_token(self, presented: str) -> bool:
         return hmac.compare_digest(presented.encode("utf-8", "replace"), self._token)
 
-    def who(self, request: web.Request) -> str | None:
-        """"bearer" or "operator cookie" when the request carries the operator's credentials, else None."""
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and self.check_token(presented.strip()):
-            return "bearer"
+    def cookie_ok(self, request: web.Request) -> bool:
         cookie = request.cookies.get(COOKIE, "")
-        return "operator cookie" if cookie and self._cookie_ok(cookie) else None
+        return bool(cookie) and self._cookie_ok(cookie)
 
     def cookie(self) -> str:
         issued = str(int(self._clock()))
@@ -72,19 +86,70 @@ class Operator:
 
     def _cookie_ok(self, cookie: str) -> bool:
         issued, _, mac = cookie.partition(".")
-        if not issued.isdigit() or self._clock() - int(issued) > COOKIE_LIFETIME:
-            return False
+        if _ISSUED.fullmatch(issued) is None or self._clock() - int(issued) > COOKIE_LIFETIME:
+            return False  # str.isdigit() would take "²1", which int() refuses
         return hmac.compare_digest(mac.encode("utf-8", "replace"), self._mac("operator:" + issued).encode())
 
     def _mac(self, message: str) -> str:
-        return hmac.new(self._token, message.encode(), hashlib.sha256).hexdigest()
+        # a cookie header's odd bytes arrive as lone surrogates: hashed as they came, never an exception
+        return hmac.new(self._token, message.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+class SignInThrottle:
+    """Failed operator sign-ins, per client address and overall: each a bucket of `burst` failures that refills
+    at `rate` a second. While either bucket is empty, `wait()` says for how long no sign-in is tried. The table
+    of addresses is bounded (the oldest entry goes first; the overall bucket holds whatever it forgets)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, *, burst: float = 5, rate: float = 0.5,
+                 overall_burst: float = 20, overall_rate: float = 2.0, max_addresses: int = 10_000) -> None:
+        self._clock = clock
+        self._burst, self._rate, self._max = burst, rate, max_addresses
+        self._overall = _Bucket(overall_burst, overall_rate, clock())
+        self._addresses: dict[str, _Bucket] = {}
+
+    def wait(self, address: str) -> float:
+        """Seconds until a sign-in from `address` may be tried; 0 for now."""
+        now = self._clock()
+        bucket = self._addresses.get(address)
+        return max(self._overall.wait(now), bucket.wait(now) if bucket is not None else 0.0)
+
+    def failed(self, address: str) -> None:
+        now = self._clock()
+        self._overall.take(now)
+        bucket = self._addresses.pop(address, None)  # re-inserted last: the table forgets the oldest first
+        if bucket is None:
+            bucket = _Bucket(self._burst, self._rate, now)
+            if len(self._addresses) >= self._max:
+                self._addresses.pop(next(iter(self._addresses)))
+        bucket.take(now)
+        self._addresses[address] = bucket
+
+
+class _Bucket:
+    __slots__ = ("burst", "rate", "tokens", "at")
+
+    def __init__(self, burst: float, rate: float, now: float) -> None:
+        self.burst, self.rate, self.tokens, self.at = burst, rate, burst, now
+
+    def _level(self, now: float) -> float:
+        return min(self.burst, self.tokens + max(now - self.at, 0.0) * self.rate)
+
+    def wait(self, now: float) -> float:
+        level = self._level(now)
+        return 0.0 if level >= 1 else (1 - level) / self.rate
+
+    def take(self, now: float) -> None:
+        self.tokens, self.at = max(self._level(now) - 1, 0.0), now
 
 
 class Admin:
     def __init__(self, operator: Operator, prefix: str, routes: tuple[Route, ...], enforcers: dict[str, Enforcer],
-                 metrics: Metrics, bus: RevocationBus | None, sockets: OpenSockets) -> None:
+                 metrics: Metrics, bus: RevocationBus | None, sockets: OpenSockets, *,
+                 trusted_proxies: Sequence[IPNetwork] = (), throttle: SignInThrottle | None = None) -> None:
         self._operator, self._prefix, self._routes = operator, prefix, routes
         self._enforcers, self._metrics, self._bus, self._sockets = enforcers, metrics, bus, sockets
+        self._trusted = tuple(trusted_proxies)
+        self._throttle = throttle or SignInThrottle(operator.clock)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         p = self._prefix
@@ -98,19 +163,20 @@ class Admin:
     # --- reading ---------------------------------------------------------------------------------------------
 
     async def status_page(self, request: web.Request) -> web.Response:
-        if self._operator.who(request) is None:
+        if self._who(request) is None:
             return _html(login_html(self._prefix), status=401)
-        notice = request.query.get("notice", "")[:200]
+        notice = request.query.get("notice", "")
+        notice = notice if _NOTICE.fullmatch(notice) else ""  # only what post_policy says: no text of a link's
         page = status_html(self.data(), prefix=self._prefix, csrf=self._operator.csrf(request), notice=notice)
         return _html(page)
 
     async def status_json(self, request: web.Request) -> web.Response:
-        if self._operator.who(request) is None:
+        if self._who(request) is None:
             return _refused()
         return web.json_response(self.data(), headers=NO_STORE)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        if self._operator.who(request) is None:
+        if self._who(request) is None:
             return _refused()
         return web.Response(body=generate_latest(self._metrics.registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST, **NO_STORE})
@@ -150,22 +216,25 @@ class Admin:
     # --- switching a route's policy --------------------------------------------------------------------------
 
     async def put_policy(self, request: web.Request) -> web.Response:
-        who = self._operator.who(request)
+        who = self._who(request)
         if who != "bearer":
             return _refused()
         try:
-            body = json.loads(await request.content.read(4096) or b"null")
-        except (ValueError, UnicodeDecodeError):
+            body = load_json(await read_bounded(request.content, MAX_FORM) or b"[]")  # too large: not an object
+        except NotJson:
             return _json_error(400, "expected a JSON body such as {\"mode\": \"observe\"}")
         mode = body.get("mode") if isinstance(body, dict) else None
-        by = f"bearer ({request.headers.get('User-Agent', 'no user agent')[:60]})"
+        agent = request.headers.get("User-Agent", "no user agent")[:60].encode("ascii", "backslashreplace").decode()
+        by = f"bearer ({agent})"  # odd bytes in the audit line escaped, never a logging error
         return self._switch(request.match_info["name"], mode, by, request.remote)
 
     async def post_policy(self, request: web.Request) -> web.Response:
-        if self._operator.who(request) != "operator cookie":
+        if self._who(request) != "operator cookie":
             return _refused()
-        form = await request.post()
-        if not self._operator.csrf_ok(request, str(form.get("csrf", ""))) or not _same_origin(request):
+        form = await _form(request)
+        if isinstance(form, web.Response):
+            return form
+        if not self._operator.csrf_ok(request, form.get("csrf", "")) or not self._same_origin(request):
             return _json_error(403, "the form did not come from this status page")
         answer = self._switch(request.match_info["name"], form.get("mode"), "operator cookie (status page)",
                               request.remote)
@@ -193,8 +262,15 @@ class Admin:
     # --- the browser's sign-in -------------------------------------------------------------------------------
 
     async def login(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        if not _same_origin(request) or not self._operator.check_token(str(form.get("token", ""))):
+        address = self._client(request)
+        wait = self._throttle.wait(address)
+        if wait > 0:
+            raise _too_many(wait)
+        form = await _form(request)
+        if isinstance(form, web.Response):
+            return form
+        if not self._same_origin(request) or not self._operator.check_token(form.get("token", "")):
+            self._throttle.failed(address)
             return _html(login_html(self._prefix, failed=True), status=401)
         response = web.HTTPSeeOther(self._prefix + "status")
         response.set_cookie(COOKIE, self._operator.cookie(), path=self._prefix, httponly=True, samesite="Strict",
@@ -202,14 +278,83 @@ class Admin:
         raise response
 
 
-def _same_origin(request: web.Request) -> bool:
-    origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
-        return origin is None  # no Origin (an old browser, a script): the SameSite=Strict cookie still guards
+    # --- who is asking, and from where ------------------------------------------------------------------------
+
+    def _who(self, request: web.Request) -> str | None:
+        """"bearer" or "operator cookie" when the request carries the operator's credentials, else None. A wrong
+        Bearer token counts as a failed sign-in; while sign-ins are held back, a Bearer request gets 429."""
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            address = self._client(request)
+            wait = self._throttle.wait(address)
+            if wait > 0:
+                raise _too_many(wait)
+            if self._operator.check_token(presented.strip()):
+                return "bearer"
+            self._throttle.failed(address)
+        return "operator cookie" if self._operator.cookie_ok(request) else None
+
+    def _client(self, request: web.Request) -> str:
+        """The client's address: the peer, or behind trusted proxies the last X-Forwarded-For hop not one of them."""
+        peer = request.remote or "-"
+        if not is_trusted(peer, self._trusted):
+            return peer
+        hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", ()) for h in v.split(",")]
+        return next((h for h in reversed(hops) if h and not is_trusted(h, self._trusted)), peer)[:64]
+
+    def _same_origin(self, request: web.Request) -> bool:
+        """The form's Origin, when the browser sends one, is exactly this gateway's: scheme, host and port."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True  # no Origin (an old browser, a script): the SameSite=Strict cookie still guards
+        scheme, sep, authority = origin.partition("://")
+        own = self._own_origin(request)
+        return bool(sep) and own is not None and _origin_key(scheme, authority) == own
+
+    def _own_origin(self, request: web.Request) -> tuple[str, str, int] | None:
+        scheme, authority = request.scheme, request.headers.get("Host")
+        if is_trusted(request.remote, self._trusted):  # a TLS-terminating proxy says how the browser came
+            proto = request.headers.get("X-Forwarded-Proto", "").partition(",")[0].strip().lower()
+            scheme = proto if proto in ("http", "https") else scheme
+            authority = request.headers.get("X-Forwarded-Host", "").partition(",")[0].strip() or authority
+        return _origin_key(scheme, authority)
+
+
+def _origin_key(scheme: str, authority: str | None) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) origin, the port made explicit; None unless it is a plain one."""
+    host = plain_host(authority)
+    scheme = scheme.lower()
+    if host is None or scheme not in ("http", "https"):
+        return None
+    if host.startswith("["):
+        name, _, rest = host.partition("]")
+        name, port = name + "]", rest[1:]
+    else:
+        name, _, port = host.partition(":")
+    return scheme, name.rstrip("."), int(port) if port else 443 if scheme == "https" else 80
+
+
+async def _form(request: web.Request) -> dict[str, str] | web.Response:
+    """A small urlencoded UTF-8 form (the first of each field), or the 4xx to answer instead."""
+    if request.content_type != FORM_TYPE or (request.charset or "utf-8").lower() not in _UTF8:
+        return _json_error(415, f"expected {FORM_TYPE} in UTF-8")
+    body = await read_bounded(request.content, MAX_FORM) if (request.content_length or 0) <= MAX_FORM else None
+    if body is None:
+        return _json_error(413, "the form is too large")
     try:
-        return URL(origin).raw_authority.lower() == request.host.lower()
-    except ValueError:
-        return False
+        fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16, errors="strict")
+    except ValueError:  # bad UTF-8 (raw or %-escaped), too many fields, too large
+        return _json_error(400, "the form could not be read")
+    form: dict[str, str] = {}
+    for name, value in fields:
+        form.setdefault(name, value)
+    return form
+
+
+def _too_many(wait: float) -> web.HTTPTooManyRequests:
+    return web.HTTPTooManyRequests(
+        text=json.dumps({"error": "too many failed sign-ins; try again later", "status": 429}),
+        content_type="application/json", headers={"Retry-After": str(max(math.ceil(wait), 1)), **NO_STORE})
 
 
 def _html(page: str, status: int = 200) -> web.Response:

@@ -105,6 +105,7 @@ _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
 _SIZE_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class _Section:
@@ -116,6 +117,7 @@ class _Section:
         self.from_env: set[str] = set()
 
     def error(self, key: str, expected: str, value: Any = None, show_value: bool = True) -> ConfigError:
+        key = key if _BARE_KEY.fullmatch(key) else repr(key)  # "", "a.b", "x y": a key the reader can find
         where = f"{self.path}.{key}" if self.path else key
         if key in self.from_env:
             got = ", got a value from the environment (not shown)"
@@ -175,6 +177,8 @@ def load(path: str | os.PathLike[str]) -> Settings:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: expected valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+        raise ConfigError(f"{source}: expected valid TOML: arrays or inline tables nested too deeply") from None
     return parse(data, source)
 
 

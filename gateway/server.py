@@ -108,7 +108,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         own.add_post(prefix + "okta/universal-logout", _universal_logout(app, settings.okta, clock))
     if settings.admin_token is not None:
         admin = Admin(Operator(settings.admin_token, prefix, clock), prefix, settings.routes.routes, app[ENFORCERS],
-                      metrics, app.get(BUS), app[SOCKETS])
+                      metrics, app.get(BUS), app[SOCKETS], trusted_proxies=settings.server.trusted_proxies)
         admin.add_routes(own)
     own.add_get(prefix + "healthz", healthz, allow_head=True)
     own.add_get(prefix + "readyz", readyz, allow_head=True)

@@ -3,8 +3,10 @@
 - GET with `x-okta-verification-challenge` answers `{"verification": <challenge>}` (Okta's one-time check; the
   echo reveals nothing, so it is answered with or without the secret).
 - POST must carry the configured header with the configured secret, compared in constant time: otherwise 401 and
-  nothing happens. The body is bounded and must be JSON; the answer (200) goes out before the events are acted on,
-  well inside Okta's 3 s, and the events are handed to the revocation bus on the next turn of the event loop.
+  nothing happens. The body is read whole up to 1 MiB (413 beyond) and must be UTF-8 JSON that the parser can
+  nest (400 otherwise: bad bytes, deep nesting); `read_delivery` is that rule, pure. The answer (200) goes out
+  before the events are acted on, well inside Okta's 3 s, and the events are handed to the revocation bus on the
+  next turn of the event loop.
 - Okta delivers at least once and possibly out of order: events are deduplicated by `uuid` (bounded memory), and
   what they revoke does not depend on order (events.py).
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from ..metrics import Metrics
+from .bodies import NotJson, load_json, read_bounded
 from .bus import RevocationBus
 from .events import events_of, revocation_of
 
@@ -28,6 +30,14 @@ log = logging.getLogger("gateway.revocation")
 
 MAX_BODY = 1024 * 1024
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+def read_delivery(body: bytes) -> list[dict[str, Any]] | None:
+    """The events of a delivery body (see events.py), or None when the body is not a JSON value."""
+    try:
+        return events_of(load_json(body))
+    except NotJson:
+        return None
 
 
 class EventHookReceiver:
@@ -50,14 +60,14 @@ class EventHookReceiver:
         if not self._authentic(request.headers.get(self._header, "")):
             self._metrics.hook_deliveries.labels("unauthenticated").inc()
             return web.json_response({"error": "unauthenticated"}, status=401, headers=NO_STORE)
-        if request.content_length is not None and request.content_length > MAX_BODY:
+        body = await read_bounded(request.content, MAX_BODY) if (request.content_length or 0) <= MAX_BODY else None
+        if body is None:
+            self._metrics.hook_deliveries.labels("malformed").inc()
             return web.json_response({"error": "too large"}, status=413, headers=NO_STORE)
-        try:
-            delivery = json.loads(await request.content.read(MAX_BODY + 1) or b"null")
-        except (ValueError, UnicodeDecodeError):
+        events = read_delivery(body)
+        if events is None:
             self._metrics.hook_deliveries.labels("malformed").inc()
             return web.json_response({"error": "not JSON"}, status=400, headers=NO_STORE)
-        events = events_of(delivery)
         self._metrics.hook_deliveries.labels("accepted").inc()
         asyncio.get_running_loop().call_soon(self._act, events)
         return web.Response(status=200, headers=NO_STORE)

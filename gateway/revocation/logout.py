@@ -1,35 +1,50 @@
 """Logout from the app's side ends the Okta session too, and sends the browser through Okta's own sign-out.
 
-When a route's logout path is asked for (its methods only):
+When a route's logout path is asked for (its methods only; HEAD with GET, since a HEAD is a GET without the body
+and servlet containers run the GET handler for it):
 1. the app runs its own logout (the request is forwarded with the user's app cookies; a refusal, 4xx or 5xx, is
    passed on and nothing else happens), or with `logout_answer = "gateway"` the gateway calls the app's logout
    URL server-side instead;
 2. the bound Okta session is ended with the API token (`DELETE /api/v1/sessions/{id}`; with `logout_scope =
-   "user"` every session of the user), and the revocation goes through the bus;
+   "user"` every session of the user), and once Okta confirmed the end (204, or 404: already gone) the revocation
+   goes through the bus. An end Okta did not confirm (down, 429, 5xx) is no revocation: SSO would issue the same
+   live session again and a tombstone on it would end each new app session at once (a sign-in loop). It is
+   retried in the background, a bounded number of times (`RETRY_DELAYS`), and revoked when a retry is confirmed;
 3. the answer expires the app's cookies (and passes on those the app's logout set) and the binding, and redirects
    the browser to Okta's `/login/signout?fromURI=…`, so that Okta's cookie in that browser is cleared too. No step
    needs a CORS call or a third-party cookie; the next person on that browser signs in as themselves.
-The after-logout URL is the route's; the request may name another only in the `return` parameter and only under
-one of the route's allowed prefixes (no open redirect). `after_logout_target()` is that rule, pure.
+The logout path is matched as the app's container maps it (`logout_form`: `;params`, `//`, a trailing slash,
+percent-encoding, dot segments, case), since a logout the app runs and the gateway misses leaves the Okta session
+alive for the next user on the browser. The after-logout URL is the route's; the request may name another only in
+the `return` parameter and only under one of the route's allowed prefixes (no open redirect).
+`after_logout_target()` is that rule, pure. A relative one is made absolute with the request's Host only when that
+is a plain `host[:port]` (`plain_host`); a logout with any other Host is refused (400) before anything happens.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
+import re
 from collections.abc import Mapping
 from urllib.parse import unquote
 
 from aiohttp import web
 from yarl import URL
 
-from ..okta.client import OktaClient, OktaError
+from ..okta.client import InvalidId, OktaClient, OktaError, UserUnknown
 from ..sessions.app_side import MAX_LOGOUT_BODY, AppSide
 from ..sessions.binding import Binding
 from ..sessions.cookies import only
 from ..sessions.settings import LogoutRules
+from .bodies import read_bounded
 from .bus import Revocation, RevocationBus
 
 log = logging.getLogger("gateway.revocation")
+
+RETRY_DELAYS = (1.0, 5.0, 30.0, 65.0)  # seconds before each retry of a failed Okta end: past one 60 s rate window
+MAX_PENDING_RETRIES = 10_000
 
 
 def after_logout_target(rules: LogoutRules, query: Mapping[str, str], origin: str) -> str:
@@ -61,21 +76,83 @@ def _plain_url(value: str) -> bool:
     return url.scheme in ("http", "https") and bool(url.host) and url.user is None
 
 
+def logout_form(raw_path: str) -> str:
+    """A request path as servlet containers (and IIS) map it, for comparing with the logout paths: `;params`
+    stripped from each segment, percent-decoded once, `\\` read as `/`, empty and `.` segments dropped, `..`
+    resolved (never above the root), lower-cased.
+
+    It reads more paths as the logout than a given container would (case, `%2F`); with `logout_answer = "app"`
+    the app's own answer still decides (a 4xx ends nothing), and a logout too many only signs the user out.
+    """
+    path = raw_path.partition("?")[0].partition("#")[0]
+    decoded = "/".join(unquote(segment.partition(";")[0]) for segment in path.split("/"))
+    out: list[str] = []
+    for segment in decoded.replace("\\", "/").split("/"):
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment not in ("", "."):
+            out.append(segment)
+    return "/" + "/".join(out).lower()
+
+
+_HOST = re.compile(r"(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")  # linear: no ReDoS
+_MAX_HOST = 300
+
+
+def plain_host(value: str | None) -> str | None:
+    """A Host header that is only `host[:port]` (a DNS name, an IPv4 address or a bracketed IPv6 one, a port
+    from 1 to 65535), lower-cased; None for anything else (`a@evil.com`, a path, a space, an empty port)."""
+    host = (value or "").lower()
+    m = _HOST.fullmatch(host) if len(host) <= _MAX_HOST else None
+    if m is None or (m.group(1) is not None and not 0 < int(m.group(1)) < 65536):
+        return None
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:host.index("]")])
+        except ValueError:
+            return None
+    return host
+
+
 class LogoutInterceptor:
     def __init__(self, rules: LogoutRules, paths: tuple[str, ...], app: AppSide, bus: RevocationBus,
-                 okta: OktaClient, org_url: URL) -> None:
+                 okta: OktaClient, org_url: URL, *, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
         self.rules, self._paths, self._app = rules, frozenset(paths), app
         self._bus, self._okta, self._org_url = bus, okta, org_url
+        self._methods = frozenset(rules.methods) | ({"HEAD"} if "GET" in rules.methods else set())
+        self._forms = frozenset(logout_form(p) for p in paths)
+        self._words = tuple({form.rpartition("/")[2] for form in self._forms})
+        self._retry_delays = retry_delays
+        self._retries: dict[str, asyncio.Task[None]] = {}
 
     def wants(self, request: web.Request) -> bool:
-        return request.method in self.rules.methods and request.path in self._paths
+        """The logout as the app reads its path (`logout_form`). On every request: an exact path is the common
+        logout, and a path without the last segment of a logout path in it (decoded, any case) is none."""
+        if request.method not in self._methods:
+            return False
+        path = request.path
+        if path in self._paths:
+            return True
+        lowered = path.lower()
+        for word in self._words:
+            if word in lowered:
+                return logout_form(request.rel_url.raw_path) in self._forms
+        return False
 
     async def __call__(self, request: web.Request, cookies: dict[str, str],
                        binding: Binding | None) -> web.StreamResponse:
+        host = plain_host(request.headers.get("Host"))
+        if host is None:  # no browser sends one: the after-logout URL must not be built from it
+            return web.Response(status=400, text="A plain Host header (host[:port]) is needed.\n",
+                                headers={"Cache-Control": "no-store"})
         app_cookies = only(cookies, self._app.present(cookies))
         passed_on: list[str] = []
         if self.rules.answer == "app":
-            body = await request.content.read(MAX_LOGOUT_BODY) if request.body_exists else None
+            body = await read_bounded(request.content, MAX_LOGOUT_BODY) if request.body_exists else None
+            if request.body_exists and body is None:
+                return web.Response(status=413, text="The logout request is too large.\n",
+                                    headers={"Cache-Control": "no-store"})
             answer = await self._app.call(request, request.method, request.raw_path, app_cookies, body,
                                           request.headers.get("Content-Type"))
             if answer is not None and answer[0] >= 400:
@@ -86,7 +163,7 @@ class LogoutInterceptor:
             await self._app.logout(request, cookies)
         if binding is not None:
             await self._end_okta(binding)
-        origin = f"{request.scheme}://{request.headers.get('Host', request.host)}"
+        origin = f"{request.scheme}://{host}"
         response = web.Response(status=302, headers={
             "Location": okta_sign_out_url(self._org_url, after_logout_target(self.rules, request.query, origin)),
             "Cache-Control": "no-store"})
@@ -96,13 +173,62 @@ class LogoutInterceptor:
         return response
 
     async def _end_okta(self, binding: Binding) -> None:
-        user_wide = self.rules.scope == "user"
+        """End the binding's Okta session (or the user's), and revoke it once Okta confirmed the end.
+
+        A failed end (Okta down, 429, 5xx) is not recorded as a revocation: SSO would issue the same live session
+        again and a tombstone on it would end every new app session at once. It is retried in the background a
+        few times instead; the browser is sent through Okta's sign-out either way, which ends its session there.
+        """
+        failure = await self._try_end(binding)
+        if failure is None:
+            self._revoke(binding)
+        elif not isinstance(failure, InvalidId):
+            self._retry_later(binding)
+
+    async def _try_end(self, binding: Binding) -> OktaError | None:
+        """None once Okta confirmed the end (204, or 404: already gone); else what went wrong."""
         try:
-            if user_wide:
+            if self.rules.scope == "user":
                 await self._okta.end_user_sessions(binding.user_id)
             else:
                 await self._okta.close_session(binding.session_id)
-        except OktaError as exc:  # the browser still goes through Okta's sign-out, which ends its session
+        except UserUnknown:  # a user Okta no longer has has no sessions left
+            return None
+        except OktaError as exc:
             log.warning("ending the Okta session at app logout failed: %s", exc)
+            return exc
+        return None
+
+    def _revoke(self, binding: Binding) -> None:
         self._bus.publish(Revocation("app_logout", "app_logout", binding.session_id, binding.user_id, binding.login,
-                                     all_sessions=user_wide))
+                                     all_sessions=self.rules.scope == "user"))
+
+    def _retry_later(self, binding: Binding) -> None:
+        key = binding.user_id if self.rules.scope == "user" else binding.session_id
+        if key in self._retries:
+            return
+        if len(self._retries) >= MAX_PENDING_RETRIES:
+            log.warning("too many Okta ends at app logout wait for a retry; this one is not retried")
+            return
+        task = asyncio.get_running_loop().create_task(self._retry(binding))
+        self._retries[key] = task
+        task.add_done_callback(lambda _: self._retries.pop(key, None))
+
+    async def _retry(self, binding: Binding) -> None:
+        for delay in self._retry_delays:
+            await asyncio.sleep(delay)
+            failure = await self._try_end(binding)
+            if failure is None:
+                self._revoke(binding)
+                return
+            if isinstance(failure, InvalidId):
+                return
+        log.warning("ending the Okta session at app logout failed %d more times; given up (its browser was sent "
+                    "through Okta's sign-out)", len(self._retry_delays))
+
+    async def close(self) -> None:
+        """Stop the retries still waiting (at shutdown)."""
+        tasks = list(self._retries.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -2,7 +2,8 @@
 
 Rules of this module:
 - Authentication comes first, the body after it: a caller without a good token learns nothing about the body.
-- The token is Okta's global-token-revocation JWT. Its header is checked before any key is looked up: alg must be
+- The token is Okta's global-token-revocation JWT, in compact form (base64url parts, two dots, at most 8 KiB;
+  anything else is 401 before any parsing). Its header is checked before any key is looked up: alg must be
   RS256 (so `none`, and HS256 with the public key as secret, never reach a verifier), typ must be
   `global-token-revocation+jwt` (compared as RFC 7515 says: case-insensitive, `application/` optional), kid a
   non-empty string. PyJWT then checks the signature with the kid's key, iss (the org URL), aud (one string, exactly
@@ -28,9 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from gateway.okta.ids import is_user_id
 
 from ..okta.client import OktaClient, OktaError, UserUnknown
+from .bodies import NotJson, load_json, read_bounded
 from .bus import Revocation, RevocationBus
 
 __all__ = ["KeySet", "LogoutSubject", "Refused", "TokenVerifier", "handle", "jwks_fetcher", "subject_from_body"]
@@ -61,6 +63,8 @@ MAX_BODY = 16 * 1024
 MAX_JWKS_BYTES = 64 * 1024
 MAX_JWKS_KEYS = 32
 MAX_LOGIN = 320
+MAX_TOKEN = 8192
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -168,10 +172,10 @@ def jwks_fetcher(session: aiohttp.ClientSession, url: str, timeout: float = 5.0)
                                headers={"Accept": "application/json"}) as answer:
             if answer.status != 200:
                 raise JwksUnavailable(f"HTTP {answer.status}")
-            body = await _read_bounded(answer.content, MAX_JWKS_BYTES)
+            body = await read_bounded(answer.content, MAX_JWKS_BYTES)
         if body is None:
             raise JwksUnavailable("too large")
-        document = json.loads(body)
+        document = load_json(body)
         if not isinstance(document, dict):
             raise JwksUnavailable("not a JSON object")
         return document
@@ -259,10 +263,14 @@ class TokenVerifier:
 
 
 def _bearer(authorization: str | None) -> str:
+    """The compact JWS of a Bearer header: base64url parts joined by two dots, at most MAX_TOKEN long (odd bytes
+    arrive as lone surrogates, which no JWT library can encode)."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Refused(401, "bearer token required")
+    if len(token) > MAX_TOKEN or _COMPACT_JWS.fullmatch(token) is None:
+        raise Refused(401, "malformed token")
     return token
 
 
@@ -288,9 +296,15 @@ def _media_type(typ: object) -> str | None:
 
 def _time_claim(claims: dict[str, Any], name: str) -> float:
     value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise Refused(401, f"{name} is not a time")
-    return float(value)
+    try:
+        moment = float(value)  # JSON integers have no bound: 10**400 does not fit a float
+    except OverflowError:
+        raise Refused(401, f"{name} is not a time") from None
+    if not math.isfinite(moment):
+        raise Refused(401, f"{name} is not a time")
+    return moment
 
 
 def _reason(exc: jwt.PyJWTError) -> str:
@@ -316,8 +330,8 @@ def subject_from_body(body: bytes, issuer: str) -> LogoutSubject:
     if len(body) > MAX_BODY:
         raise Refused(400, "body too large")
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
+        document = load_json(body)
+    except NotJson:
         raise Refused(400, "body is not JSON") from None
     sub_id = document.get("sub_id") if isinstance(document, dict) else None
     if not isinstance(sub_id, dict):
@@ -382,20 +396,10 @@ def _refusal(refused: Refused) -> web.Response:
 async def _body(request: web.Request) -> bytes:
     if (request.content_length or 0) > MAX_BODY:
         raise Refused(400, "body too large")
-    body = await _read_bounded(request.content, MAX_BODY)
+    body = await read_bounded(request.content, MAX_BODY)
     if body is None:
         raise Refused(400, "body too large")
     return body
-
-
-async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes | None:
-    """The whole stream, or None once it is longer than limit."""
-    data = bytearray()
-    async for chunk in stream.iter_chunked(limit + 1):
-        data += chunk
-        if len(data) > limit:
-            return None
-    return bytes(data)
 
 
 def _answer(status: int, message: str | None = None) -> web.Response:

@@ -362,6 +362,7 @@ class Enforcer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._logout.close()
 
 
 def _unbindable(refused: str | None, signed_in: SignIn | None) -> str:

@@ -3,8 +3,14 @@ once (the cache TTL here is an hour: only the push can end these sessions in tim
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import aiohttp
+import pytest
+from raw_http import send_raw, statuses
 from stack_support import ALICE, BOB, HOOK_SECRET, SLOW_CACHE
+from yarl import URL
 
 from gateway.sandbox.stack import AppRoute
 from gateway.server import METRICS
@@ -102,3 +108,75 @@ async def test_an_admin_ending_one_session_without_ended_session_id_is_left_to_t
     assert (await browser.get("/page/1")).status == 200  # not guessed from the wrong field
     stack.org.clock.advance(3601)
     assert refused(await browser.get("/page/1"))  # the next lookup finds it gone
+
+
+# --- hostile deliveries: a 4xx, never a 500, and the good events of a delivery still count ------------------------
+
+async def deliver_raw(stack, body: bytes, *, chunked: bool = False, pieces: int = 1) -> bytes:
+    """POST a delivery as raw bytes (with the right secret), its body in `pieces` writes a little apart."""
+    url = URL(stack.url("/.gateway/okta/events"))
+    framing = b"Transfer-Encoding: chunked\r\n" if chunked else b"Content-Length: %d\r\n" % len(body)
+    head = (b"POST /.gateway/okta/events HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Type: application/json"
+            b"\r\n%sConnection: close\r\n\r\n" % (url.raw_authority.encode(), HOOK_SECRET.encode(), framing))
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(head)
+        size = max(len(body) // pieces, 1)
+        for start in range(0, len(body), size):
+            piece = body[start:start + size]
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            await writer.drain()
+            if pieces > 1:
+                await asyncio.sleep(0.02)
+        if chunked:
+            writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.hostile
+async def test_a_hostile_delivery_is_a_400_never_a_500(start):
+    stack = await start(okta=HOOKED)
+    for body in (b"[" * 100_000, b'{"data": {"events": ' * 5000, b'{"data":' + b"[" * 20_000,
+                 '{"data": {"events": []}}'.encode("utf-16"), b"\xef\xbb\xbf{}", b"\xff\xfe",
+                 b'{"data": {"events": [{"uuid": "\xed\xa0\x80"}]}}', b"1" * 5000):
+        answer = await deliver_raw(stack, body)
+        assert statuses(answer) == [400] and b"Traceback" not in answer, (body[:30], answer[:300])
+
+
+@pytest.mark.hostile
+async def test_a_delivery_over_the_bound_is_a_413_however_it_is_framed(start):
+    stack = await start(okta=HOOKED)
+    big = b'{"data": {"events": [], "pad": "' + b"x" * (1024 * 1024) + b'"}}'
+    assert statuses(await deliver_raw(stack, big)) == [413]
+    assert statuses(await deliver_raw(stack, big, chunked=True, pieces=8)) == [413]
+
+
+@pytest.mark.hostile
+async def test_a_delivery_that_arrives_in_pieces_is_read_whole(start, browsers):
+    stack, browser = await hooked(start, browsers)
+    session = stack.org.sessions_of(stack.org.user(ALICE[0]).id)[0]
+    event = {"uuid": "piecewise-1", "eventType": "user.session.end", "published": "2026-01-01T00:00:00.000Z",
+             "actor": {"id": stack.org.user(ALICE[0]).id, "type": "User", "alternateId": ALICE[0]},
+             "debugContext": {"debugData": {"EndedSessionId": session.id}}, "pad": "x" * 200_000}
+    body = json.dumps({"data": {"events": [event]}}).encode()
+    for chunked in (False, True):
+        assert statuses(await deliver_raw(stack, body, chunked=chunked, pieces=10)) == [200]
+    await asyncio.sleep(0.05)
+    assert refused(await browser.get("/page/1"))
+
+
+@pytest.mark.hostile
+async def test_odd_bytes_in_the_challenge_or_the_secret_are_answered_never_a_500(start):
+    stack = await start(okta=HOOKED)
+    url = URL(stack.url("/.gateway/okta/events"))
+    where = (url.raw_path.encode(), url.raw_authority.encode())
+    for odd in (b"\xff\xfe", b"\xed\xa0\x80", "\u00b2".encode(), b"x" * 600, b"\xff" + HOOK_SECRET.encode()):
+        for head in (b"GET %s HTTP/1.1\r\nHost: %s\r\nx-okta-verification-challenge: %s\r\nConnection: close\r\n\r\n"
+                     % (*where, odd),
+                     b"POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Length: 2\r\n"
+                     b"Connection: close\r\n\r\n{}" % (*where, odd)):
+            answer = await send_raw(url.host or "127.0.0.1", url.port or 80, head, idle=5)
+            assert statuses(answer)[0] in (200, 400, 401) and b"Traceback" not in answer, answer[:300]

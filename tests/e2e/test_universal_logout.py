@@ -4,7 +4,10 @@ call (wrong audience, expired, replayed, signed by an unknown key) is refused wi
 from __future__ import annotations
 
 import aiohttp
+import pytest
+from raw_http import send_raw, statuses
 from stack_support import ALICE, BOB, SLOW_CACHE
+from yarl import URL
 
 from gateway.sandbox.stack import UNIVERSAL_LOGOUT
 
@@ -79,3 +82,36 @@ async def test_a_malformed_body_is_a_400(start, browsers):
     stack, _ = await signed_in(start, browsers)
     headers, _ = stack.org.universal_logout_request(stack.url(UNIVERSAL_LOGOUT), ALICE[0])
     assert await post(stack, headers, b'{"sub_id": {"format": "phone", "phone": "1"}}') == 400
+
+
+# --- hostile calls: a short 4xx, never a 500 ------------------------------------------------------------------
+
+async def post_raw(stack, authorization: bytes, body: bytes) -> bytes:
+    url = URL(stack.url(UNIVERSAL_LOGOUT))
+    head = (b"POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (url.raw_path.encode(), url.raw_authority.encode(),
+                                                                authorization, len(body)))
+    return await send_raw(url.host or "127.0.0.1", url.port or 80, head + body, idle=5)
+
+
+@pytest.mark.hostile
+async def test_a_hostile_token_is_a_401_never_a_500(start, browsers):
+    stack, browser = await signed_in(start, browsers)
+    for authorization in (b"Bearer \xff\xfe", "Bearer \u00b2.\u00b3.x".encode(), b"Bearer \xed\xa0\x80",
+                          b"Bearer a.b.c", b"Bearer " + b"e30." * 3, b"Bearer ..", b"Bearer", b"Basic x",
+                          b"Bearer eyJhbGciOiJSUzI1NiJ9\xff.e30.x", b"Bearer " + b"A" * 12000):
+        answer = await post_raw(stack, authorization, b'{"sub_id": {"format": "email", "email": "alice@example.com"}}')
+        assert statuses(answer) in ([401], [400]) and b"Traceback" not in answer, (authorization[:30], answer[:300])
+        assert len(answer.partition(b"\r\n\r\n")[2]) < 200
+    assert (await browser.get("/page/1")).status == 200
+
+
+@pytest.mark.hostile
+async def test_a_hostile_body_behind_a_good_token_is_a_400(start, browsers):
+    stack, browser = await signed_in(start, browsers)
+    for body in (b"[" * 50_000, b'{"sub_id": ' * 3000, "{}".encode("utf-16"), b"\xff",
+                 b'{"sub_id": {"format": "email", "email": "\xed\xa0\x80@x"}}', b"9" * 5000):
+        headers, _ = stack.org.universal_logout_request(stack.url(UNIVERSAL_LOGOUT), ALICE[0])
+        answer = await post_raw(stack, headers["Authorization"].encode(), body)
+        assert statuses(answer) == [400] and b"Traceback" not in answer, (body[:30], answer[:300])
+    assert (await browser.get("/page/1")).status == 200

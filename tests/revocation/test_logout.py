@@ -9,7 +9,7 @@ import pytest
 from multidict import MultiDict
 from yarl import URL
 
-from gateway.revocation.logout import after_logout_target, okta_sign_out_url
+from gateway.revocation.logout import after_logout_target, logout_form, okta_sign_out_url, plain_host
 from gateway.sessions.settings import LogoutRules
 
 ORIGIN = "https://app.example.com"
@@ -152,3 +152,35 @@ def test_the_sign_out_url_has_no_fragment_of_its_own():
 def test_the_sign_out_url_keeps_the_orgs_origin_and_port_and_replaces_any_path():
     assert fields_of(okta_sign_out_url(URL("http://127.0.0.2:8443/some/path"), DEFAULT))[:2] == (
         "http://127.0.0.2:8443", "/login/signout")
+
+
+# --- the logout path as the app reads it, and the Host the after-logout origin is made of ---------------------------
+
+
+@pytest.mark.parametrize("raw", [
+    "/hr/logout", "/hr/logout/", "/hr//logout", "//hr///logout//", "/hr/logout;jsessionid=X", "/hr;a=b/logout;c",
+    "/HR/LogOut", "/hr/%6Cogout", "/hr/x/../logout", "/hr/x/..;/logout", "/hr/./logout/.", "/hr/%2e%2e/hr/logout",
+    "/hr\\logout", "/hr%2Flogout", "/hr/logout?next=/x", "/../hr/logout"])
+def test_a_logout_path_is_read_as_servlet_containers_read_it(raw):
+    assert logout_form(raw) == "/hr/logout"
+
+
+@pytest.mark.parametrize("raw", ["/hr/logout%3Bx", "/hr/logout.jsp", "/hr/logoutx", "/hr/x/logout", "/hr/%256Cogout",
+                                 "/hr/logout/..", "/logout"])
+def test_other_paths_are_not_the_logout(raw):
+    assert logout_form(raw) != "/hr/logout"
+
+
+@pytest.mark.parametrize(("value", "plain"), [
+    ("127.0.0.1:8080", "127.0.0.1:8080"), ("App.Example.COM", "app.example.com"), ("[::1]:443", "[::1]:443"),
+    ("example.com.", "example.com."), ("my_app:65535", "my_app:65535")])
+def test_a_plain_host_is_kept_lower_cased(value, plain):
+    assert plain_host(value) == plain
+
+
+@pytest.mark.parametrize("value", [None, "", "127.0.0.1:8080@evil.com", "user@app.example.com", "evil.com/x",
+                                   "a b", "app:", "app:0", "app:65536", "app:08080x", "[::1", "[zz]:1", "a..b",
+                                   "app.example.com\\evil", "app\r\nx", "a" * 301, "app.example.com#x",
+                                   "app.example.com?x", "\u0430pp.example.com"])
+def test_anything_more_than_host_and_port_is_refused(value):
+    assert plain_host(value) is None
