@@ -84,8 +84,6 @@ class OktaSettings:
     max_background_refreshes: int
     event_hook: EventHookSettings | None = None
     universal_logout: UniversalLogoutSettings | None = None
-    unknown_id_budget: float = 5.0  # Okta lookups per second of ids no binding vouches for, all clients together
-    unknown_id_per_client: float = 1.0  # the same, per client address
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,16 +275,9 @@ def _okta(s: _Section) -> OktaSettings:
             lambda n: 0 <= n <= 1000, "a number from 0 to 1000"),
         event_hook=_optional_table(s, "event_hook", _event_hook),
         universal_logout=_optional_table(s, "universal_logout", _universal_logout),
-        unknown_id_budget=_per_second(s, "unknown_id_budget", 5.0),
-        unknown_id_per_client=_per_second(s, "unknown_id_per_client", 1.0),
     )
     s.finish()
     return settings
-
-
-def _per_second(s: _Section, key: str, default: float) -> float:
-    value = s.get(key, (int, float), "a number of calls per second", default)
-    return float(s.check(key, value, lambda v: 0 <= v <= 10_000, "a number of calls per second from 0 to 10000"))
 
 
 def _optional_table(s: _Section, key: str, read: Callable[[_Section], T]) -> T | None:

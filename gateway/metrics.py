@@ -16,8 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-LOOKUP_RESULTS = ("hit", "refresh", "miss", "coalesced", "negative", "grace", "unavailable", "invalid_id",
-                  "over_budget")
+LOOKUP_RESULTS = ("hit", "refresh", "miss", "coalesced", "negative", "grace", "unavailable", "invalid_id")
 OKTA_OUTCOMES = ("ok", "gone", "credentials", "rate_limited", "unavailable", "blocked")
 OKTA_OPERATIONS = ("get_session", "refresh_session", "close_session", "end_user_sessions", "get_user")
 

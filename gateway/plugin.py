@@ -1,9 +1,11 @@
 """The small interfaces plugins implement, and how they are found by name.
 
 Two kinds, each a Protocol of one method or a plain value:
-- a session-id source (`SidSource`) names the Okta session a request carries (Okta's own cookie, a trusted header);
-  a sign-in reader (`SignInReader`) reads who signed in, and with which Okta session, from what the browser posts to
-  the app's ACS. A source plugin is a factory `(SourceOptions) -> SidSource | SignInReader`, called once per route.
+- a session-id source (`SidSource`) reads the Okta session id a request carries (Okta's own cookie, a trusted
+  header); that id is only compared with the bound session (a different one ends the app session), it never binds
+  and is never looked up in Okta. A sign-in reader (`SignInReader`) reads who signed in, and with which Okta
+  session, from what the browser posts to the app's ACS; only it binds. A source plugin is a factory
+  `(SourceOptions) -> SidSource | SignInReader`, called once per route.
 - an app profile (`AppProfile`) is a preset of an app's session cookies, ACS path, sign-in URL and logout paths.
 Built-ins live in the `plugins` package (`plugins.SOURCES`, `plugins.PROFILES`); third-party plugins are entry
 points in the group `session_gateway.plugins`: the entry point's name is the plugin's name, and it loads either an
@@ -51,7 +53,7 @@ class SourceOptions:
 @runtime_checkable
 class SidSource(Protocol):
     def identify(self, request: RequestInfo) -> str | None:
-        """The Okta session id this request names, or None."""
+        """The Okta session id this request carries, or None: compared with the bound one, never bound."""
 
 
 @runtime_checkable

@@ -21,7 +21,6 @@ DEBUG line: aiohttp itself would log a full traceback at ERROR for each, so that
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import sys
 import time
@@ -35,7 +34,7 @@ from yarl import URL
 
 from . import answers
 from .admin import Admin, Operator
-from .config import IPNetwork, OktaSettings, Settings
+from .config import OktaSettings, Settings
 from .metrics import Metrics
 from .okta.client import OktaClient
 from .proxy.http import Forwarder, error_response
@@ -50,7 +49,7 @@ from .sessions.binding_cookie import BindingStorage
 from .sessions.cache import ValidationCache
 from .sessions.enforce import Enforcer
 from .sessions.sockets import OpenSockets
-from .sessions.validation import SessionValidator, UnknownIdBudget, Verdict
+from .sessions.validation import SessionValidator, Verdict
 from .store.memory import MemoryStore
 
 log = logging.getLogger("gateway")
@@ -92,7 +91,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     app[ENFORCERS] = {}
     app[SOCKETS] = OpenSockets()
     if settings.okta is not None:
-        app[VALIDATOR] = validator = _validator(settings.okta, metrics, clock, _speak_for_many(settings))
+        app[VALIDATOR] = validator = _validator(settings.okta, metrics, clock)
         app[BUS] = bus = RevocationBus(MemoryStore(), validator, app[SOCKETS], metrics, clock=clock)
         app[ENFORCERS] = _enforcers(settings, validator, http, ws, pools, app[SOCKETS], bus, metrics, clock)
         app.cleanup_ctx.append(_okta_ctx)
@@ -238,22 +237,11 @@ async def _pools_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[POOLS].close()
 
 
-def _speak_for_many(settings: Settings) -> tuple[IPNetwork, ...]:
-    """Peers that speak for many users (trusted proxies, components trusted to name sessions in a header): they
-    spend only the shared allowance of unknown session ids, not a client's."""
-    header_peers = {n for r in settings.routes.routes if r.sessions is not None
-                    for n in r.sessions.source_options.session_header_from}
-    return settings.server.trusted_proxies + tuple(ipaddress.ip_network(n, strict=False) for n in sorted(header_peers))
-
-
-def _validator(okta: OktaSettings, metrics: Metrics, clock: Callable[[], float],
-               shared_only: tuple[IPNetwork, ...]) -> SessionValidator:
+def _validator(okta: OktaSettings, metrics: Metrics, clock: Callable[[], float]) -> SessionValidator:
     client = OktaClient(okta.org_url, okta.api_token, timeout=okta.timeout, retries=okta.retries, metrics=metrics,
                         clock=clock)
     return SessionValidator(client, ValidationCache(okta.cache), metrics, clock=clock, low_headroom=okta.low_headroom,
-                            stretch=okta.stretch, max_background=okta.max_background_refreshes,
-                            budget=UnknownIdBudget(okta.unknown_id_budget, okta.unknown_id_per_client,
-                                                   shared_only=shared_only))
+                            stretch=okta.stretch, max_background=okta.max_background_refreshes)
 
 
 async def _okta_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,4 +1,8 @@
-"""Built-in sources of the Okta session id: the SAML sign-in, Okta's own cookie, and a trusted header."""
+"""Built-in sources of the Okta session id: the SAML sign-in, Okta's own cookie, and a trusted header.
+
+Only the SAML sign-in binds (once the app has accepted the assertion). The cookie's or the header's id is only
+compared with the bound session (a different one ends the app session): it never binds, and is never looked up.
+"""
 
 from __future__ import annotations
 

@@ -639,15 +639,6 @@ def test_bad_okta_values(key, value):
     error_of(with_okta(**{key: value}), f"okta.{key}")
 
 
-def test_the_allowance_of_unknown_session_ids():
-    okta = parse(with_okta()).okta
-    assert okta is not None and (okta.unknown_id_budget, okta.unknown_id_per_client) == (5.0, 1.0)
-    okta = parse(with_okta(unknown_id_budget=20, unknown_id_per_client=0.5)).okta
-    assert okta is not None and (okta.unknown_id_budget, okta.unknown_id_per_client) == (20.0, 0.5)
-    for key, value in (("unknown_id_budget", -1), ("unknown_id_per_client", "1"), ("unknown_id_budget", 10**6)):
-        error_of(with_okta(**{key: value}), f"okta.{key}")
-
-
 def test_fail_modes():
     assert parse(one_route()).routes.routes[0].grace is None
     assert parse(one_route(fail_mode="grace")).routes.routes[0].grace == 300.0

@@ -6,10 +6,9 @@ The rules of the cache itself are in cache.py. This module adds the I/O around i
   at most `max_background` such calls at once (past that the entry is just served);
 - rate-limit awareness: while X-Rate-Limit-Remaining is under `low_headroom` of the limit, new entries live
   `stretch` times longer; after a 429 the client itself sends nothing until the reset time;
-- unknown ids (a lookup with a `client`: no binding vouches for the id) spend a bounded allowance, never the
-  org's whole rate limit: on a miss with no last known entry, one token of `UnknownIdBudget`'s shared bucket
-  and of the client's own. Without both, Okta is not asked and the answer is UNAVAILABLE (`over_budget`), which
-  the route's fail mode turns into its answer for "cannot check now". Hits and coalesced waits spend nothing;
+- which ids reach it: Okta is asked only about ids a binding vouches for or that the app accepted at its ACS
+  (the enforcer's rule, see enforce.py and policy.py); an id a session-id source claims is only compared with
+  the bound one and never looked up, so nothing a client makes up spends the org's rate limit;
 - outages (Okta unreachable, 5xx, rate-limited, or refusing our token): each caller's fail mode decides. `closed`
   (grace None) answers UNAVAILABLE; `grace` serves a session last seen ACTIVE for at most that many seconds past
   its cache entry's end (never past its expiresAt). Either way a counter says so, and a log line at most every
@@ -20,10 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..metrics import Metrics
@@ -36,8 +34,6 @@ from .policy import OktaView
 log = logging.getLogger("gateway.validation")
 
 _OUTAGE_LOG_INTERVAL = 10.0
-_MAX_CLIENTS = 10_000
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Verdict(enum.Enum):
@@ -50,7 +46,7 @@ class Verdict(enum.Enum):
 class Validation:
     verdict: Verdict
     session: OktaSession | None
-    via: str  # hit, refresh, miss, coalesced, negative, grace, unavailable, invalid_id, over_budget
+    via: str  # hit, refresh, miss, coalesced, negative, grace, unavailable, invalid_id
     view: OktaView = UNAVAILABLE  # the same, as decide() takes it
     entry: Entry | None = None  # the cache entry it came from, if any
 
@@ -69,64 +65,6 @@ class _Outage:
 _Fetched = Entry | _Outage
 
 
-class UnknownIdBudget:
-    """What lookups of unknown session ids may spend of Okta: token buckets refilled `per_second` for all clients
-    together and `per_client` for each client, each holding one second's worth (at least one token).
-
-    A client is its address, an IPv6 one by its /64 (one host has them all). A peer in `shared_only` (a trusted
-    proxy, or a component trusted to name sessions in a header) speaks for many users: it spends the shared
-    bucket only. At most `max_clients` clients are remembered; a forgotten one starts with a full bucket, which
-    the shared bucket still bounds.
-    """
-
-    def __init__(self, per_second: float, per_client: float, *, shared_only: Sequence[IPNetwork] = (),
-                 clock: Callable[[], float] = time.monotonic, max_clients: int = _MAX_CLIENTS) -> None:
-        self._rate, self._per_client = per_second, per_client
-        self._shared_only = tuple(shared_only)
-        self._clock = clock
-        self._max_clients = max_clients
-        self._shared = (_capacity(per_second), clock())
-        self._clients: dict[str, tuple[float, float]] = {}
-
-    def take(self, client: str) -> bool:
-        """Spend one lookup for `client` ("" for no address); False, spending nothing, when either bucket is dry."""
-        now = self._clock()
-        shared = _refilled(self._shared, self._rate, now)
-        if shared < 1:
-            return False
-        key = self._client_key(client)
-        if key is not None:
-            tokens = _refilled(self._clients.pop(key, (_capacity(self._per_client), now)), self._per_client, now)
-            if tokens < 1:
-                self._clients[key] = (tokens, now)
-                return False
-            self._clients[key] = (tokens - 1, now)
-            if len(self._clients) > self._max_clients:
-                self._clients.pop(next(iter(self._clients)))
-        self._shared = (shared - 1, now)
-        return True
-
-    def _client_key(self, client: str) -> str | None:
-        try:
-            address = ipaddress.ip_address(client)
-        except ValueError:
-            return client  # not an address (a Unix socket, none): all such clients share one bucket
-        if any(address in network for network in self._shared_only):
-            return None
-        if address.version == 6:
-            return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
-        return client
-
-
-def _capacity(rate: float) -> float:
-    return max(rate, 1.0)
-
-
-def _refilled(bucket: tuple[float, float], rate: float, now: float) -> float:
-    tokens, at = bucket
-    return min(tokens + max(now - at, 0.0) * rate, _capacity(rate))
-
-
 class SessionValidator:
     def __init__(
         self,
@@ -138,7 +76,6 @@ class SessionValidator:
         low_headroom: float = 0.2,
         stretch: float = 4.0,
         max_background: int = 16,
-        budget: UnknownIdBudget | None = None,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -147,15 +84,12 @@ class SessionValidator:
         self._low_headroom = low_headroom
         self._stretch = stretch
         self._max_background = max_background
-        self._budget = budget or UnknownIdBudget(5.0, 1.0)
-        self._last_budget_log = 0.0
         self._inflight: dict[str, asyncio.Task[_Fetched]] = {}
         self._background = 0
         self._last_outage_log = 0.0
 
-    async def validate(self, session_id: str, grace: float | None = None, client: str | None = None) -> Validation:
-        """What is known of this session now; `grace` is the caller's fail mode (None: closed). `client` (the peer
-        address, "" for none) when no binding vouches for the id: then a call to Okta spends its allowance."""
+    async def validate(self, session_id: str, grace: float | None = None) -> Validation:
+        """What is known of this session now; `grace` is the caller's fail mode (None: closed)."""
         # Only ids that passed is_session_id() and reached Okta are ever cached, so a hit needs no pattern check.
         freshness, entry = self.cache.lookup(session_id, self._clock())
         if entry is not None:
@@ -172,8 +106,6 @@ class SessionValidator:
         task = self._inflight.get(session_id)
         via = "coalesced"
         if task is None:
-            if client is not None and not self._may_spend(session_id, client):
-                return self._over_budget()
             task = self._fetch(session_id)
             via = "miss"
         fetched = await asyncio.shield(task)
@@ -234,21 +166,6 @@ class SessionValidator:
         if limit is not None and limit.limit > 0 and limit.remaining < self._low_headroom * limit.limit:
             return self._stretch
         return 1.0
-
-    # --- the allowance of unknown ids --------------------------------------------------------------------
-
-    def _may_spend(self, session_id: str, client: str) -> bool:
-        """An id the cache still knows (its last entry, kept for grace) is not unknown; any other spends."""
-        return self.cache.last_alive(session_id, self._clock()) is not None or self._budget.take(client)
-
-    def _over_budget(self) -> Validation:
-        self._metrics.lookups["over_budget"].inc()
-        now = time.monotonic()
-        if now - self._last_budget_log >= _OUTAGE_LOG_INTERVAL:
-            self._last_budget_log = now
-            log.warning("unknown session ids arrive faster than [okta] unknown_id_budget / unknown_id_per_client "
-                        "allow: those over it are answered as if Okta could not say, without asking it")
-        return Validation(Verdict.UNAVAILABLE, None, "over_budget")
 
     # --- outages ----------------------------------------------------------------------------------------
 
