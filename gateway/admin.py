@@ -9,7 +9,8 @@ Rules of this module:
   the scheme the connection or a trusted proxy's X-Forwarded-Proto says). The API (`PUT`, Bearer) needs neither,
   since a browser never sends a Bearer header on its own.
 - Guessing the token is slowed down: failed sign-ins (a wrong token in the form or a Bearer header) are counted
-  per client address and overall (`SignInThrottle`); while either is used up, sign-ins get 429 with Retry-After
+  per client address and overall (`SignInThrottle`, on buckets.py's `Budget`; the client address as
+  proxy/headers.py's `client_address` reads it); while either is used up, sign-ins get 429 with Retry-After
   and their token is not even compared.
 - Every input is hostile until read: any cookie, token or form value (odd bytes, other digits than ASCII, another
   charset, multipart, deep JSON) is a 4xx, never an exception. Forms are urlencoded UTF-8 of at most 4 KiB.
@@ -35,9 +36,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
+from .buckets import Budget
 from .config import IPNetwork
 from .metrics import Metrics
-from .proxy.headers import is_trusted
+from .proxy.headers import client_address, is_trusted
 from .revocation.bodies import NotJson, load_json, read_bounded
 from .revocation.bus import SOURCES, RevocationBus
 from .revocation.logout import plain_host
@@ -96,50 +98,28 @@ class Operator:
 
 
 class SignInThrottle:
-    """Failed operator sign-ins, per client address and overall: each a bucket of `burst` failures that refills
-    at `rate` a second. While either bucket is empty, `wait()` says for how long no sign-in is tried. The table
-    of addresses is bounded (the oldest entry goes first; the overall bucket holds whatever it forgets)."""
+    """Sign-ins with the operator token, per client address and overall (`Budget`: each a bucket of `burst` tries
+    that refills at `rate` a second). A try reserves a token before its token is compared and gives it back when
+    the token was right, so that only failed sign-ins count and no more tries than the buckets hold are compared
+    at once. The table of addresses is bounded (the overall bucket holds whatever it forgets)."""
 
     def __init__(self, clock: Callable[[], float] = time.time, *, burst: float = 5, rate: float = 0.5,
                  overall_burst: float = 20, overall_rate: float = 2.0, max_addresses: int = 10_000) -> None:
         self._clock = clock
-        self._burst, self._rate, self._max = burst, rate, max_addresses
-        self._overall = _Bucket(overall_burst, overall_rate, clock())
-        self._addresses: dict[str, _Bucket] = {}
+        self._budget = Budget(burst=burst, per_second=rate, shared_burst=overall_burst,
+                              shared_per_second=overall_rate, now=clock(), max_clients=max_addresses)
 
-    def wait(self, address: str) -> float:
-        """Seconds until a sign-in from `address` may be tried; 0 for now."""
+    def reserve(self, address: str) -> float:
+        """0 when a sign-in from `address` may be tried now (a token is reserved for it), else the seconds until
+        one may."""
         now = self._clock()
-        bucket = self._addresses.get(address)
-        return max(self._overall.wait(now), bucket.wait(now) if bucket is not None else 0.0)
+        if self._budget.take(address, now):
+            return 0.0
+        return max(self._budget.wait(address, now), 1e-3)
 
-    def failed(self, address: str) -> None:
-        now = self._clock()
-        self._overall.take(now)
-        bucket = self._addresses.pop(address, None)  # re-inserted last: the table forgets the oldest first
-        if bucket is None:
-            bucket = _Bucket(self._burst, self._rate, now)
-            if len(self._addresses) >= self._max:
-                self._addresses.pop(next(iter(self._addresses)))
-        bucket.take(now)
-        self._addresses[address] = bucket
-
-
-class _Bucket:
-    __slots__ = ("burst", "rate", "tokens", "at")
-
-    def __init__(self, burst: float, rate: float, now: float) -> None:
-        self.burst, self.rate, self.tokens, self.at = burst, rate, burst, now
-
-    def _level(self, now: float) -> float:
-        return min(self.burst, self.tokens + max(now - self.at, 0.0) * self.rate)
-
-    def wait(self, now: float) -> float:
-        level = self._level(now)
-        return 0.0 if level >= 1 else (1 - level) / self.rate
-
-    def take(self, now: float) -> None:
-        self.tokens, self.at = max(self._level(now) - 1, 0.0), now
+    def not_a_guess(self, address: str) -> None:
+        """The try reserved for `address` compared a right token, or none at all: it costs nothing."""
+        self._budget.give_back(address)
 
 
 class Admin:
@@ -263,15 +243,16 @@ class Admin:
 
     async def login(self, request: web.Request) -> web.Response:
         address = self._client(request)
-        wait = self._throttle.wait(address)
+        wait = self._throttle.reserve(address)
         if wait > 0:
             raise _too_many(wait)
         form = await _form(request)
         if isinstance(form, web.Response):
+            self._throttle.not_a_guess(address)
             return form
         if not self._same_origin(request) or not self._operator.check_token(form.get("token", "")):
-            self._throttle.failed(address)
-            return _html(login_html(self._prefix, failed=True), status=401)
+            return _html(login_html(self._prefix, failed=True), status=401)  # the reserved try stays spent
+        self._throttle.not_a_guess(address)
         response = web.HTTPSeeOther(self._prefix + "status")
         response.set_cookie(COOKIE, self._operator.cookie(), path=self._prefix, httponly=True, samesite="Strict",
                             secure=request.secure, max_age=COOKIE_LIFETIME)
@@ -286,21 +267,16 @@ class Admin:
         scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             address = self._client(request)
-            wait = self._throttle.wait(address)
+            wait = self._throttle.reserve(address)
             if wait > 0:
                 raise _too_many(wait)
             if self._operator.check_token(presented.strip()):
+                self._throttle.not_a_guess(address)
                 return "bearer"
-            self._throttle.failed(address)
         return "operator cookie" if self._operator.cookie_ok(request) else None
 
     def _client(self, request: web.Request) -> str:
-        """The client's address: the peer, or behind trusted proxies the last X-Forwarded-For hop not one of them."""
-        peer = request.remote or "-"
-        if not is_trusted(peer, self._trusted):
-            return peer
-        hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", ()) for h in v.split(",")]
-        return next((h for h in reversed(hops) if h and not is_trusted(h, self._trusted)), peer)[:64]
+        return client_address(request.remote, request.headers.items(), self._trusted)
 
     def _same_origin(self, request: web.Request) -> bool:
         """The form's Origin, when the browser sends one, is exactly this gateway's: scheme, host and port."""

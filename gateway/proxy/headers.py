@@ -11,7 +11,7 @@ Rules of this module:
   is re-framed by the upstream client, so the client's `Transfer-Encoding` never goes upstream.
 - X-Forwarded-For/-Proto/-Host: what the client sent is kept and extended only when the peer is a trusted
   proxy; from anyone else those headers are replaced, and `Forwarded` and `X-Real-IP` dropped, since they would
-  otherwise be forgeable.
+  otherwise be forgeable. The same reading names the client a budget is kept for (`client_address`).
 """
 
 from __future__ import annotations
@@ -142,6 +142,17 @@ def is_trusted(peer: str | None, trusted_proxies: Sequence[IPNetwork]) -> bool:
     except ValueError:
         return False
     return any(address in network for network in trusted_proxies)
+
+
+def client_address(peer: str | None, headers: Iterable[Header], trusted_proxies: Sequence[IPNetwork]) -> str:
+    """Who is asking: the peer, or when the peer is a trusted proxy, the last X-Forwarded-For hop that is not one
+    of them (each trusted proxy appends the address it was reached from; what comes before the last untrusted hop
+    is the client's to write). At most 64 characters; "-" when aiohttp knows no peer (a Unix socket)."""
+    peer = peer or "-"
+    if not is_trusted(peer, trusted_proxies):
+        return peer
+    hops = [h.strip() for k, v in headers if k.lower() == "x-forwarded-for" for h in v.split(",")]
+    return next((h for h in reversed(hops) if h and not is_trusted(h, trusted_proxies)), peer)[:64]
 
 
 def _first(headers: Sequence[Header], name: str) -> str | None:
