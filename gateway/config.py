@@ -82,6 +82,8 @@ class OktaSettings:
     low_headroom: float
     stretch: float
     max_background_refreshes: int
+    unknown_ids_per_second: float = 5.0  # Okta lookups of ids the cache does not know, all clients together
+    unknown_ids_per_client: float = 1.0  # the same, per client address (an IPv6 one by its /64)
     event_hook: EventHookSettings | None = None
     universal_logout: UniversalLogoutSettings | None = None
 
@@ -273,6 +275,8 @@ def _okta(s: _Section) -> OktaSettings:
         max_background_refreshes=s.check(
             "max_background_refreshes", s.get("max_background_refreshes", int, "a whole number", 16),
             lambda n: 0 <= n <= 1000, "a number from 0 to 1000"),
+        unknown_ids_per_second=_per_second(s, "unknown_ids_per_second", 5.0),
+        unknown_ids_per_client=_per_second(s, "unknown_ids_per_client", 1.0),
         event_hook=_optional_table(s, "event_hook", _event_hook),
         universal_logout=_optional_table(s, "universal_logout", _universal_logout),
     )
@@ -317,6 +321,11 @@ def _universal_logout(s: _Section) -> UniversalLogoutSettings:
                      "seconds from 0 to 600")
     s.finish()
     return UniversalLogoutSettings(str(endpoint), leeway)
+
+
+def _per_second(s: _Section, key: str, default: float) -> float:
+    expected = "a number per second above 0 and at most 1000"
+    return float(s.check(key, s.get(key, (int, float), expected, default), lambda v: 0 < v <= 1000, expected))
 
 
 def _fraction(s: _Section, key: str, default: float) -> float:

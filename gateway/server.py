@@ -47,7 +47,7 @@ from .routing import Route, resolve_path
 from .sessions.binding import BindingCodec
 from .sessions.binding_cookie import BindingStorage
 from .sessions.cache import ValidationCache
-from .sessions.enforce import Enforcer
+from .sessions.enforce import Enforcer, unknown_id_budget
 from .sessions.sockets import OpenSockets
 from .sessions.validation import SessionValidator, Verdict
 from .store.memory import MemoryStore
@@ -220,13 +220,15 @@ def _enforcers(settings: Settings, validator: SessionValidator, http: Forwarder,
                clock: Callable[[], float]) -> dict[str, Enforcer]:
     """One Enforcer per route that binds sessions (its policy may be switched to off and back while running)."""
     routes = [r for r in settings.routes.routes if r.sessions is not None]
-    if not routes:
+    if not routes or settings.okta is None:
         return {}
     codec = BindingCodec(settings.binding_keys)
+    unknown_ids = unknown_id_budget(settings.okta)  # one for the gateway: Okta's rate limit is the org's
     return {
         r.name: Enforcer(r, r.sessions, validator=validator, storage=BindingStorage(codec, r.sessions.cookie, r.name),
                          http=http, websocket=ws, pools=pools, sockets=sockets, bus=bus,
-                         okta_url=settings.okta.org_url if settings.okta else URL(), metrics=metrics, clock=clock)
+                         okta_url=settings.okta.org_url if settings.okta else URL(), metrics=metrics,
+                         unknown_ids=unknown_ids, trusted_proxies=settings.server.trusted_proxies, clock=clock)
         for r in routes if r.sessions is not None
     }
 

@@ -639,6 +639,20 @@ def test_bad_okta_values(key, value):
     error_of(with_okta(**{key: value}), f"okta.{key}")
 
 
+def test_the_budget_of_unknown_session_ids():
+    okta = parse(with_okta()).okta
+    assert okta is not None and (okta.unknown_ids_per_second, okta.unknown_ids_per_client) == (5.0, 1.0)
+    okta = parse(with_okta(unknown_ids_per_second=20, unknown_ids_per_client=0.5)).okta
+    assert okta is not None and (okta.unknown_ids_per_second, okta.unknown_ids_per_client) == (20.0, 0.5)
+
+
+@pytest.mark.parametrize("key", ["unknown_ids_per_second", "unknown_ids_per_client"])
+@pytest.mark.parametrize("value", [0, -1, 1001, float("inf"), float("nan"), True, "5", [5]])
+def test_a_budget_of_unknown_ids_is_a_number_per_second_above_0(key, value):
+    message = error_of(with_okta(**{key: value}), f"okta.{key}")
+    assert "above 0 and at most 1000" in message
+
+
 def test_fail_modes():
     assert parse(one_route()).routes.routes[0].grace is None
     assert parse(one_route(fail_mode="grace")).routes.routes[0].grace == 300.0

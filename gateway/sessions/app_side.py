@@ -5,10 +5,12 @@ cookies are expired with the Path and Domain the app set them with, which the ga
 Set-Cookie headers (`learn()`), falling back to the route's settings. Calls to the app go through the route's
 upstream pool with only the user's app cookies, never the gateway's own.
 
-The server-side logout is called once per app cookie value (a bounded memory of the values already logged out)
-and at most `LOGOUTS_PER_SECOND` a second (a burst of as many): every unbound request ends its app session, so
-without this a flood of requests with made-up cookies would be a flood of logout calls to the app. A call left
-out changes nothing for the browser, whose cookies are expired and whose requests are refused all the same.
+The server-side logout is called once per app cookie value (a bounded memory of the values already logged out).
+For app sessions no binding vouches for (`limited`), at most `LOGOUTS_PER_SECOND` a second (a burst of as
+many): every unbound request ends its app session, so without this a flood of requests with made-up cookies
+would be a flood of logout calls to the app. A call left out changes nothing for the browser, whose cookies are
+expired and whose requests are refused all the same. A bound session's logout never waits on that limit: a
+flood of unbound requests must not let a revoked session's server side live on.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import OrderedDict
 
 from aiohttp import web
 
+from ..buckets import TokenBucket
 from ..proxy.headers import request_headers_for_upstream
 from ..proxy.http import body_once
 from ..proxy.upstream import UpstreamPools
@@ -40,7 +43,7 @@ class AppSide:
         self._profile = sessions.profile
         self._learned: dict[str, tuple[str | None, str | None]] = {}  # app cookie -> (Path, Domain) as set
         self._logged_out: OrderedDict[int, None] = OrderedDict()
-        self._allowance, self._allowance_at = LOGOUTS_PER_SECOND, time.monotonic()
+        self._unbound_logouts = TokenBucket(LOGOUTS_PER_SECOND, LOGOUTS_PER_SECOND, time.monotonic())
 
     def is_app_cookie(self, name: str) -> bool:
         return matches(name, self._profile.session_cookies)
@@ -60,29 +63,22 @@ class AppSide:
         if self._sessions.cookie.name in cookies:
             self._storage.write(request, response, None)
 
-    async def logout(self, request: web.Request, cookies: dict[str, str]) -> None:
+    async def logout(self, request: web.Request, cookies: dict[str, str], *, limited: bool = True) -> None:
         """Call the app's own logout URL with the user's app cookies, so that its server-side session dies too
-        (once per app cookie value, within the rate)."""
+        (once per app cookie value; within the rate when `limited`: a session no binding vouches for)."""
         present = self.present(cookies)
         if self._profile.logout_url is None or not present:
             return
         app_cookies = only(cookies, present)
-        if not self._may_log_out(app_cookies):
+        if not self._may_log_out(app_cookies, limited):
             log.debug("route %s: the app's logout was not called (called before, or over the rate)", self.route.name)
             return
         await self.call(request, "GET", self._profile.logout_url, app_cookies)
 
-    def _may_log_out(self, app_cookies: str) -> bool:
+    def _may_log_out(self, app_cookies: str, limited: bool) -> bool:
         key = hash(app_cookies)
-        if key in self._logged_out:
+        if key in self._logged_out or (limited and not self._unbound_logouts.take(time.monotonic())):
             return False
-        now = time.monotonic()
-        allowance = min(LOGOUTS_PER_SECOND, self._allowance + (now - self._allowance_at) * LOGOUTS_PER_SECOND)
-        self._allowance_at = now
-        if allowance < 1.0:
-            self._allowance = allowance
-            return False
-        self._allowance = allowance - 1.0
         self._logged_out[key] = None
         if len(self._logged_out) > _LOGGED_OUT_KEPT:
             self._logged_out.popitem(last=False)

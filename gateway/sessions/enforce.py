@@ -2,7 +2,8 @@
 
 Per request of a route whose policy is not `off`:
 1. read the cookies once (cookies.py); at the app's ACS, a sign-in (see `_sign_in`: forwarded first, bound once
-   the app accepted it);
+   the app accepted it; an id Okta must be asked about spends the gateway's budget of unknown ids, shared and per
+   client, given back when Okta knows the session);
 2. the binding cookie counts only if it opens with one of our keys and belongs to the app session cookie sent;
 3. the session-id sources (Okta's cookie, a trusted header) may name a session: it must be the bound one, and
    a claim binds nothing on its own (policy.py says why);
@@ -19,15 +20,18 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from aiohttp import web
 from yarl import URL
 
 from .. import answers
+from ..buckets import Budget
+from ..config import IPNetwork, OktaSettings
 from ..metrics import Metrics
 from ..plugin import RequestInfo, SidSource, SignIn, SignInReader, source_factory
+from ..proxy.headers import client_address
 from ..proxy.http import Forwarder, error_response
 from ..proxy.upstream import UpstreamPools
 from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
@@ -82,12 +86,14 @@ class Enforcer:
     def __init__(
         self, route: Route, sessions: RouteSessions, *, validator: SessionValidator, storage: BindingStorage,
         http: Forwarder, websocket: WebSocketForwarder, pools: UpstreamPools, sockets: OpenSockets,
-        bus: RevocationBus, okta_url: URL, metrics: Metrics, clock: Callable[[], float] = time.time,
+        bus: RevocationBus, okta_url: URL, metrics: Metrics, unknown_ids: Budget,
+        trusted_proxies: Sequence[IPNetwork] = (), clock: Callable[[], float] = time.time,
     ) -> None:
         self.route, self.sessions, self.mode = route, sessions, sessions.mode
         self._validator, self._storage, self._http, self._ws = validator, storage, http, websocket
         self._pools, self._sockets, self._metrics, self._clock = pools, sockets, metrics, clock
         self._bus, self._store = bus, bus.store
+        self._unknown_ids, self._trusted = unknown_ids, tuple(trusted_proxies)
         made = [source_factory(name)(sessions.source_options) for name in sessions.sources]
         self._identifiers = [s for s in made if isinstance(s, SidSource)]
         self._reader = next((s for s in made if isinstance(s, SignInReader)), None)
@@ -146,7 +152,7 @@ class Enforcer:
             self._metrics.decisions.get(self.route.name, decision.action, decision.reason).inc()
         if decision.action is Action.END:
             self._on_end(binding, decision.reason, now)
-            return await self._end(request, cookies, session_id, decision.reason)
+            return await self._end(request, cookies, binding, decision.reason)
         if decision.action is Action.UNAVAILABLE:
             return error_response(request, 503, OKTA_UNAVAILABLE)
         if decision.would is not Action.FORWARD:
@@ -253,7 +259,12 @@ class Enforcer:
     async def _sign_in(self, request: web.Request, for_app: str, reader: SignInReader) -> web.StreamResponse:
         """Forward the ACS POST untouched; once the app has accepted the assertion (it answers with a new session
         cookie), check the assertion's Okta session and bind. Okta is asked nothing before: an unsigned POST costs
-        no Okta call. The gateway reads the assertion only when it can read the form as the app does (saml.py)."""
+        no Okta call. The gateway reads the assertion only when it can read the form as the app does (saml.py).
+
+        Some apps answer a refused assertion with a new session all the same (a servlet app's redirect to its error
+        page, PHP's session_start), so an id Okta must be asked about spends a token of the shared budget and one
+        of the client's (`_unknown_ids`), given back when Okta knows the session: real sign-ins cost nothing net,
+        made-up ids at most the budget. Over it, Okta is not asked and nothing is bound."""
         length = request.content_length
         if length is None or length > MAX_FORM_BYTES:
             self._metrics.sign_ins.get(self.route.name, "unreadable").inc()
@@ -275,7 +286,14 @@ class Enforcer:
                 self._metrics.sign_ins.get(self.route.name, outcome).inc()
                 self._warn_unbindable(outcome)
                 return
+            client = self._spends_budget(request, signed_in.session_id)
+            if client is not None and not self._unknown_ids.take(client, time.monotonic()):
+                self._metrics.sign_ins.get(self.route.name, "over_budget").inc()
+                self._warn_unbindable("over_budget")
+                return
             validation = await self._validator.validate(signed_in.session_id, self.route.grace)
+            if client is not None and validation.verdict is Verdict.ALIVE:
+                self._unknown_ids.give_back(client)  # Okta knows it: a real sign-in costs nothing
             outcome = _sign_in_outcome(validation, signed_in.name_id)
             self._metrics.sign_ins.get(self.route.name, outcome).inc()
             if outcome != "bound" or validation.session is None:
@@ -286,6 +304,13 @@ class Enforcer:
             self._storage.write(request, response, Binding(s.id, s.user_id, s.login, fingerprint, now, now))
 
         return await self._http(request, self.route, body=body, cookie=for_app, before_answer=bind)
+
+    def _spends_budget(self, request: web.Request, session_id: str) -> str | None:
+        """The client whose budget a lookup of this id spends, or None when it would not ask Okta (the cache knows
+        the id, or a lookup of it is under way, or it is no Okta id)."""
+        if not self._validator.asks_okta(session_id):
+            return None
+        return client_address(request.remote, request.headers.items(), self._trusted)
 
     def _fresh_app_cookie(self, response: web.StreamResponse, now: float) -> tuple[str, str] | None:
         for header in response.headers.getall("Set-Cookie", ()):
@@ -303,7 +328,11 @@ class Enforcer:
         hint = {"no_session_attribute": f"the SAML Response carries no {self.sessions.source_options.saml_attribute}"
                                         " attribute (add an attribute statement with session.id to the Okta app)",
                 "login_mismatch": "the Okta session belongs to another login than the assertion's NameID",
-                "unreadable": "the SAML Response could not be read (encrypted, signed twice or malformed)"}
+                "unreadable": "the SAML Response could not be read (encrypted, signed twice or malformed)",
+                "over_budget": "more sign-ins named session ids unknown to the cache than [okta] "
+                               "unknown_ids_per_second (all clients) or unknown_ids_per_client allow, so Okta was "
+                               "not asked (forged ACS POSTs the app answered with a new session, or many sign-ins "
+                               "at once from one address)"}
         if outcome.startswith("ambiguous_"):
             hint[outcome] = (f"the ACS POST could be read two ways ({outcome[10:].replace('_', ' ')}): a client "
                              "other than a browser, or an attempt to have the gateway read another assertion than "
@@ -313,13 +342,14 @@ class Enforcer:
 
     # --- ending an app session -----------------------------------------------------------------------------
 
-    async def _end(self, request: web.Request, cookies: dict[str, str], session_id: str | None,
+    async def _end(self, request: web.Request, cookies: dict[str, str], binding: Binding | None,
                    reason: str) -> web.StreamResponse:
+        """End the app session; only one no binding vouches for waits on the rate of server-side logouts."""
         response = self._ended_answer(request)
         self.app.expire(request, response, cookies)
-        await self.app.logout(request, cookies)
-        if session_id is not None:
-            self._metrics.sockets_closed.inc(self._sockets.end(session_id))
+        await self.app.logout(request, cookies, limited=binding is None)
+        if binding is not None:
+            self._metrics.sockets_closed.inc(self._sockets.end(binding.session_id))
         log.debug("route %s: ended an app session (%s)", self.route.name, reason)
         return response
 
@@ -363,6 +393,14 @@ class Enforcer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._logout.close()
+
+
+def unknown_id_budget(okta: OktaSettings) -> Budget:
+    """The gateway's budget of Okta lookups of ids the cache does not know, shared by its routes: each bucket holds
+    two seconds' worth (at least one), so that a client may have two sign-ins at Okta at once."""
+    return Budget(burst=max(1.0, 2 * okta.unknown_ids_per_client), per_second=okta.unknown_ids_per_client,
+                  shared_burst=max(1.0, 2 * okta.unknown_ids_per_second), shared_per_second=okta.unknown_ids_per_second,
+                  now=time.monotonic())
 
 
 def _unbindable(refused: str | None, signed_in: SignIn | None) -> str:

@@ -5,10 +5,12 @@ The rules of the cache itself are in cache.py. This module adds the I/O around i
 - stale-while-revalidate: an entry in its refresh window is served while one background call refreshes it, with
   at most `max_background` such calls at once (past that the entry is just served);
 - rate-limit awareness: while X-Rate-Limit-Remaining is under `low_headroom` of the limit, new entries live
-  `stretch` times longer; after a 429 the client itself sends nothing until the reset time;
-- which ids reach it: Okta is asked only about ids a binding vouches for or that the app accepted at its ACS
-  (the enforcer's rule, see enforce.py and policy.py); an id a session-id source claims is only compared with
-  the bound one and never looked up, so nothing a client makes up spends the org's rate limit;
+  `stretch` times longer; after a 429 the client itself sends nothing of that endpoint family until the reset
+  time;
+- which ids reach it: Okta is asked only about ids a binding vouches for or that the app accepted at its ACS,
+  those within a bounded budget of unknown ids (`asks_okta` says which would cost a call; the enforcer's rule,
+  see enforce.py and policy.py); an id a session-id source claims is only compared with the bound one and never
+  looked up, so what a client makes up spends at most that budget of the org's rate limit;
 - outages (Okta unreachable, 5xx, rate-limited, or refusing our token): each caller's fail mode decides. `closed`
   (grace None) answers UNAVAILABLE; `grace` serves a session last seen ACTIVE for at most that many seconds past
   its cache entry's end (never past its expiresAt). Either way a counter says so, and a log line at most every
@@ -113,6 +115,13 @@ class SessionValidator:
             self._metrics.lookups[via].inc()
             return _from_entry(fetched, via)
         return self._outage(session_id, fetched, grace)
+
+    def asks_okta(self, session_id: str) -> bool:
+        """Whether validating this id now would call Okta: a well-formed id the cache holds nothing servable of,
+        and no lookup of it under way (what the caller's budget of unknown ids is spent on)."""
+        if session_id in self._inflight or not is_session_id(session_id):
+            return False
+        return self.cache.lookup(session_id, self._clock())[1] is None
 
     def forget(self, session_id: str) -> None:
         """Drop what is cached of this session (a revocation arrived)."""

@@ -1,10 +1,13 @@
 """Attacks on the sign-in at the ACS, through the whole stack: the gateway must read the POST as the app reads it
-or bind nothing (issue 10, finding 2), and an unsigned POST must cost no Okta call (finding 3)."""
+or bind nothing (issue 10, finding 2), and an unsigned POST must cost no Okta call, or, against an app that
+answers a refused assertion with a new session all the same, at most the budget of unknown ids (finding 3)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
+import time
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -86,8 +89,8 @@ def api_gets(stack: Stack, session_id: str = "") -> int:
     return sum(1 for c in stack.org.api_calls if c.method == "GET" and c.path.startswith(prefix))
 
 
-def sign_ins(stack: Stack, outcome: str) -> float:
-    return stack.gateway[METRICS].value("gateway_sign_ins_total", route="hr", outcome=outcome)
+def sign_ins(stack: Stack, outcome: str, route: str = "hr") -> float:
+    return stack.gateway[METRICS].value("gateway_sign_ins_total", route=route, outcome=outcome)
 
 
 async def test_a_utf16_polyglot_does_not_bind_bobs_app_session_to_alices_okta_session(start, browsers):
@@ -216,3 +219,101 @@ async def test_an_app_that_sets_a_cookie_on_its_refusal_page_costs_no_okta_call(
             assert answer.status == 403
             assert not any(c.startswith("gateway_binding") for c in answer.headers.getall("Set-Cookie", ()))
     assert not any("102forged" in c.path for c in sandbox.org.api_calls)
+
+
+# --- an app that answers every ACS POST with a new session (finding 3, second half) ---------------------------
+
+async def servlet_app_that_starts_a_session_on_every_answer(start_upstream) -> str:
+    """A servlet app's ACS as many are: a refused assertion is a 302 to the error page, with a fresh JSESSIONID."""
+    sessions = itertools.count()
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        response = web.Response(status=302, headers={"Location": "/error"})
+        response.set_cookie("JSESSIONID", f"anonymous-{next(sessions)}", path="/svc")
+        return response
+
+    upstream = await start_upstream(answer)
+    return f"http://{upstream.host}:{upstream.port}"
+
+
+async def stack_with_the_servlet_app(start, start_upstream, **kwargs):
+    """hr: the legacy app (real sign-ins); svc: the app above, under /svc, with the saml source."""
+    servlet = await servlet_app_that_starts_a_session_on_every_answer(start_upstream)
+    return await start(AppRoute("hr"), AppRoute("svc", prefix="/svc", route={"upstream": servlet}), **kwargs)
+
+
+async def forge_from(stack: Stack, count: int, local_address: str = "127.0.0.1",
+                     forwarded_for: list[str] | None = None) -> list[tuple[int, str]]:
+    """`count` forged ACS POSTs at once with made-up well-formed session ids, from `local_address` (or through it
+    as a trusted proxy, for the X-Forwarded-For given for each): each answer's status and Set-Cookie names."""
+    connector = aiohttp.TCPConnector(local_addr=(local_address, 0), limit=50)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), connector=connector) as http:
+
+        async def forge(i: int) -> tuple[int, str]:
+            body = urlencode({"SAMLResponse": forged_response(ALICE[0], f"102forged{i:016d}"), "RelayState": "/"})
+            headers = {"Content-Type": FORM}
+            if forwarded_for is not None:
+                headers["X-Forwarded-For"] = forwarded_for[i]
+            async with http.post(stack.url("/svc/saml/acs"), data=body, headers=headers,
+                                 allow_redirects=False) as answer:
+                names = sorted(c.split("=", 1)[0] for c in answer.headers.getall("Set-Cookie", ()))
+                return answer.status, ",".join(names)
+
+        return await asyncio.gather(*(forge(i) for i in range(count)))
+
+
+async def test_forged_posts_the_app_answers_with_a_new_session_cost_at_most_the_clients_budget(start, browsers,
+                                                                                             start_upstream):
+    """300 forged, unsigned POSTs from one client, each with a made-up id, to an app that answers each with a
+    302 and a fresh JSESSIONID: Okta is asked about at most the client's budget of them (two at once, then one a
+    second), every answer reaches the client as the app gave it, and a real sign-in right after still binds."""
+    stack = await stack_with_the_servlet_app(start, start_upstream)
+    began = time.monotonic()
+    answers = await forge_from(stack, 300, local_address="127.0.0.3")
+    took = time.monotonic() - began
+    assert set(answers) == {(302, "JSESSIONID")}  # the app's answer, and no binding
+    asked = api_gets(stack, "102forged")
+    assert 1 <= asked <= 2 + took + 1, (asked, took)  # before the budget: 300
+    assert sign_ins(stack, "over_budget", "svc") == 300 - asked
+    assert sign_ins(stack, "okta_session_not_signed_in", "svc") == asked
+
+    browser = browsers(stack)  # another client, right after: the shared budget was not spent by the one
+    assert (await browser.sign_in(ALICE)).status == 200 and browser.cookie("gateway_binding_hr")
+    assert sign_ins(stack, "bound") == 1
+
+
+@pytest.mark.parametrize("clients", [
+    [f"10.{i // 250}.{i % 250}.1" for i in range(300)],  # 300 clients: the shared budget, 10 at once then 5 a second
+    [f"2001:db8:0:7::{i:x}" for i in range(300)],  # 300 addresses of one /64: one client, 2 at once then 1 a second
+], ids=["300 clients", "one IPv6 /64"])
+async def test_forged_posts_through_a_trusted_proxy_cost_at_most_the_budget(start, start_upstream, clients):
+    """The client is the last X-Forwarded-For hop that is not a trusted proxy (what the client wrote before it
+    is not read); however many clients, Okta is asked at most the shared budget."""
+    stack = await stack_with_the_servlet_app(start, start_upstream, server={"trusted_proxies": ["127.0.0.1/32"]})
+    burst = 10 if clients[0].startswith("10.") else 2
+    began = time.monotonic()
+    answers = await forge_from(stack, 300, forwarded_for=[f"6.6.6.6, {client}" for client in clients])
+    took = time.monotonic() - began
+    assert set(answers) == {(302, "JSESSIONID")}
+    asked = api_gets(stack, "102forged")
+    assert burst <= asked <= burst + burst / 2 * took + 1, (asked, took)
+
+
+async def test_many_real_sign_ins_from_one_address_are_all_bound(start, browsers, start_upstream):
+    """An office behind one NAT address signing in at 9:00: Okta knows each session, so each sign-in gives its
+    reservation back and none is held back, two at a time (the client's burst) and one after the other."""
+    stack = await stack_with_the_servlet_app(start, start_upstream)
+    at_once = asyncio.Semaphore(2)
+
+    async def sign_in() -> bool:
+        browser = browsers(stack)
+        async with at_once:
+            page = await browser.sign_in(ALICE)
+        return page.status == 200 and browser.cookie("gateway_binding_hr") is not None
+
+    began = time.monotonic()
+    bound = await asyncio.gather(*(sign_in() for _ in range(12)))
+    assert time.monotonic() - began < 4  # well inside what the client's bucket would refill without refunds
+    assert all(bound), bound
+    assert sign_ins(stack, "bound") == 12 and sign_ins(stack, "over_budget") == 0

@@ -1,10 +1,12 @@
 """The enforcement shell (gateway/sessions/enforce.py) under floods, through the real gateway in front of a real
-upstream and the Okta sandbox: what it remembers of Cookie headers stays within its byte budget, and unbound
-requests do not become a flood of logout calls to the app."""
+upstream and the Okta sandbox: what it remembers of Cookie headers stays within its byte budget, unbound
+requests do not become a flood of logout calls to the app, and such a flood does not keep a revoked bound
+session's logout from being called."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import sys
 import time
 from collections import Counter
@@ -14,7 +16,9 @@ import pytest
 from aiohttp import web
 
 from conftest import route
-from gateway.server import ENFORCERS
+from gateway.revocation.bus import Revocation
+from gateway.sandbox.okta.saml import build_response
+from gateway.server import BUS, ENFORCERS
 from gateway.sessions.app_side import LOGOUTS_PER_SECOND
 from gateway.sessions.enforce import SEEN_BYTES
 
@@ -28,11 +32,20 @@ class App:
 
     def __init__(self) -> None:
         self.paths: Counter[str] = Counter()
+        self.logged_out: list[str] = []  # the Cookie header of each call to /logout
         self.web = web.Application(handler_args={"max_field_size": 32768})
         self.web.router.add_route("*", "/{tail:.*}", self.answer)
 
     async def answer(self, request: web.Request) -> web.Response:
+        """Any ACS POST signs in (a new JSESSIONID; this app checks no signature); anything else is "ok"."""
         self.paths[request.path] += 1
+        if request.path == "/logout":
+            self.logged_out.append(request.headers.get("Cookie", ""))
+        if request.method == "POST" and request.path == "/saml/acs":
+            await request.read()
+            response = web.Response(status=302, headers={"Location": "/"})
+            response.set_cookie("JSESSIONID", f"signed-in-{self.paths[request.path]}")
+            return response
         return web.Response(text="ok")
 
 
@@ -130,6 +143,39 @@ async def test_a_gateway_process_flooded_with_large_cookie_headers_keeps_its_mem
     await send_all(http, url, flood)
     grown = gateway.rss_bytes() - before
     assert grown < 24 * 1024 * 1024, f"RSS grew by {grown / 2**20:.0f} MB"  # about 9 MB; 60 MB before the fix
+
+
+async def test_a_flood_of_unbound_requests_does_not_keep_a_revoked_bound_session_from_its_logout(
+        start_upstream, start_gateway, start_sandbox, http):
+    # the rate of server-side logouts is for app sessions no binding vouches for: a flood of them spent it, and
+    # then a revoked bound session's app logout was skipped too, its server-side session left alive
+    app, gateway, sandbox = await enforced(start_upstream, start_gateway, start_sandbox)
+    url = f"http://{gateway.host}:{gateway.port}"
+    user = sandbox.org.add_user("alice@example.com", "Alice-pw-1")
+    session = sandbox.org.sign_in(user.login)
+    saml_app = sandbox.org.add_saml_app("app", url + "/saml/acs", "urn:test:app")
+    now = sandbox.org.clock.now()
+    signed = build_response(saml_app, sandbox.org.signing_key, name_id=user.login, now=now, authn_instant=now,
+                            attributes={"okta_session_id": session.id}, session_index=session.id)
+    async with http.post(url + "/saml/acs", data={"SAMLResponse": base64.b64encode(signed).decode()},
+                         allow_redirects=False) as r:
+        cookies = {c.key: c.value for c in r.cookies.values()}
+    assert set(cookies) == {"JSESSIONID", "gateway_binding"}, cookies  # bound
+    bound = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    async with http.get(url + "/page", headers={"Cookie": bound}, allow_redirects=False) as r:
+        assert r.status == 200
+    gateway.app[BUS].publish(Revocation("operator", "test", session.id, user.id, user.login))
+
+    flood = asyncio.ensure_future(send_all(http, url + "/page", [f"JSESSIONID=made-up-{i}" for i in range(3000)]))
+    for _ in range(200):  # until the flood has spent the rate's burst (bounded in time)
+        if app.paths["/logout"] >= LOGOUTS_PER_SECOND:
+            break
+        await asyncio.sleep(0.01)
+    async with http.get(url + "/page", headers={"Cookie": bound}, allow_redirects=False) as r:
+        assert r.status == 302  # ended
+    assert not flood.done()  # the rate was still being spent when the revoked session came back
+    await flood
+    assert f"JSESSIONID={cookies['JSESSIONID']}" in app.logged_out  # its server-side logout was called
 
 
 @pytest.mark.parametrize(("sources", "unbound", "warned"), [
