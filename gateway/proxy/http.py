@@ -53,8 +53,8 @@ class Forwarder:
         if cap is not None and length is not None and length > cap:
             return error_response(request, 413, answers.TOO_LARGE, close=True)
         stream = _body(request, cap) if body is None else body_once(body)
-        if body is None and stream is not None and request.version >= (1, 1) and _expects_continue(request):
-            await request.writer.write(_CONTINUE)
+        if body is None and stream is not None:
+            await continue_if_expected(request)
         headers = upstream_headers(request, route, self._trusted, cookie=cookie)
         try:
             upstream = await self._pools.http(route).request(
@@ -98,6 +98,13 @@ def upstream_headers(
     if cookie:
         headers.append(("Cookie", cookie))
     return headers
+
+
+async def continue_if_expected(request: web.Request) -> None:
+    """Send `100 Continue` to a client that waits for it before its body: the proxy's Expect handler leaves that to
+    whoever reads the body, once the request is known to be acceptable."""
+    if request.version >= (1, 1) and _expects_continue(request):
+        await request.writer.write(_CONTINUE)
 
 
 def _expects_continue(request: web.Request) -> bool:

@@ -32,7 +32,7 @@ from ..config import IPNetwork, OktaSettings
 from ..metrics import Metrics
 from ..plugin import RequestInfo, SidSource, SignIn, SignInReader, source_factory
 from ..proxy.headers import client_address
-from ..proxy.http import Forwarder, error_response
+from ..proxy.http import Forwarder, continue_if_expected, error_response
 from ..proxy.upstream import UpstreamPools
 from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from ..revocation.bus import Revocation, RevocationBus
@@ -269,6 +269,7 @@ class Enforcer:
         if length is None or length > MAX_FORM_BYTES:
             self._metrics.sign_ins.get(self.route.name, "unreadable").inc()
             return await self._http(request, self.route, cookie=for_app)
+        await continue_if_expected(request)
         body = await request.read()
         headers = request.headers
         refused = acs_post_refusal(body, headers.getall("Content-Type", ()), headers.getall("Content-Encoding", ()),
