@@ -142,6 +142,25 @@ async def test_slow_heads_and_stalled_bodies_are_cut_at_the_configured_limits(ec
     assert trickled.startswith(b"HTTP/1.1 200") and trickled.endswith(b"app /slow")
 
 
+async def test_a_body_that_stalls_after_one_byte_gets_408_at_the_limit_not_twice_it(echo, start_gateway):
+    """A byte just after the body's timer started, then nothing: the pause is cut at about `body_timeout` (2 s
+    here; at most a quarter more), not near twice it as a once-per-limit check that saw that byte would allow."""
+    gateway = await start_gateway([route(echo)], server={"body_timeout": 2})
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    try:
+        writer.write(b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the handler is reading the body now
+        started = time.monotonic()
+        writer.write(b"a")
+        raw = await asyncio.wait_for(reader.read(65536), 6)
+        took = time.monotonic() - started
+    finally:
+        writer.close()
+    assert statuses(raw) == [408]
+    assert 1.8 < took < 3.3  # 2 s to 2.5 s by design; a check once per limit answers near 4 s
+
+
 async def test_a_stalled_acs_body_gets_408_at_the_body_limit():
     """The slow ACS body of issue 10: the enforcer's read of the SAML form is bounded like any body read."""
     stack = await start_stack([AppRoute("hr")], server={"body_timeout": 1})
