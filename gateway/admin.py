@@ -40,8 +40,7 @@ from .metrics import Metrics
 from .proxy.headers import is_trusted
 from .revocation.bodies import NotJson, load_json, read_bounded
 from .revocation.bus import SOURCES, RevocationBus
-from .revocation.logout import plain_host
-from .routing import Route
+from .routing import Route, plain_host
 from .sessions.enforce import Enforcer
 from .sessions.policy import Mode
 from .sessions.sockets import OpenSockets

@@ -304,7 +304,7 @@ def _proxy_handler(
     async def proxy(request: web.Request) -> web.StreamResponse:
         if request.raw_path[:1] != "/" or _odd_version(request):
             return error_response(request, 400, _NOT_SERVED, close=True)
-        route = table.match(request.headers.get("Host", ""), request.path)
+        route = table.match(request.headers.get("Host", ""), request.path, request.raw_path)
         if route is None:
             return error_response(request, 404, answers.NO_ROUTE)
         requests[route.name].inc()

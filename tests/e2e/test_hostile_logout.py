@@ -10,6 +10,7 @@ from raw_http import send_raw, statuses
 from stack_support import ALICE, SLOW_CACHE
 from yarl import URL
 
+from gateway.routing import servlet_path
 from gateway.sandbox.stack import AppRoute, free_port
 from gateway.server import BUS
 
@@ -137,18 +138,11 @@ async def test_a_plain_host_header_makes_the_after_logout_url_of_this_origin(sta
 
 # --- finding 7: the logout path as a servlet container reads it ------------------------------------------------
 
-def servlet_path(raw_path: str) -> str:
-    """How Tomcat (with Spring's trailing-slash match) maps a path: `;params` stripped from each segment,
-    decoded once, `//` merged, dot segments resolved, a trailing slash ignored; case-sensitive."""
-    from urllib.parse import unquote
-
-    out: list[str] = []
-    for segment in unquote("/".join(s.partition(";")[0] for s in raw_path.split("/"))).split("/"):
-        if segment == "..":
-            out = out[:-1]
-        elif segment not in ("", "."):
-            out.append(segment)
-    return "/" + "/".join(out)
+def container_path(raw_path: str) -> str:
+    """How Tomcat (with Spring's trailing-slash match) maps a path: the gateway's servlet reading
+    (`gateway.routing.servlet_path`: `;params` stripped from each raw segment, decoded once, `//` merged, dot
+    segments resolved), a trailing slash ignored; case-sensitive, `\\` not a separator."""
+    return servlet_path(raw_path).rstrip("/") or "/"
 
 
 async def servlet_container(target: dict[str, str]):
@@ -160,7 +154,7 @@ async def servlet_container(target: dict[str, str]):
 
     async def handle(request: web.Request) -> web.Response:
         raw, _, query = request.raw_path.partition("?")
-        url = URL(target["url"] + servlet_path(raw) + (f"?{query}" if query else ""), encoded=True)
+        url = URL(target["url"] + container_path(raw) + (f"?{query}" if query else ""), encoded=True)
         method = "GET" if request.method == "HEAD" else request.method  # HttpServlet.doHead runs doGet
         async with ClientSession(cookie_jar=DummyCookieJar()) as http, http.request(
                 method, url, headers={k: v for k, v in request.headers.items()
