@@ -25,7 +25,8 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -142,15 +143,23 @@ def _plainly_spelled(handler: Callable[[web.Request], Awaitable[web.StreamRespon
         path = request.raw_path.partition("?")[0]
         if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or _odd_version(request):
             return error_response(request, 400, _ODD_SPELLING, close=True)
-        if not request.body_exists:
+        with body_deadline(request, body_timeout):
             return await handler(request)
-        deadline = BodyDeadline(request, body_timeout)
-        try:
-            return await handler(request)
-        finally:
-            deadline.cancel()
 
     return plain
+
+
+@contextmanager
+def body_deadline(request: web.BaseRequest, idle: float) -> Iterator[None]:
+    """The request body's reads bounded by `BodyDeadline` while the block runs; nothing without a body."""
+    if not request.body_exists:
+        yield
+        return
+    deadline = BodyDeadline(request, idle)
+    try:
+        yield
+    finally:
+        deadline.cancel()
 
 
 class BodyDeadline:
@@ -309,21 +318,17 @@ def _proxy_handler(
             return error_response(request, 404, answers.NO_ROUTE)
         requests[route.name].inc()
         if request.body_exists:
-            return await with_body(request, route)
+            with body_deadline(request, body_timeout):
+                return await dispatch(request, route)
+        return await dispatch(request, route)
+
+    def dispatch(request: web.Request, route: Route) -> Awaitable[web.StreamResponse]:
         enforcer = enforcers.get(route.name) if enforcers else None
         if enforcer is not None:
-            return await enforcer(request)
+            return enforcer(request)
         if is_websocket_upgrade(request):
-            return await ws(request, route)
-        return await http(request, route)
-
-    async def with_body(request: web.Request, route: Route) -> web.StreamResponse:
-        deadline = BodyDeadline(request, body_timeout)
-        try:
-            enforcer = enforcers.get(route.name) if enforcers else None
-            return await (enforcer(request) if enforcer is not None else http(request, route))
-        finally:
-            deadline.cancel()
+            return ws(request, route)
+        return http(request, route)
 
     return proxy
 

@@ -92,6 +92,24 @@ async def test_a_path_two_readings_route_differently_is_refused(echo, start_upst
     assert statuses(raw) == [200] and raw.endswith(b"hr")
 
 
+async def test_a_websocket_upgrade_that_carries_a_body_is_proxied_as_an_upgrade(start_upstream, start_gateway):
+    """The handshake goes to the WebSocket forwarder whether or not the request has a body (the HTTP one would
+    drop the Upgrade header as hop-by-hop and the app would answer a plain GET)."""
+
+    async def app(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str("hi")
+        await ws.close()
+        return ws
+
+    gateway = await start_gateway([route(await start_upstream(app))])
+    raw = await send_raw(gateway.host, gateway.port, b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         b"Sec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\nhello", idle=1)
+    assert statuses(raw) == [101] and b"\x81\x02hi" in raw, raw[:300]
+
+
 # --- time limits (through `session-gateway run`, whose server knobs these are) ----------------------------------
 
 
