@@ -37,7 +37,7 @@ from ..sessions.app_side import MAX_LOGOUT_BODY, AppSide
 from ..sessions.binding import Binding
 from ..sessions.cookies import only
 from ..sessions.settings import LogoutRules
-from .bodies import read_bounded
+from .bodies import read_body
 from .bus import Revocation, RevocationBus
 
 log = logging.getLogger("gateway.revocation")
@@ -119,7 +119,7 @@ class LogoutInterceptor:
         app_cookies = only(cookies, self._app.present(cookies))
         passed_on: list[str] = []
         if self.rules.answer == "app":
-            body = await read_bounded(request.content, MAX_LOGOUT_BODY) if request.body_exists else None
+            body = await read_body(request, MAX_LOGOUT_BODY) if request.body_exists else None
             if request.body_exists and body is None:
                 return web.Response(status=413, text="The logout request is too large.\n",
                                     headers={"Cache-Control": "no-store"})

@@ -194,6 +194,21 @@ async def test_a_stalled_acs_body_gets_408_at_the_body_limit():
         await stack.close()
 
 
+async def test_an_own_endpoint_refuses_a_body_announced_too_large_without_waiting_for_it(echo, start_gateway,
+                                                                                          monkeypatch):
+    """`read_body`: a Content-Length over the endpoint's limit is answered at once, not read nor waited for."""
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+    gateway = await start_gateway(route(echo), admin={"token": "${GATEWAY_ADMIN_TOKEN}"})
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    try:
+        writer.write(b"POST /.gateway/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded"
+                     b"\r\nContent-Length: 1000000\r\n\r\ntoken=")
+        raw = await asyncio.wait_for(reader.read(65536), 5)  # the body limit is 30 s
+    finally:
+        writer.close()
+    assert statuses(raw) == [413]
+
+
 async def test_a_request_the_parser_refuses_is_one_debug_line_not_an_error_traceback(echo, start_gateway, caplog):
     """aiohttp logs each refused request with a traceback at ERROR: a client sending them would flood the log."""
     gateway = await start_gateway(route(echo))
