@@ -209,6 +209,23 @@ async def test_an_own_endpoint_refuses_a_body_announced_too_large_without_waitin
     assert statuses(raw) == [413]
 
 
+async def test_the_sandbox_gateway_cuts_a_slow_head_at_the_head_limit_too():
+    """The sandbox stack serves the gateway with the same handler options as `session-gateway run`."""
+    stack = await start_stack([AppRoute("hr")], server={"header_timeout": 1})
+    try:
+        url = URL(stack.gateway_url)
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        started = time.monotonic()
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: a")
+        try:
+            closed = await asyncio.wait_for(reader.read(65536), 5)
+        finally:
+            writer.close()
+        assert 0.8 < time.monotonic() - started < 3.5 and b"HTTP/1.1 200" not in closed
+    finally:
+        await stack.close()
+
+
 async def test_a_request_the_parser_refuses_is_one_debug_line_not_an_error_traceback(echo, start_gateway, caplog):
     """aiohttp logs each refused request with a traceback at ERROR: a client sending them would flood the log."""
     gateway = await start_gateway(route(echo))
