@@ -87,13 +87,12 @@ def logout_form(raw_path: str) -> str:
 
 class LogoutInterceptor:
     def __init__(self, rules: LogoutRules, paths: tuple[str, ...], app: AppSide, bus: RevocationBus,
-                 okta: OktaClient, org_url: URL, *, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+                 okta: OktaClient, org_url: URL) -> None:
         self.rules, self._paths, self._app = rules, frozenset(paths), app
         self._bus, self._okta, self._org_url = bus, okta, org_url
         self._methods = frozenset(rules.methods) | ({"HEAD"} if "GET" in rules.methods else set())
         self._forms = frozenset(logout_form(p) for p in paths)
         self._words = tuple({form.rpartition("/")[2] for form in self._forms})
-        self._retry_delays = retry_delays
         self._retries: dict[str, asyncio.Task[None]] = {}
 
     def wants(self, request: web.Request) -> bool:
@@ -185,7 +184,8 @@ class LogoutInterceptor:
         task.add_done_callback(lambda _: self._retries.pop(key, None))
 
     async def _retry(self, binding: Binding) -> None:
-        for delay in self._retry_delays:
+        delays = RETRY_DELAYS  # read when the retries start, not when the interceptor was made
+        for delay in delays:
             await asyncio.sleep(delay)
             failure = await self._try_end(binding)
             if failure is None:
@@ -194,7 +194,7 @@ class LogoutInterceptor:
             if isinstance(failure, InvalidId):
                 return
         log.warning("ending the Okta session at app logout failed %d more times; given up (its browser was sent "
-                    "through Okta's sign-out)", len(self._retry_delays))
+                    "through Okta's sign-out)", len(delays))
 
     async def close(self) -> None:
         """Stop the retries still waiting (at shutdown)."""
