@@ -40,10 +40,9 @@ from .buckets import Budget
 from .config import IPNetwork
 from .metrics import Metrics
 from .proxy.headers import client_address, is_trusted
-from .revocation.bodies import NotJson, load_json, read_bounded
+from .revocation.bodies import NotJson, load_json, read_body, read_bounded
 from .revocation.bus import SOURCES, RevocationBus
-from .revocation.logout import plain_host
-from .routing import Route
+from .routing import Route, plain_host
 from .sessions.enforce import Enforcer
 from .sessions.policy import Mode
 from .sessions.sockets import OpenSockets
@@ -314,7 +313,7 @@ async def _form(request: web.Request) -> dict[str, str] | web.Response:
     """A small urlencoded UTF-8 form (the first of each field), or the 4xx to answer instead."""
     if request.content_type != FORM_TYPE or (request.charset or "utf-8").lower() not in _UTF8:
         return _json_error(415, f"expected {FORM_TYPE} in UTF-8")
-    body = await read_bounded(request.content, MAX_FORM) if (request.content_length or 0) <= MAX_FORM else None
+    body = await read_body(request, MAX_FORM)
     if body is None:
         return _json_error(413, "the form is too large")
     try:

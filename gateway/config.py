@@ -49,8 +49,8 @@ class ServerSettings:
     access_log: bool
     log_level: str
     shutdown_timeout: float
-    header_timeout: float = 10.0  # seconds for a whole request head (and an idle keep-alive connection)
-    body_timeout: float = 30.0  # seconds a request body may pause between bytes while the gateway reads it
+    header_timeout: float  # seconds for a whole request head (and an idle keep-alive connection)
+    body_timeout: float  # seconds a request body may pause between bytes while the gateway reads it
 
 
 @dataclass(frozen=True, slots=True)

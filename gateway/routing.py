@@ -4,23 +4,26 @@ Rules of this module:
 - Pure: no aiohttp, no I/O. The table is compiled once at start-up; `match()` is on the hot path.
 - Host patterns are an exact name (`app.example.com`), a wildcard (`*.example.com`, which matches any name
   that ends in `.example.com` but not `example.com` itself) or `*` (any host). Names compare lower-case,
-  without the port.
+  without the port. A Host header the gateway builds a URL from must be a plain `host[:port]` (`plain_host`).
 - Path prefixes match whole segments: `/app` matches `/app` and `/app/x`, never `/apple`.
 - Among the routes whose host and prefix both match, the most specific host wins (exact, then the longest
   wildcard, then `*`); among those, the longest prefix.
 - The path matched is the decoded path with dot segments resolved, so that `/app/../admin` is matched as
-  `/admin`, the way the upstream will read it. A path that a servlet container reads otherwise (it drops
-  `;params` from every segment and merges `//`: `/app;x/y` and `//app/y` are `/app/y` there) is matched both
-  ways, and refused (no route) when the two readings pick different routes: the gateway never decides on one
-  reading while the upstream acts on another.
+  `/admin`, the way the upstream will read it. A path that a servlet container reads otherwise (`servlet_path`:
+  it drops `;params` from every raw segment before decoding and merges `//`: `/app;x/y` and `//app/y` are `/app/y`
+  there) is matched both ways, and refused (no route) when the two readings pick different routes: the gateway
+  never decides on one reading while the upstream acts on another.
 - Only origin-form targets (`/path?query`) go upstream: absolute-form (`http://host/path`), authority-form and
   `*` have no upstream target, as the route was chosen by the Host header, not by the target's authority.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from yarl import URL
 
@@ -115,13 +118,30 @@ def resolve_path(path: str) -> str:
     return "/" + "/".join(out)
 
 
-def servlet_path(path: str) -> str:
-    """A decoded path as a servlet container reads it: `;params` dropped from each segment, `//` merged, dot
-    segments resolved."""
-    segments = [segment.partition(";")[0] for segment in path.split("/")]
-    merged = "/".join(segment for segment in segments if segment)
-    trailing = "/" if path.endswith("/") and merged else ""
-    return resolve_path("/" + merged + trailing)
+def servlet_path(raw_path: str, *, backslash_is_slash: bool = False) -> str:
+    """A raw request path (a query or fragment is ignored) as a servlet container maps it, the way Tomcat does:
+    `;params` stripped from each raw segment (so an escaped `%3B` is part of its segment), percent-decoded once,
+    `//` merged, `.` and `..` segments resolved (never above the root); a trailing slash kept.
+
+    `backslash_is_slash` also reads `\\` (spelled plainly or as `%5C`) as `/`, as IIS does; Tomcat does not by
+    default."""
+    path = raw_path.partition("?")[0].partition("#")[0]
+    if ";" in path:
+        path = "/".join(segment.partition(";")[0] for segment in path.split("/"))
+    if "%" in path:
+        path = unquote(path)
+    if backslash_is_slash:
+        path = path.replace("\\", "/")
+    out: list[str] = []
+    segment = ""
+    for segment in path.split("/"):
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment and segment != ".":
+            out.append(segment)
+    trailing = "/" if out and segment in ("", ".", "..") else ""
+    return "/" + "/".join(out) + trailing
 
 
 def host_of(host_header: str) -> str:
@@ -131,6 +151,25 @@ def host_of(host_header: str) -> str:
         end = host.find("]")
         return host[: end + 1] if end > 0 else host
     return host.partition(":")[0].rstrip(".")  # "example.com." is the same name, fully qualified
+
+
+_HOST = re.compile(r"(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")  # linear: no ReDoS
+_MAX_HOST = 300
+
+
+def plain_host(value: str | None) -> str | None:
+    """A Host header that is only `host[:port]` (a DNS name, an IPv4 address or a bracketed IPv6 one, a port
+    from 1 to 65535), lower-cased; None for anything else (`a@evil.com`, a path, a space, an empty port)."""
+    host = (value or "").lower()
+    m = _HOST.fullmatch(host) if len(host) <= _MAX_HOST else None
+    if m is None or (m.group(1) is not None and not 0 < int(m.group(1)) < 65536):
+        return None
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:host.index("]")])
+        except ValueError:
+            return None
+    return host
 
 
 def host_specificity(pattern: str) -> tuple[int, int]:
@@ -175,7 +214,9 @@ class RouteTable:
         self._anywhere = _longest_first(anywhere)
         self._cache: dict[str, tuple[tuple[Route, ...], ...]] = {}
 
-    def match(self, host_header: str, path: str) -> Route | None:
+    def match(self, host_header: str, path: str, raw_path: str) -> Route | None:
+        """The route for a request: `path` is its decoded path (aiohttp's `request.path`), `raw_path` its target
+        as sent (`request.raw_path`), read a second time only when the decoded path has a `;` or a `//`."""
         groups = self._cache.get(host_header)
         if groups is None:
             groups = self._groups_for(host_of(host_header))
@@ -183,7 +224,7 @@ class RouteTable:
                 self._cache[host_header] = groups
         route = _first_match(groups, resolve_path(path))
         if ";" in path or "//" in path:
-            if _first_match(groups, servlet_path(path)) is not route:
+            if _first_match(groups, servlet_path(raw_path)) is not route:
                 return None  # the upstream may read it as the other route's path
         return route
 

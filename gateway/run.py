@@ -13,10 +13,11 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
 from aiohttp import web
 
-from .config import Settings
+from .config import ServerSettings, Settings
 from .server import build_app
 
 log = logging.getLogger("gateway")
@@ -62,14 +63,21 @@ def _serve_one(settings: Settings, sock: socket.socket) -> None:
         sock=sock,
         access_log=logging.getLogger("gateway.access") if server.access_log else None,
         shutdown_timeout=server.shutdown_timeout,
-        # aiohttp closes a connection that has no complete request head this long after it opened or after its
-        # last answer: the head's time limit (slowloris), which is also the idle keep-alive limit
-        keepalive_timeout=server.header_timeout,
-        handler_cancellation=True,
-        auto_decompress=False,
         print=None,
         handle_signals=True,
+        **handler_options(server),
     )
+
+
+def handler_options(server: ServerSettings) -> dict[str, Any]:
+    """How aiohttp serves the gateway's app, here and in the sandbox stack."""
+    return {
+        # aiohttp closes a connection that has no complete request head this long after it opened or after its
+        # last answer: the head's time limit (slowloris), which is also the idle keep-alive limit
+        "keepalive_timeout": server.header_timeout,
+        "handler_cancellation": True,
+        "auto_decompress": False,
+    }
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:

@@ -11,8 +11,9 @@ prefix by its spelling. Those spellings get a 400. Spellings that aiohttp does n
 the app's paths, never the gateway's.
 
 A request body must keep coming: when `body_timeout` seconds pass without a body byte while the gateway is
-ready to read (its socket not paused for back-pressure), the read fails with 408 and the connection is closed,
-whichever handler was reading it. The request head has its own limit (`header_timeout`, run.py).
+ready to read (its socket not paused for back-pressure), the read fails with 408 (at most a quarter of the limit
+later) and the connection is closed, whichever handler was reading it. The request head has its own limit
+(`header_timeout`, run.py).
 
 A request that aiohttp's parser refuses (smuggling attempts, oversize heads, bare LF) gets aiohttp's 400 and one
 DEBUG line: aiohttp itself would log a full traceback at ERROR for each, so that any client could flood the log.
@@ -24,7 +25,8 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -141,29 +143,42 @@ def _plainly_spelled(handler: Callable[[web.Request], Awaitable[web.StreamRespon
         path = request.raw_path.partition("?")[0]
         if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or _odd_version(request):
             return error_response(request, 400, _ODD_SPELLING, close=True)
-        if not request.body_exists:
+        with body_deadline(request, body_timeout):
             return await handler(request)
-        deadline = BodyDeadline(request, body_timeout)
-        try:
-            return await handler(request)
-        finally:
-            deadline.cancel()
 
     return plain
 
 
+@contextmanager
+def body_deadline(request: web.BaseRequest, idle: float) -> Iterator[None]:
+    """The request body's reads bounded by `BodyDeadline` while the block runs; nothing without a body."""
+    if not request.body_exists:
+        yield
+        return
+    deadline = BodyDeadline(request, idle)
+    try:
+        yield
+    finally:
+        deadline.cancel()
+
+
 class BodyDeadline:
     """Fails the request body's reads with 408 once `idle` seconds pass without a byte from the client while the
-    gateway is reading (the socket is not paused because the gateway is behind). One timer per request body."""
+    gateway is reading (the socket is not paused because the gateway is behind). One timer per request body.
 
-    __slots__ = ("_content", "_transport", "_idle", "_seen", "_handle")
+    The timer does not learn when a byte came, only whether one came since its last run: it runs every quarter of
+    `idle` and fails at the fourth run in a row that saw none, so the pause it refuses is `idle` to `idle` and a
+    quarter long (one check per `idle` would let a byte just after a check buy almost two)."""
+
+    __slots__ = ("_content", "_transport", "_step", "_seen", "_quiet", "_handle")
 
     def __init__(self, request: web.BaseRequest, idle: float) -> None:
         self._content = request.content
         self._transport = request.transport
-        self._idle = idle
+        self._step = idle / _QUIET_CHECKS
         self._seen = self._content.total_bytes
-        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(idle, self._check)
+        self._quiet = 0
+        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(self._step, self._check)
 
     def cancel(self) -> None:
         if self._handle is not None:
@@ -177,11 +192,18 @@ class BodyDeadline:
             return
         if content.total_bytes != self._seen or not transport.is_reading():
             self._seen = content.total_bytes
-            self._handle = asyncio.get_running_loop().call_later(self._idle, self._check)
+            self._quiet = 0
+        else:
+            self._quiet += 1
+        if self._quiet < _QUIET_CHECKS:
+            self._handle = asyncio.get_running_loop().call_later(self._step, self._check)
             return
         timeout = web.HTTPRequestTimeout(text="The request body stopped arriving.")
         timeout.force_close()
         content.set_exception(timeout)
+
+
+_QUIET_CHECKS = 4  # runs of a body's timer per `body_timeout`; a pause is refused within a quarter past the limit
 
 
 JWKS_HTTP = web.AppKey("jwks_http", aiohttp.ClientSession)
@@ -293,26 +315,22 @@ def _proxy_handler(
     async def proxy(request: web.Request) -> web.StreamResponse:
         if request.raw_path[:1] != "/" or _odd_version(request):
             return error_response(request, 400, _NOT_SERVED, close=True)
-        route = table.match(request.headers.get("Host", ""), request.path)
+        route = table.match(request.headers.get("Host", ""), request.path, request.raw_path)
         if route is None:
             return error_response(request, 404, answers.NO_ROUTE)
         requests[route.name].inc()
         if request.body_exists:
-            return await with_body(request, route)
+            with body_deadline(request, body_timeout):
+                return await dispatch(request, route)
+        return await dispatch(request, route)
+
+    def dispatch(request: web.Request, route: Route) -> Awaitable[web.StreamResponse]:
         enforcer = enforcers.get(route.name) if enforcers else None
         if enforcer is not None:
-            return await enforcer(request)
+            return enforcer(request)
         if is_websocket_upgrade(request):
-            return await ws(request, route)
-        return await http(request, route)
-
-    async def with_body(request: web.Request, route: Route) -> web.StreamResponse:
-        deadline = BodyDeadline(request, body_timeout)
-        try:
-            enforcer = enforcers.get(route.name) if enforcers else None
-            return await (enforcer(request) if enforcer is not None else http(request, route))
-        finally:
-            deadline.cancel()
+            return ws(request, route)
+        return http(request, route)
 
     return proxy
 

@@ -25,7 +25,7 @@ def table(*specs: tuple[str, str, str]) -> RouteTable:
 
 
 def name_of(t: RouteTable, host: str, path: str) -> str | None:
-    found = t.match(host, path)
+    found = t.match(host, path, path)
     return found.name if found else None
 
 
@@ -147,8 +147,8 @@ def test_host_header_case_is_ignored():
 
 def test_ipv6_host_header_matches_an_ipv6_route():
     t = RouteTable([route("v6", host="[::1]"), route("star", host="*", path="/x")])
-    assert t.match("[::1]:8080", "/").name == "v6"
-    assert t.match("[::1]", "/").name == "v6"
+    assert t.match("[::1]:8080", "/", "/").name == "v6"
+    assert t.match("[::1]", "/", "/").name == "v6"
 
 
 def test_ipv6_host_header_falls_to_star():
@@ -307,7 +307,7 @@ def test_servlet_path_parameters_do_not_hide_a_dot_segment():
 
 def test_a_fully_qualified_host_matches_its_route():
     t = table(("exact", "app.example.com", "/"), ("other", "*", "/"))
-    assert t.match("app.example.com.", "/").name == "exact"  # type: ignore[union-attr]
+    assert t.match("app.example.com.", "/", "/").name == "exact"  # type: ignore[union-attr]
 
 
 # --- the readings of issue 10 ------------------------------------------------------------------------------------
@@ -317,6 +317,25 @@ def test_a_fully_qualified_host_matches_its_route():
                                             ("/a/b/", "/a/b/"), ("//", "/"), ("/a/./b/../c;p", "/a/c")])
 def test_servlet_path_reads_as_a_servlet_container_does(path, read):
     assert servlet_path(path) == read
+
+
+@pytest.mark.parametrize(("raw", "read"), [
+    ("/a%3Bx/b", "/a;x/b"), ("/hr/..%3Bx/admin", "/hr/..;x/admin"), ("/hr;x%2F../admin", "/hr/admin"),
+    ("/hr/%2e%2e/admin", "/admin"), ("/hr/x;%2F/../y", "/hr/y"), ("/hr/x?q=/../y", "/hr/x"), ("/a\\b", "/a\\b")])
+def test_servlet_path_strips_params_from_the_raw_segments_before_decoding(raw, read):
+    """As Tomcat: an escaped `;` is part of its segment, an escape inside `;params` is dropped with them."""
+    assert servlet_path(raw) == read
+
+
+def test_a_backslash_is_a_separator_only_when_asked():
+    assert servlet_path("/hr\\x\\..\\logout", backslash_is_slash=True) == "/hr/logout"
+    assert servlet_path("/hr%5Clogout", backslash_is_slash=True) == "/hr/logout"
+
+
+def test_an_escaped_semicolon_reads_the_same_both_ways_and_is_served():
+    t = table(("hr", "*", "/hr"), ("root", "*", "/"))
+    assert name_of(t, "*", "/hr;x/admin") is None  # the servlet reading is /hr/admin: two routes, refused
+    assert t.match("*", "/hr;x/admin", "/hr%3Bx/admin").name == "root"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("target", ["http://evil/x", "https://evil.example/app/x", "*", "evil:443", ""])

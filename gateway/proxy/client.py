@@ -165,11 +165,12 @@ class _Unasked(Exception):
 
 
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
+_FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)  # most names are not lower-cased at all
 
 
 def _request_head(method: str, target: str, headers: list[Header], length: int | None, *, chunked: bool) -> bytes:
     lines = [f"{name}: {value}" for name, value in headers
-             if (len(name) != 14 and len(name) != 17) or name.lower() not in _FRAMING]  # lengths of _FRAMING's
+             if len(name) not in _FRAMING_LENGTHS or name.lower() not in _FRAMING]
     lines.insert(0, f"{method} {target} HTTP/1.1")
     if chunked:
         lines.append("Transfer-Encoding: chunked")

@@ -6,9 +6,9 @@ Rules of this module:
 - A Connection header never removes a header that frames, routes or gives meaning to a message, nor one the
   gateway sets or reads (`NEVER_HOP_BY_HOP`): RFC 9110 forbids naming end-to-end headers there, and honouring it
   would let a client strip Content-Length from what goes upstream (request smuggling). Such tokens are ignored.
-- Framing is never forwarded upstream: the upstream client writes Content-Length or chunked from what it sends.
-- The gateway speaks for itself on the client side: `Expect` is answered by the gateway, and a request body
-  is re-framed by the upstream client, so the client's `Transfer-Encoding` never goes upstream.
+- The gateway speaks for itself on the client side: `Expect` is answered by the gateway, and the client's framing
+  (Content-Length, Transfer-Encoding) never goes upstream: the upstream client writes Content-Length or chunked
+  from what it sends.
 - X-Forwarded-For/-Proto/-Host: what the client sent is kept and extended only when the peer is a trusted
   proxy; from anyone else those headers are replaced, and `Forwarded` and `X-Real-IP` dropped, since they would
   otherwise be forgeable. The same reading names the client a budget is kept for (`client_address`).

@@ -34,7 +34,8 @@ class Forwarder:
 
     Session enforcement uses three options: `body`, a request body it has already read (the ACS POST); `cookie`,
     the Cookie header to send instead of the client's ("" for none: the gateway's own cookie stays here); and
-    `before_answer`, called with the answer before it is sent, to set or expire cookies on it.
+    `before_answer`, called with the answer before it is sent, to set or expire cookies on it. It may be a
+    coroutine function (or return any awaitable): the answer's head is held back until it is done.
     """
 
     def __init__(self, pools: UpstreamPools, server: ServerSettings) -> None:

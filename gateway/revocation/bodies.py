@@ -3,6 +3,7 @@
 Rules of this module:
 - A body is read whole or refused: `StreamReader.read(n)` answers with whatever one chunk brought, so a body
   that came in several TCP segments would be read cut short; `read_bounded` reads until the end or the limit.
+  A request whose Content-Length already says it is too long is refused without reading (`read_body`).
 - JSON is UTF-8 text (no byte-order detection: json.loads would take UTF-16 and UTF-32 bytes too), and nesting
   too deep for the parser is "not JSON", never a RecursionError.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aiohttp import StreamReader
+from aiohttp import StreamReader, web
 
 
 class NotJson(ValueError):
@@ -27,6 +28,13 @@ async def read_bounded(stream: StreamReader, limit: int) -> bytes | None:
         if len(data) > limit:
             return None
     return bytes(data)
+
+
+async def read_body(request: web.BaseRequest, limit: int) -> bytes | None:
+    """The whole request body, or None when it is longer than limit (by its Content-Length, unread, or as read)."""
+    if (request.content_length or 0) > limit:
+        return None
+    return await read_bounded(request.content, limit)
 
 
 def load_json(body: bytes) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from ..metrics import Metrics
-from .bodies import NotJson, load_json, read_bounded
+from .bodies import NotJson, load_json, read_body
 from .bus import RevocationBus
 from .events import events_of, revocation_of
 
@@ -60,7 +60,7 @@ class EventHookReceiver:
         if not self._authentic(request.headers.get(self._header, "")):
             self._metrics.hook_deliveries.labels("unauthenticated").inc()
             return web.json_response({"error": "unauthenticated"}, status=401, headers=NO_STORE)
-        body = await read_bounded(request.content, MAX_BODY) if (request.content_length or 0) <= MAX_BODY else None
+        body = await read_body(request, MAX_BODY)
         if body is None:
             self._metrics.hook_deliveries.labels("malformed").inc()
             return web.json_response({"error": "too large"}, status=413, headers=NO_STORE)

@@ -24,9 +24,7 @@ is a plain `host[:port]` (`plain_host`); a logout with any other Host is refused
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import re
 from collections.abc import Mapping
 from urllib.parse import unquote
 
@@ -34,11 +32,12 @@ from aiohttp import web
 from yarl import URL
 
 from ..okta.client import InvalidId, OktaClient, OktaError, UserUnknown
+from ..routing import plain_host, servlet_path
 from ..sessions.app_side import MAX_LOGOUT_BODY, AppSide
 from ..sessions.binding import Binding
 from ..sessions.cookies import only
 from ..sessions.settings import LogoutRules
-from .bodies import read_bounded
+from .bodies import read_body
 from .bus import Revocation, RevocationBus
 
 log = logging.getLogger("gateway.revocation")
@@ -77,53 +76,23 @@ def _plain_url(value: str) -> bool:
 
 
 def logout_form(raw_path: str) -> str:
-    """A request path as servlet containers (and IIS) map it, for comparing with the logout paths: `;params`
-    stripped from each segment, percent-decoded once, `\\` read as `/`, empty and `.` segments dropped, `..`
-    resolved (never above the root), lower-cased.
+    """A request path as servlet containers (and IIS) map it, for comparing with the logout paths: the servlet
+    reading (`servlet_path`) with `\\` read as `/`, then any trailing slash dropped and the letters lower-cased.
 
     It reads more paths as the logout than a given container would (case, `%2F`); with `logout_answer = "app"`
     the app's own answer still decides (a 4xx ends nothing), and a logout too many only signs the user out.
     """
-    path = raw_path.partition("?")[0].partition("#")[0]
-    decoded = "/".join(unquote(segment.partition(";")[0]) for segment in path.split("/"))
-    out: list[str] = []
-    for segment in decoded.replace("\\", "/").split("/"):
-        if segment == "..":
-            if out:
-                out.pop()
-        elif segment not in ("", "."):
-            out.append(segment)
-    return "/" + "/".join(out).lower()
-
-
-_HOST = re.compile(r"(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")  # linear: no ReDoS
-_MAX_HOST = 300
-
-
-def plain_host(value: str | None) -> str | None:
-    """A Host header that is only `host[:port]` (a DNS name, an IPv4 address or a bracketed IPv6 one, a port
-    from 1 to 65535), lower-cased; None for anything else (`a@evil.com`, a path, a space, an empty port)."""
-    host = (value or "").lower()
-    m = _HOST.fullmatch(host) if len(host) <= _MAX_HOST else None
-    if m is None or (m.group(1) is not None and not 0 < int(m.group(1)) < 65536):
-        return None
-    if host.startswith("["):
-        try:
-            ipaddress.IPv6Address(host[1:host.index("]")])
-        except ValueError:
-            return None
-    return host
+    return servlet_path(raw_path, backslash_is_slash=True).rstrip("/").lower() or "/"
 
 
 class LogoutInterceptor:
     def __init__(self, rules: LogoutRules, paths: tuple[str, ...], app: AppSide, bus: RevocationBus,
-                 okta: OktaClient, org_url: URL, *, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+                 okta: OktaClient, org_url: URL) -> None:
         self.rules, self._paths, self._app = rules, frozenset(paths), app
         self._bus, self._okta, self._org_url = bus, okta, org_url
         self._methods = frozenset(rules.methods) | ({"HEAD"} if "GET" in rules.methods else set())
         self._forms = frozenset(logout_form(p) for p in paths)
         self._words = tuple({form.rpartition("/")[2] for form in self._forms})
-        self._retry_delays = retry_delays
         self._retries: dict[str, asyncio.Task[None]] = {}
 
     def wants(self, request: web.Request) -> bool:
@@ -149,7 +118,7 @@ class LogoutInterceptor:
         app_cookies = only(cookies, self._app.present(cookies))
         passed_on: list[str] = []
         if self.rules.answer == "app":
-            body = await read_bounded(request.content, MAX_LOGOUT_BODY) if request.body_exists else None
+            body = await read_body(request, MAX_LOGOUT_BODY) if request.body_exists else None
             if request.body_exists and body is None:
                 return web.Response(status=413, text="The logout request is too large.\n",
                                     headers={"Cache-Control": "no-store"})
@@ -215,7 +184,8 @@ class LogoutInterceptor:
         task.add_done_callback(lambda _: self._retries.pop(key, None))
 
     async def _retry(self, binding: Binding) -> None:
-        for delay in self._retry_delays:
+        delays = RETRY_DELAYS  # read when the retries start, not when the interceptor was made
+        for delay in delays:
             await asyncio.sleep(delay)
             failure = await self._try_end(binding)
             if failure is None:
@@ -224,7 +194,7 @@ class LogoutInterceptor:
             if isinstance(failure, InvalidId):
                 return
         log.warning("ending the Okta session at app logout failed %d more times; given up (its browser was sent "
-                    "through Okta's sign-out)", len(self._retry_delays))
+                    "through Okta's sign-out)", len(delays))
 
     async def close(self) -> None:
         """Stop the retries still waiting (at shutdown)."""

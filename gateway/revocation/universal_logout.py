@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from gateway.okta.ids import is_user_id
 
 from ..okta.client import OktaClient, OktaError, UserUnknown
-from .bodies import NotJson, load_json, read_bounded
+from .bodies import NotJson, load_json, read_body, read_bounded
 from .bus import Revocation, RevocationBus
 
 __all__ = ["KeySet", "LogoutSubject", "Refused", "TokenVerifier", "handle", "jwks_fetcher", "subject_from_body"]
@@ -394,9 +394,7 @@ def _refusal(refused: Refused) -> web.Response:
 
 
 async def _body(request: web.Request) -> bytes:
-    if (request.content_length or 0) > MAX_BODY:
-        raise Refused(400, "body too large")
-    body = await read_bounded(request.content, MAX_BODY)
+    body = await read_body(request, MAX_BODY)
     if body is None:
         raise Refused(400, "body too large")
     return body

@@ -14,7 +14,8 @@ DEMO_USERS = (("alice@example.com", "Alice-demo-1"), ("bob@example.com", "Bob-de
 
 
 async def start_app(app: web.Application, host: str, port: int, **kwargs: Any) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, **kwargs)
+    """Serve `app` on host:port; `kwargs` go to aiohttp's runner (for the gateway: `run.handler_options`)."""
+    runner = web.AppRunner(app, **{"access_log": None, "handler_cancellation": True, **kwargs})
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Settings, parse
+from ..run import handler_options
 from ..server import build_app
 from .legacy import LEGACY_STATE, LegacyAppConfig, LegacyState, build_legacy_app
 from .okta.app import build_okta_app
@@ -98,7 +99,7 @@ async def start_stack(
             **({"admin": {"token": "${GATEWAY_ADMIN_TOKEN}"}} if admin else {}),
         }, "stack.toml")
         gateway = build_app(settings, clock=clock or org.clock.timestamp)
-        runners.append(await start_app(gateway, gateway_host, gateway_port, auto_decompress=False))
+        runners.append(await start_app(gateway, gateway_host, gateway_port, **handler_options(settings.server)))
     except BaseException:
         for runner in reversed(runners):
             await runner.cleanup()

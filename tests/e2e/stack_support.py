@@ -3,9 +3,12 @@ on 127.0.0.1, and browsers that keep their own cookies (of IP hosts too; by host
 
 from __future__ import annotations
 
+from typing import Any
+
 from cryptography.fernet import Fernet
 
 from gateway.sandbox.browser import Browser, Page
+from gateway.sandbox.stack import Stack
 
 ALICE, BOB = ("alice@example.com", "Alice-pw-1"), ("bob@example.com", "Bob-pw-2")
 KEYS = [Fernet.generate_key().decode() for _ in range(3)]
@@ -14,4 +17,15 @@ HOOK_SECRET = "hook-secret-for-the-e2e-tests-0123456789"
 ADMIN_TOKEN = "operator-token-for-the-e2e-tests-0123"
 SLOW_CACHE = {"cache_ttl": 3600, "revalidate": 0}  # pushed revocations must not need the cache to expire
 
-__all__ = ["ADMIN_TOKEN", "ALICE", "BOB", "FAST_CACHE", "HOOK_SECRET", "KEYS", "SLOW_CACHE", "Browser", "Page"]
+__all__ = ["ADMIN_TOKEN", "ALICE", "BOB", "FAST_CACHE", "HOOK_SECRET", "KEYS", "SLOW_CACHE", "Browser", "Page",
+           "signed_in"]
+
+
+async def signed_in(start: Any, browsers: Any, *apps: Any, **kwargs: Any) -> tuple[Stack, Browser]:
+    """A stack started with `start` (the fixture; the Okta cache slow unless `okta=` says otherwise) and a browser
+    signed in as Alice on it."""
+    kwargs.setdefault("okta", SLOW_CACHE)
+    stack = await start(*apps, **kwargs)
+    browser = browsers(stack)
+    assert (await browser.sign_in(ALICE)).status == 200
+    return stack, browser

@@ -3,18 +3,10 @@ next person on that browser signs in as themselves (seed 004)."""
 
 from __future__ import annotations
 
-from stack_support import ALICE, BOB, SLOW_CACHE
+from stack_support import ALICE, BOB, signed_in
 from yarl import URL
 
 from gateway.sandbox.stack import AppRoute
-
-
-async def signed_in(start, browsers, *apps, **kwargs):
-    kwargs.setdefault("okta", SLOW_CACHE)
-    stack = await start(*apps, **kwargs)
-    browser = browsers(stack)
-    assert (await browser.sign_in(ALICE)).status == 200
-    return stack, browser
 
 
 def alice_sessions(stack):

@@ -24,7 +24,7 @@ from yarl import URL
 from gateway.okta.ids import is_session_id, is_user_id
 from gateway.revocation.event_hooks import MAX_BODY, read_delivery
 from gateway.revocation.events import revocation_of
-from gateway.revocation.logout import after_logout_target, logout_form, plain_host
+from gateway.revocation.logout import after_logout_target, logout_form
 from gateway.revocation.universal_logout import (
     KeySet,
     LogoutSubject,
@@ -32,6 +32,7 @@ from gateway.revocation.universal_logout import (
     TokenVerifier,
     subject_from_body,
 )
+from gateway.routing import plain_host
 from gateway.sessions.settings import LogoutRules
 
 pytestmark = pytest.mark.hostile

@@ -92,6 +92,24 @@ async def test_a_path_two_readings_route_differently_is_refused(echo, start_upst
     assert statuses(raw) == [200] and raw.endswith(b"hr")
 
 
+async def test_a_websocket_upgrade_that_carries_a_body_is_proxied_as_an_upgrade(start_upstream, start_gateway):
+    """The handshake goes to the WebSocket forwarder whether or not the request has a body (the HTTP one would
+    drop the Upgrade header as hop-by-hop and the app would answer a plain GET)."""
+
+    async def app(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str("hi")
+        await ws.close()
+        return ws
+
+    gateway = await start_gateway([route(await start_upstream(app))])
+    raw = await send_raw(gateway.host, gateway.port, b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         b"Sec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\nhello", idle=1)
+    assert statuses(raw) == [101] and b"\x81\x02hi" in raw, raw[:300]
+
+
 # --- time limits (through `session-gateway run`, whose server knobs these are) ----------------------------------
 
 
@@ -142,6 +160,25 @@ async def test_slow_heads_and_stalled_bodies_are_cut_at_the_configured_limits(ec
     assert trickled.startswith(b"HTTP/1.1 200") and trickled.endswith(b"app /slow")
 
 
+async def test_a_body_that_stalls_after_one_byte_gets_408_at_the_limit_not_twice_it(echo, start_gateway):
+    """A byte just after the body's timer started, then nothing: the pause is cut at about `body_timeout` (2 s
+    here; at most a quarter more), not near twice it as a once-per-limit check that saw that byte would allow."""
+    gateway = await start_gateway([route(echo)], server={"body_timeout": 2})
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    try:
+        writer.write(b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the handler is reading the body now
+        started = time.monotonic()
+        writer.write(b"a")
+        raw = await asyncio.wait_for(reader.read(65536), 6)
+        took = time.monotonic() - started
+    finally:
+        writer.close()
+    assert statuses(raw) == [408]
+    assert 1.8 < took < 3.3  # 2 s to 2.5 s by design; a check once per limit answers near 4 s
+
+
 async def test_a_stalled_acs_body_gets_408_at_the_body_limit():
     """The slow ACS body of issue 10: the enforcer's read of the SAML form is bounded like any body read."""
     stack = await start_stack([AppRoute("hr")], server={"body_timeout": 1})
@@ -153,6 +190,38 @@ async def test_a_stalled_acs_body_gets_408_at_the_body_limit():
                              b"SAMLResponse=PHNhbWxw" % url.raw_authority.encode(), idle=5)
         took = time.monotonic() - started
         assert statuses(raw) == [408] and 0.8 < took < 3.5
+    finally:
+        await stack.close()
+
+
+async def test_an_own_endpoint_refuses_a_body_announced_too_large_without_waiting_for_it(echo, start_gateway,
+                                                                                          monkeypatch):
+    """`read_body`: a Content-Length over the endpoint's limit is answered at once, not read nor waited for."""
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+    gateway = await start_gateway(route(echo), admin={"token": "${GATEWAY_ADMIN_TOKEN}"})
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    try:
+        writer.write(b"POST /.gateway/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded"
+                     b"\r\nContent-Length: 1000000\r\n\r\ntoken=")
+        raw = await asyncio.wait_for(reader.read(65536), 5)  # the body limit is 30 s
+    finally:
+        writer.close()
+    assert statuses(raw) == [413]
+
+
+async def test_the_sandbox_gateway_cuts_a_slow_head_at_the_head_limit_too():
+    """The sandbox stack serves the gateway with the same handler options as `session-gateway run`."""
+    stack = await start_stack([AppRoute("hr")], server={"header_timeout": 1})
+    try:
+        url = URL(stack.gateway_url)
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        started = time.monotonic()
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: a")
+        try:
+            closed = await asyncio.wait_for(reader.read(65536), 5)
+        finally:
+            writer.close()
+        assert 0.8 < time.monotonic() - started < 3.5 and b"HTTP/1.1 200" not in closed
     finally:
         await stack.close()
 

@@ -9,7 +9,8 @@ import pytest
 from multidict import MultiDict
 from yarl import URL
 
-from gateway.revocation.logout import after_logout_target, logout_form, okta_sign_out_url, plain_host
+from gateway.revocation.logout import after_logout_target, logout_form, okta_sign_out_url
+from gateway.routing import plain_host
 from gateway.sessions.settings import LogoutRules
 
 ORIGIN = "https://app.example.com"
