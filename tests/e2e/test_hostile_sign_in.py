@@ -317,3 +317,22 @@ async def test_many_real_sign_ins_from_one_address_are_all_bound(start, browsers
     assert time.monotonic() - began < 4  # well inside what the client's bucket would refill without refunds
     assert all(bound), bound
     assert sign_ins(stack, "bound") == 12 and sign_ins(stack, "over_budget") == 0
+
+
+async def test_the_acs_answers_expect_100_continue_before_it_reads_the_body(start):
+    """curl, .NET and Java send the head of a larger POST with `Expect: 100-continue` and wait for the go-ahead:
+    the gateway reads the ACS body itself, so it must send `100 Continue` first, or the client waits it out."""
+    stack = await start()
+    url = URL(stack.url("/saml/acs"))
+    body = urlencode({"SAMLResponse": forged_response(ALICE[0], "102continue0000000000"), "RelayState": "/"}).encode()
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(f"POST /saml/acs HTTP/1.1\r\nHost: {url.raw_authority}\r\nContent-Type: {FORM}\r\n"
+                     f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n".encode())
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(body)
+        final = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    assert statuses(final) == [403]  # the app refused the forged assertion, as without Expect
