@@ -39,7 +39,7 @@ from .admin import Admin, Operator
 from .config import OktaSettings, Settings
 from .metrics import Metrics
 from .okta.client import OktaClient
-from .proxy.http import Forwarder, error_response
+from .proxy.http import Forwarder, continue_if_expected, error_response
 from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from .revocation.bus import RevocationBus
@@ -116,8 +116,10 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     body_timeout = settings.server.body_timeout
     for r in own.routes():
         if r.resource is not None:
-            app.router.add_route(r.method, r.resource.canonical, _plainly_spelled(r.handler, body_timeout))
-    app.router.add_route("*", prefix + "{tail:.*}", _plainly_spelled(not_found, body_timeout))
+            app.router.add_route(r.method, r.resource.canonical, _plainly_spelled(r.handler, body_timeout),
+                                 expect_handler=_expect_continue_only)
+    app.router.add_route("*", prefix + "{tail:.*}", _plainly_spelled(not_found, body_timeout),
+                         expect_handler=_expect_continue_only)
     app.router.add_route("*", "/{tail:.*}", _proxy_handler(settings, http, ws, app[ENFORCERS], metrics),
                          expect_handler=_expect_later)
     return app
@@ -333,6 +335,15 @@ def _proxy_handler(
         return http(request, route)
 
     return proxy
+
+
+async def _expect_continue_only(request: web.Request) -> None:
+    """The gateway's endpoints: `100 Continue` for `Expect: 100-continue`, a 417 for any other expectation.
+    aiohttp's own handler echoes the header in its 417, which fails with a 500 on bytes that are not UTF-8."""
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        await continue_if_expected(request)
+    elif request.version >= (1, 1):
+        raise web.HTTPExpectationFailed(text="Only Expect: 100-continue is understood.")
 
 
 async def _expect_later(request: web.Request) -> None:

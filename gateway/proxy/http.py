@@ -106,6 +106,7 @@ async def continue_if_expected(request: web.Request) -> None:
     whoever reads the body, once the request is known to be acceptable."""
     if request.version >= (1, 1) and _expects_continue(request):
         await request.writer.write(_CONTINUE)
+        request.writer.output_size = 0  # as aiohttp's own handler does: the answer itself has not begun
 
 
 def _expects_continue(request: web.Request) -> bool:

@@ -236,3 +236,15 @@ async def test_a_request_the_parser_refuses_is_one_debug_line_not_an_error_trace
     refused = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert len(refused) == 3 and {r.levelno for r in refused} == {logging.DEBUG}
     assert echo.seen == []
+
+
+async def test_an_expectation_in_bytes_that_are_not_utf8_gets_417_from_the_gateways_endpoints(echo, start_gateway):
+    """aiohttp's own Expect handler echoes the value in its 417, and fails with a 500 on such bytes."""
+    gateway = await start_gateway(route(echo))
+    for path in (b"/.gateway/healthz", b"/.gateway/nothing-here"):
+        answer = await ask(gateway, path, b"Expect: \xff\xfe\r\n")
+        assert statuses(answer) == [417] and b"Traceback" not in answer
+    request = (b"POST /.gateway/healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n"
+               b"Connection: close\r\n\r\n")
+    answer = await send_raw(gateway.host, gateway.port, request, idle=1)
+    assert statuses(answer)[0] == 100  # the go-ahead, then the endpoint's own answer (405: healthz takes GET)
