@@ -126,6 +126,9 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
 
 
 _ODD_SPELLING = "The gateway's own endpoints answer only at their plain spelling."
+# `gzip, chunked`: aiohttp takes the chunks off and leaves the gzip on, which the upstream, sent the bytes as
+# chunked, would read as the body itself
+_CODING_NOT_SERVED = "Only the chunked transfer coding is accepted on a request body."
 _NOT_SERVED = "Only HTTP/1.0 and HTTP/1.1 requests with an origin-form target (a path) are served."
 
 
@@ -322,6 +325,9 @@ def _proxy_handler(
             return error_response(request, 404, answers.NO_ROUTE)
         requests[route.name].inc()
         if request.body_exists:
+            coding = request.headers.get("Transfer-Encoding")
+            if coding is not None and coding.strip().lower() != "chunked":
+                return error_response(request, 400, _CODING_NOT_SERVED, close=True)
             with body_deadline(request, body_timeout):
                 return await dispatch(request, route)
         return await dispatch(request, route)
