@@ -51,6 +51,7 @@ class ServerSettings:
     shutdown_timeout: float
     header_timeout: float  # seconds for a whole request head (and an idle keep-alive connection)
     body_timeout: float  # seconds a request body may pause between bytes while the gateway reads it
+    body_min_rate: int | None  # bytes a second a request body must average past its first body_timeout; None: any
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,9 +355,10 @@ def _server(s: _Section) -> ServerSettings:
     shutdown = _seconds(s, "shutdown_timeout", 10.0)
     header_timeout = _seconds(s, "header_timeout", 10.0)
     body_timeout = _seconds(s, "body_timeout", 30.0)
+    body_min_rate = _size(s, "body_min_rate", 500)
     s.finish()
     return ServerSettings(host, port, workers, prefix, trusted, access_log, level, shutdown, header_timeout,
-                          body_timeout)
+                          body_timeout, body_min_rate)
 
 
 def _proxy(s: _Section) -> ProxySettings:

@@ -12,8 +12,9 @@ the app's paths, never the gateway's.
 
 A request body must keep coming: when `body_timeout` seconds pass without a body byte while the gateway is
 ready to read (its socket not paused for back-pressure), the read fails with 408 (at most a quarter of the limit
-later) and the connection is closed, whichever handler was reading it. The request head has its own limit
-(`header_timeout`, run.py).
+later) and the connection is closed, whichever handler was reading it; so does a body that, past its first
+`body_timeout` seconds, averages fewer than `body_min_rate` bytes a second (a trickle that never pauses long).
+The request head has its own limit (`header_timeout`, run.py).
 
 A request that aiohttp's parser refuses (smuggling attempts, oversize heads, bare LF) gets aiohttp's 400 and one
 DEBUG line: aiohttp itself would log a full traceback at ERROR for each, so that any client could flood the log.
@@ -36,7 +37,7 @@ from yarl import URL
 
 from . import answers
 from .admin import Admin, Operator
-from .config import OktaSettings, Settings
+from .config import OktaSettings, ServerSettings, Settings
 from .metrics import Metrics
 from .okta.client import OktaClient
 from .proxy.http import Forwarder, continue_if_expected, error_response
@@ -113,12 +114,12 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         admin.add_routes(own)
     own.add_get(prefix + "healthz", healthz, allow_head=True)
     own.add_get(prefix + "readyz", readyz, allow_head=True)
-    body_timeout = settings.server.body_timeout
+    limits = settings.server
     for r in own.routes():
         if r.resource is not None:
-            app.router.add_route(r.method, r.resource.canonical, _plainly_spelled(r.handler, body_timeout),
+            app.router.add_route(r.method, r.resource.canonical, _plainly_spelled(r.handler, limits),
                                  expect_handler=_expect_continue_only)
-    app.router.add_route("*", prefix + "{tail:.*}", _plainly_spelled(not_found, body_timeout),
+    app.router.add_route("*", prefix + "{tail:.*}", _plainly_spelled(not_found, limits),
                          expect_handler=_expect_continue_only)
     app.router.add_route("*", "/{tail:.*}", _proxy_handler(settings, http, ws, app[ENFORCERS], metrics),
                          expect_handler=_expect_later)
@@ -140,7 +141,7 @@ def _odd_version(request: web.BaseRequest) -> bool:
 
 
 def _plainly_spelled(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                     body_timeout: float) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+                     limits: ServerSettings) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The handler of a gateway endpoint, reached only by a path spelled as it reads: no escapes, dot segments or
     empty segments (aiohttp routed on the decoded path)."""
 
@@ -148,19 +149,19 @@ def _plainly_spelled(handler: Callable[[web.Request], Awaitable[web.StreamRespon
         path = request.raw_path.partition("?")[0]
         if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or _odd_version(request):
             return error_response(request, 400, _ODD_SPELLING, close=True)
-        with body_deadline(request, body_timeout):
+        with body_deadline(request, limits):
             return await handler(request)
 
     return plain
 
 
 @contextmanager
-def body_deadline(request: web.BaseRequest, idle: float) -> Iterator[None]:
+def body_deadline(request: web.BaseRequest, limits: ServerSettings) -> Iterator[None]:
     """The request body's reads bounded by `BodyDeadline` while the block runs; nothing without a body."""
     if not request.body_exists:
         yield
         return
-    deadline = BodyDeadline(request, idle)
+    deadline = BodyDeadline(request, limits.body_timeout, limits.body_min_rate)
     try:
         yield
     finally:
@@ -168,21 +169,28 @@ def body_deadline(request: web.BaseRequest, idle: float) -> Iterator[None]:
 
 
 class BodyDeadline:
-    """Fails the request body's reads with 408 once `idle` seconds pass without a byte from the client while the
-    gateway is reading (the socket is not paused because the gateway is behind). One timer per request body.
+    """Fails the request body's reads with 408 when the client sends it too slowly, counting only the time the
+    gateway is ready to read (not while its socket is paused because the gateway is behind):
+    - a pause: `idle` seconds without a byte;
+    - a trickle: past the first `idle` seconds, fewer than `min_rate` bytes a second on average (Apache's
+      mod_reqtimeout MinRate): one byte every few seconds never pauses for long, yet would hold a connection and
+      an upstream slot for as long as the client likes.
+    One timer per request body. It does not learn when a byte came, only whether one came since its last run: it
+    runs every quarter of `idle` and refuses a pause at the fourth run in a row that saw none, so the pause it
+    refuses is `idle` to `idle` and a quarter long (one check per `idle` would let a byte just after a check buy
+    almost two)."""
 
-    The timer does not learn when a byte came, only whether one came since its last run: it runs every quarter of
-    `idle` and fails at the fourth run in a row that saw none, so the pause it refuses is `idle` to `idle` and a
-    quarter long (one check per `idle` would let a byte just after a check buy almost two)."""
+    __slots__ = ("_content", "_transport", "_step", "_min_rate", "_first", "_seen", "_quiet", "_reading",
+                 "_handle")
 
-    __slots__ = ("_content", "_transport", "_step", "_seen", "_quiet", "_handle")
-
-    def __init__(self, request: web.BaseRequest, idle: float) -> None:
+    def __init__(self, request: web.BaseRequest, idle: float, min_rate: int | None) -> None:
         self._content = request.content
         self._transport = request.transport
         self._step = idle / _QUIET_CHECKS
-        self._seen = self._content.total_bytes
+        self._min_rate = min_rate
+        self._first = self._seen = self._content.total_bytes
         self._quiet = 0
+        self._reading = -idle  # seconds spent ready to read, less the first `idle`, which are free
         self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(self._step, self._check)
 
     def cancel(self) -> None:
@@ -195,17 +203,30 @@ class BodyDeadline:
         content, transport = self._content, self._transport
         if content.is_eof() or content.exception() is not None or transport is None or transport.is_closing():
             return
-        if content.total_bytes != self._seen or not transport.is_reading():
-            self._seen = content.total_bytes
+        received = content.total_bytes
+        if not transport.is_reading():
             self._quiet = 0
         else:
-            self._quiet += 1
-        if self._quiet < _QUIET_CHECKS:
+            self._reading += self._step
+            self._quiet = 0 if received != self._seen else self._quiet + 1
+        self._seen = received
+        if self._quiet >= _QUIET_CHECKS:
+            self._fail("The request body stopped arriving.")
+        elif self._min_rate is not None and self._reading * self._min_rate > received - self._first:
+            self._fail("The request body arrives too slowly.")
+        else:
             self._handle = asyncio.get_running_loop().call_later(self._step, self._check)
-            return
-        timeout = web.HTTPRequestTimeout(text="The request body stopped arriving.")
+
+    def _fail(self, why: str) -> None:
+        timeout = BodyTooSlow(text=why)
         timeout.force_close()
-        content.set_exception(timeout)
+        self._content.set_exception(timeout)
+
+
+class BodyTooSlow(web.HTTPRequestTimeout, TimeoutError):
+    """The 408 a body read fails with. A TimeoutError too: after the answer, aiohttp reads on to drain the rest of
+    an unfinished body (its lingering close), meets this error again, and takes only a TimeoutError there for the
+    end of the wait; any other error it logs as an ERROR traceback, one per slow client."""
 
 
 _QUIET_CHECKS = 4  # runs of a body's timer per `body_timeout`; a pause is refused within a quarter past the limit
@@ -315,7 +336,7 @@ def _proxy_handler(
     table = settings.routes
     requests = {r.name: metrics.requests.get(r.name) for r in table.routes}
 
-    body_timeout = settings.server.body_timeout
+    limits = settings.server
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         if request.raw_path[:1] != "/" or _odd_version(request):
@@ -328,7 +349,7 @@ def _proxy_handler(
             coding = request.headers.get("Transfer-Encoding")
             if coding is not None and coding.strip().lower() != "chunked":
                 return error_response(request, 400, _CODING_NOT_SERVED, close=True)
-            with body_deadline(request, body_timeout):
+            with body_deadline(request, limits):
                 return await dispatch(request, route)
         return await dispatch(request, route)
 

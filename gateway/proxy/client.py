@@ -244,17 +244,25 @@ class _Connection(asyncio.Protocol):
             await asyncio.wait((sender, self._head), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             sender.cancel()
-            self.close()
+            self._give_up_head()
             raise
         if not sender.done():
             sender.cancel()  # the upstream answered before taking the whole body: this connection cannot be reused
             self.reusable = False
         elif sender.exception() is not None:
-            self.close()
-            if self._head.done() and not self._head.cancelled():
-                self._head.exception()  # retrieved: the body's failure is the one to report
+            self._give_up_head()  # the body's failure is the one to report
             raise sender.exception()  # type: ignore[misc]
         await self._head
+
+    def _give_up_head(self) -> None:
+        """Close the connection while nobody will wait for the answer's head any more: the failure the closing
+        brings to it (`connection_lost`) must not be left for asyncio to log as never retrieved."""
+        head = self._head
+        if head is not None and head.done() and not head.cancelled():
+            head.exception()
+        elif head is not None:
+            head.cancel()
+        self.close()
 
     async def _send_body(self, body: AsyncIterable[bytes], length: int | None) -> None:
         sent = 0

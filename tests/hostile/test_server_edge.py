@@ -4,6 +4,7 @@ the gateway's own prefix, and time limits on the request head and body (slowlori
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 
@@ -115,7 +116,7 @@ async def test_a_websocket_upgrade_that_carries_a_body_is_proxied_as_an_upgrade(
 
 async def test_slow_heads_and_stalled_bodies_are_cut_at_the_configured_limits(echo, gateway_process):
     """5 slowloris connections, a stalled body and a body that trickles in under the limit, all at once."""
-    gateway = gateway_process([route(echo)], server={"header_timeout": 1, "body_timeout": 1})
+    gateway = gateway_process([route(echo)], server={"header_timeout": 1, "body_timeout": 1, "body_min_rate": 0})
 
     async def slowloris() -> float:
         started = time.monotonic()
@@ -177,6 +178,35 @@ async def test_a_body_that_stalls_after_one_byte_gets_408_at_the_limit_not_twice
         writer.close()
     assert statuses(raw) == [408]
     assert 1.8 < took < 3.3  # 2 s to 2.5 s by design; a check once per limit answers near 4 s
+
+
+async def test_a_body_that_trickles_in_below_the_minimum_rate_gets_408(echo, start_gateway, caplog):
+    """A byte every 0.3 s never pauses for a whole `body_timeout`, yet would hold the connection (and an upstream
+    slot) for as long as the client likes: past its first `body_timeout` a body must average `body_min_rate`."""
+
+    async def trickle(gateway) -> tuple[bytes, float]:
+        reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+        started = time.monotonic()
+        answer = asyncio.ensure_future(reader.read(65536))
+        try:
+            writer.write(b"POST /trickle HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n")
+            for byte in b"abcdefghijkl":
+                await asyncio.wait([answer], timeout=0.3)
+                if answer.done():
+                    break
+                writer.write(bytes([byte]))
+            return await asyncio.wait_for(answer, 5), time.monotonic() - started
+        finally:
+            writer.close()
+
+    with caplog.at_level(logging.WARNING):
+        raw, took = await trickle(await start_gateway([route(echo)], server={"body_timeout": 1, "body_min_rate": 100}))
+        await asyncio.sleep(0.1)
+        gc.collect()  # a future whose failure nobody retrieved is logged when it is collected
+    assert statuses(raw) == [408] and took < 3.3  # cut at about 1.25 s; all 12 bytes would take 3.6 s
+    assert not [r for r in caplog.records if r.name in ("aiohttp.server", "asyncio")]  # no traceback in the log
+    raw, took = await trickle(await start_gateway([route(echo)], server={"body_timeout": 1, "body_min_rate": 0}))
+    assert statuses(raw) == [200] and took > 3.4  # with no minimum only the pause counts
 
 
 async def test_a_stalled_acs_body_gets_408_at_the_body_limit():
