@@ -4,7 +4,9 @@ Sources: a lookup that found the session gone (`lookup`), an Okta event hook (`e
 (`universal_logout`), the app's logout (`app_logout`), an operator (`operator`). Publishing one:
 1. records it in the store (a tombstone for a session, a watermark for a user), so that every binding to it is void
    from the next request on, whatever the cache holds;
-2. evicts the session's validation cache entry and closes its open WebSockets;
+2. evicts the validation cache entries of the session (or of every session of the user: a suspended or cleared
+   user's sessions must not look alive to the next sign-in, which binds what the cache vouches for) and closes
+   their open WebSockets;
 3. writes one audit line (logger `gateway.audit`): what, why, from which source, when the source says it
    happened, when the gateway acted;
 4. observes the revocation latency (source time to action) and hands the revocation to listeners (a later
@@ -93,6 +95,8 @@ class RevocationBus:
         for key in keys:
             self.store.end_user(key, cutoff)
         if keys:
+            if self._validator is not None:
+                self._validator.cache.evict_user(keys)
             self._metrics.sockets_closed.inc(self._sockets.end_user(keys))
         acted = Acted(r, now)
         self.recent.appendleft(acted)

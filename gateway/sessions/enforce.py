@@ -40,7 +40,7 @@ from .binding import Binding, Opened, Remembered
 from .binding_cookie import BindingStorage
 from .cache import Entry
 from .cookies import AMBIGUOUS, AppCookieReader, cookie_header_for_app, parse_cookie_header, read_set_cookie
-from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, Unbound, decide, holds_until
+from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, Unbound, decide, holds_until, revoked_before
 from .saml import MAX_FORM_BYTES, acs_post_refusal
 from .settings import RouteSessions
 from .sockets import OpenSockets
@@ -190,11 +190,14 @@ class Enforcer:
             self._sockets.closed(session_id, stop)
 
     def _revoked(self, binding: Binding) -> bool:
-        store = self._store
-        if store.session_ended(binding.session_id) is not None:
+        if self._store.session_ended(binding.session_id) is not None:
             return True
-        watermark = max(store.user_ended_before(key) for key in user_keys(binding.user_id, binding.login))
-        return binding.bound_at < watermark
+        return revoked_before(self._user_ended_before(binding.user_id, binding.login), binding.bound_at)
+
+    def _user_ended_before(self, user_id: str, login: str) -> float:
+        """The user's watermark: bindings made, and Okta sessions created, before it were revoked."""
+        store = self._store
+        return max((store.user_ended_before(key) for key in user_keys(user_id, login)), default=0.0)
 
     def _on_end(self, binding: Binding | None, reason: str, now: float) -> None:
         """A bound session found ended in Okta is a revocation too (its source: the lookup); a revoked one that
@@ -276,7 +279,7 @@ class Enforcer:
                 self._warn_unbindable(outcome)
                 return
             validation = await self._validator.validate(signed_in.session_id, self.route.grace)
-            outcome = _sign_in_outcome(validation, signed_in.name_id)
+            outcome = _sign_in_outcome(validation, signed_in.name_id, self._user_ended_before, now)
             self._metrics.sign_ins.get(self.route.name, outcome).inc()
             if outcome != "bound" or validation.session is None:
                 self._warn_unbindable(outcome)
@@ -376,13 +379,19 @@ def _ends_what_it_cannot_bind(sessions: RouteSessions) -> bool:
     return sessions.mode is not Mode.OFF and sessions.rules.unbound is Unbound.RELOGIN
 
 
-def _sign_in_outcome(validation: Validation, name_id: str) -> str:
+def _sign_in_outcome(validation: Validation, name_id: str, user_ended_before: Callable[[str, str], float],
+                     now: float) -> str:
+    """The outcome "bound", or why the sign-in binds nothing. A session Okta created before its user was revoked user-wide
+    binds nothing (policy.revoked_before), even if a cache entry from before the revocation still calls it alive."""
+    session = validation.session
     if validation.verdict is Verdict.UNAVAILABLE:
         return "okta_unavailable"
-    if not validation.signed_in or validation.session is None:
+    if not validation.signed_in or session is None:
         return "okta_session_not_signed_in"
-    if validation.session.login.lower() != name_id.strip().lower():
+    if session.login.lower() != name_id.strip().lower():
         return "login_mismatch"
+    if revoked_before(user_ended_before(session.user_id, session.login), now, session.created_at):
+        return "revoked"
     return "bound"
 
 

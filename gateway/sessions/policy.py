@@ -17,6 +17,9 @@ Rules of this module:
   the gateway knows an app session's user only from the binding made at its sign-in (no app profile reveals it
   otherwise). Bound from a claim, Bob's app session presented with Alice's session id would be served as Bob
   and live as long as Alice's session.
+- A user-wide revocation at T (suspend, admin clear, Universal Logout, a user-scoped logout) ends every binding
+  made before T, and every Okta session Okta says was created before T (`revoked_before()`): a sign-in after T
+  that carries such a session (an assertion held back from before T) binds nothing, whatever a cache still says.
 - A claim never moves a binding either: a bound session whose browser names another Okta session is ended.
 - When Okta cannot say (and the route's fail mode allowed no grace) the answer for a bound session is
   UNAVAILABLE, never an end: an outage must not log anybody out.
@@ -136,6 +139,12 @@ def holds_until(facts: Facts, rules: SessionRules) -> float:
 
 
 NEVER = float("-inf")
+
+
+def revoked_before(user_ended_before: float, bound_at: float, created_at: float | None = None) -> bool:
+    """Whether a user-wide revocation at `user_ended_before` ends a binding made at `bound_at` of an Okta session
+    created at `created_at` (None: Okta did not say). At sign-in, bound_at is now and only created_at can tell."""
+    return bound_at < user_ended_before or (created_at is not None and created_at < user_ended_before)
 
 
 def _enforce(facts: Facts, rules: SessionRules, now: float) -> Decision:

@@ -1,0 +1,86 @@
+"""Attacks on revocation, through the whole stack (found by the attacker review of the issue-10 fixes):
+- a user ended user-wide (suspended, sessions cleared, Universal Logout) posts a signed SAML Response held back from
+  before the end: nothing is bound, since the user's cached sessions were evicted and a session Okta created before
+  the user's watermark binds nothing;
+- one signed-in user replays the app's logout: Okta is asked to end the session once, not once per replay, and
+  the other users are still served."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from stack_support import ALICE, BOB, HOOK_SECRET, SLOW_CACHE, Browser
+
+from gateway.sandbox.okta.saml import read_autopost_form
+from gateway.sandbox.stack import UNIVERSAL_LOGOUT, AppRoute, Stack
+
+pytestmark = pytest.mark.hostile
+
+USER_WIDE_EVENTS = ["user.session.clear", "user.lifecycle.suspend", "user.lifecycle.deactivate"]
+ALL_EVENTS = ["user.session.end", *USER_WIDE_EVENTS]
+
+
+def refused(page) -> bool:
+    return page.status == 302 and page.location == "/login"
+
+
+def okta_calls(stack: Stack, method: str, prefix: str) -> int:
+    return sum(1 for c in stack.org.api_calls if c.method == method and c.path.startswith(prefix))
+
+
+async def held_sign_in(browser: Browser) -> tuple[str, dict[str, str]]:
+    """The signed-in browser starts another sign-in and keeps Okta's auto-post form instead of posting it."""
+    page = await browser.follow(await browser.get("/login?return=/page/1"))
+    return read_autopost_form(page.text)
+
+
+async def hooked(start, events: list[str], *, ended_id: bool) -> Stack:
+    stack = await start(AppRoute("hr"), okta={**SLOW_CACHE, "event_hook": {"secret": "${OKTA_HOOK_SECRET}"}})
+    stack.org.report_ended_session_id = ended_id
+    hook = stack.org.add_event_hook(stack.url("/.gateway/okta/events"), events, secret=HOOK_SECRET)
+    assert await stack.org.verify_hook(hook)
+    return stack
+
+
+async def replayed_after(browser: Browser, form: tuple[str, dict[str, str]]) -> None:
+    action, fields = form
+    await browser.request("POST", action, data=fields)
+    assert refused(await browser.get("/api/me"))  # the app session it began is unbound: ended
+    assert (await browser.get("/api/me")).status == 401  # and the app knows nobody any more
+
+
+@pytest.mark.parametrize(("end", "events"), [("suspend", ALL_EVENTS), ("clear", ALL_EVENTS),
+                                              ("clear", USER_WIDE_EVENTS)])
+async def test_a_held_assertion_binds_nothing_after_the_user_was_ended(start, browsers, end, events):
+    """Okta's user.session.end carries no EndedSessionId (or the hook takes only the user-wide events): only the
+    user's watermark is set, and the cache still held Bob's session as active from his first sign-in."""
+    stack = await hooked(start, events, ended_id=False)
+    bob, alice = browsers(stack), browsers(stack)
+    assert (await bob.sign_in(BOB)).status == 200 and (await alice.sign_in(ALICE)).status == 200
+    held = await held_sign_in(bob)
+    bob_id = stack.org.user(BOB[0]).id
+    if end == "suspend":
+        stack.org.suspend_user(bob_id)
+    else:
+        stack.org.clear_user_sessions(bob_id)
+    await stack.org.wait_for_hooks()
+    assert refused(await bob.get("/api/me"))
+    asked = okta_calls(stack, "GET", "/api/v1/sessions/")
+    await replayed_after(bob, held)
+    assert okta_calls(stack, "GET", "/api/v1/sessions/") == asked + 1  # the cache no longer vouched for it
+    assert (await alice.get("/api/me")).status == 200  # another user's sessions live on
+
+
+async def test_a_held_assertion_binds_nothing_after_a_universal_logout(start, browsers):
+    """Universal Logout names the user, never a session; the sandbox leaves Bob's Okta session alive, so only the
+    rule "a session created before the user's watermark binds nothing" stops the held assertion."""
+    stack = await start(AppRoute("hr"), okta={**SLOW_CACHE, "universal_logout": {}})
+    bob, alice = browsers(stack), browsers(stack)
+    assert (await bob.sign_in(BOB)).status == 200 and (await alice.sign_in(ALICE)).status == 200
+    held = await held_sign_in(bob)
+    await asyncio.sleep(0.01)  # the watermark lies after the session's createdAt
+    assert await stack.org.send_universal_logout(stack.url(UNIVERSAL_LOGOUT), BOB[0], "email") == 204
+    assert refused(await bob.get("/api/me"))
+    await replayed_after(bob, held)
+    assert (await alice.get("/api/me")).status == 200
