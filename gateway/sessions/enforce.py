@@ -99,7 +99,7 @@ class Enforcer:
         self._app_cookie = AppCookieReader(self._profile.session_cookies)
         self.app = AppSide(route, sessions, pools, storage)
         self._logout = LogoutInterceptor(sessions.logout, self._profile.logout_paths, self.app, bus,
-                                         validator.client, okta_url)
+                                         validator.client, okta_url, revoked=self._revoked)
         self._extended: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen_memo: Remembered[str, _Seen] = Remembered(SEEN_BYTES)
@@ -381,8 +381,9 @@ def _ends_what_it_cannot_bind(sessions: RouteSessions) -> bool:
 
 def _sign_in_outcome(validation: Validation, name_id: str, user_ended_before: Callable[[str, str], float],
                      now: float) -> str:
-    """The outcome "bound", or why the sign-in binds nothing. A session Okta created before its user was revoked user-wide
-    binds nothing (policy.revoked_before), even if a cache entry from before the revocation still calls it alive."""
+    """The outcome "bound", or why the sign-in binds nothing. A session Okta created before its user was revoked
+    user-wide binds nothing (policy.revoked_before), even if a cache entry from before the revocation calls it
+    alive."""
     session = validation.session
     if validation.verdict is Verdict.UNAVAILABLE:
         return "okta_unavailable"

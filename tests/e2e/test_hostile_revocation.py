@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 from stack_support import ALICE, BOB, HOOK_SECRET, SLOW_CACHE, Browser
 
@@ -84,3 +85,53 @@ async def test_a_held_assertion_binds_nothing_after_a_universal_logout(start, br
     assert refused(await bob.get("/api/me"))
     await replayed_after(bob, held)
     assert (await alice.get("/api/me")).status == 200
+
+
+# --- replaying one's own app logout ------------------------------------------------------------------------------
+
+REPLAYS = 300
+
+
+async def flood_logout(stack: Stack, cookie: str, count: int = REPLAYS, at_once: int = 20) -> dict[int, int]:
+    """`count` replays of GET /logout with the same app cookie and binding, `at_once` at a time; their statuses."""
+    gate, answers = asyncio.Semaphore(at_once), dict[int, int]()
+    async with aiohttp.ClientSession() as http:
+        async def one() -> None:
+            async with gate, http.get(stack.url("/logout"), headers={"Cookie": cookie}, allow_redirects=False) as r:
+                answers[r.status] = answers.get(r.status, 0) + 1
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(count))), 30)
+    return answers
+
+
+def cookie_of(browser: Browser) -> str:
+    return f"JSESSIONID={browser.cookie('JSESSIONID')}; gateway_binding_hr={browser.cookie('gateway_binding_hr')}"
+
+
+@pytest.mark.parametrize(("scope", "deletes"), [("session", "/api/v1/sessions/"), ("user", "/api/v1/users/")])
+async def test_a_flood_of_replays_of_one_logout_costs_one_okta_end_and_no_other_user(start, browsers, scope, deletes):
+    stack = await start(AppRoute("hr", route={"logout_scope": scope}),
+                        okta={"cache_ttl": 1, "revalidate": 0, "negative_ttl": 1})
+    alice, bob = browsers(stack), browsers(stack)
+    assert (await alice.sign_in(ALICE)).status == 200 and (await bob.sign_in(BOB)).status == 200
+    answers = await flood_logout(stack, cookie_of(bob))
+    assert answers == {302: REPLAYS}  # every replay is answered as a logout: the cookies expired, off to Okta
+    assert okta_calls(stack, "DELETE", deletes) == 1
+    assert await flood_logout(stack, cookie_of(bob), 20, 1) == {302: 20}  # one by one, after it was revoked
+    assert okta_calls(stack, "DELETE", "/api/v1/") == 1
+    assert stack.org.sessions_of(stack.org.user(BOB[0]).id) == []
+    await asyncio.sleep(1.1)  # Alice's cached lookup is over: she needs Okta's sessions bucket again
+    page = await alice.get("/api/me")
+    assert page.status == 200 and ALICE[0] in page.text
+
+
+async def test_replays_while_okta_fails_the_end_add_no_okta_call_to_its_retry(start, browsers):
+    """An end Okta did not confirm is no revocation (nothing is tombstoned), so only the end in flight, then the
+    retry waiting for its turn, keep the replays from each asking Okta again."""
+    stack = await start(AppRoute("hr"), okta=SLOW_CACHE)
+    bob = browsers(stack)
+    assert (await bob.sign_in(BOB)).status == 200
+    stack.org.faults.fail_status = 503
+    assert await flood_logout(stack, cookie_of(bob), 1, 1) == {302: 1}
+    one_logout = okta_calls(stack, "DELETE", "/api/v1/")
+    assert await flood_logout(stack, cookie_of(bob), 100) == {302: 100}
+    assert okta_calls(stack, "DELETE", "/api/v1/") <= 2 * one_logout  # at most its first retry (a second on)
