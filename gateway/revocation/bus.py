@@ -48,6 +48,7 @@ class Revocation:
     happened_at: float | None = None  # when the source says it happened (epoch seconds)
     all_sessions: bool = False  # with a session id: every other session of the user ends too
     cutoff: float | None = None  # user-wide: bindings made before this die (default happened_at; never past now)
+    in_okta: bool = True  # user-wide: Okta ended every session of the user (Universal Logout does not say so)
 
     @property
     def user_wide(self) -> bool:
@@ -93,7 +94,7 @@ class RevocationBus:
         keys = r.user_keys()
         cutoff = min(r.cutoff if r.cutoff is not None else r.happened_at or now, now)
         for key in keys:
-            self.store.end_user(key, cutoff)
+            self.store.end_user(key, cutoff, in_okta=r.in_okta)
         if keys:
             if self._validator is not None:
                 self._validator.cache.evict_user(keys)

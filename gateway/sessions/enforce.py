@@ -192,12 +192,14 @@ class Enforcer:
     def _revoked(self, binding: Binding) -> bool:
         if self._store.session_ended(binding.session_id) is not None:
             return True
-        return revoked_before(self._user_ended_before(binding.user_id, binding.login), binding.bound_at)
-
-    def _user_ended_before(self, user_id: str, login: str) -> float:
-        """The user's watermark: bindings made, and Okta sessions created, before it were revoked."""
         store = self._store
-        return max((store.user_ended_before(key) for key in user_keys(user_id, login)), default=0.0)
+        watermark = max(store.user_ended_before(key) for key in user_keys(binding.user_id, binding.login))
+        return revoked_before(watermark, binding.bound_at)
+
+    def _okta_ended_before(self, user_id: str, login: str) -> float:
+        """Before when Okta ended every session of the user, as the revocation store was told."""
+        store = self._store
+        return max((store.okta_ended_before(key) for key in user_keys(user_id, login)), default=0.0)
 
     def _on_end(self, binding: Binding | None, reason: str, now: float) -> None:
         """A bound session found ended in Okta is a revocation too (its source: the lookup); a revoked one that
@@ -279,7 +281,7 @@ class Enforcer:
                 self._warn_unbindable(outcome)
                 return
             validation = await self._validator.validate(signed_in.session_id, self.route.grace)
-            outcome = _sign_in_outcome(validation, signed_in.name_id, self._user_ended_before, now)
+            outcome = _sign_in_outcome(validation, signed_in.name_id, self._okta_ended_before)
             self._metrics.sign_ins.get(self.route.name, outcome).inc()
             if outcome != "bound" or validation.session is None:
                 self._warn_unbindable(outcome)
@@ -379,10 +381,9 @@ def _ends_what_it_cannot_bind(sessions: RouteSessions) -> bool:
     return sessions.mode is not Mode.OFF and sessions.rules.unbound is Unbound.RELOGIN
 
 
-def _sign_in_outcome(validation: Validation, name_id: str, user_ended_before: Callable[[str, str], float],
-                     now: float) -> str:
-    """The outcome "bound", or why the sign-in binds nothing. A session Okta created before its user was revoked
-    user-wide binds nothing (policy.revoked_before), even if a cache entry from before the revocation calls it
+def _sign_in_outcome(validation: Validation, name_id: str, okta_ended_before: Callable[[str, str], float]) -> str:
+    """The outcome "bound", or why the sign-in binds nothing. A session Okta created before Okta ended every session
+    of its user binds nothing (policy.revoked_before), even if a cache entry or a lookup from before calls it
     alive."""
     session = validation.session
     if validation.verdict is Verdict.UNAVAILABLE:
@@ -391,7 +392,7 @@ def _sign_in_outcome(validation: Validation, name_id: str, user_ended_before: Ca
         return "okta_session_not_signed_in"
     if session.login.lower() != name_id.strip().lower():
         return "login_mismatch"
-    if revoked_before(user_ended_before(session.user_id, session.login), now, session.created_at):
+    if revoked_before(okta_ended_before(session.user_id, session.login), session.created_at):
         return "revoked"
     return "bound"
 

@@ -13,8 +13,10 @@ import aiohttp
 import pytest
 from stack_support import ALICE, BOB, HOOK_SECRET, SLOW_CACHE, Browser
 
+from gateway.revocation.bus import Revocation
 from gateway.sandbox.okta.saml import read_autopost_form
 from gateway.sandbox.stack import UNIVERSAL_LOGOUT, AppRoute, Stack
+from gateway.server import BUS, METRICS
 
 pytestmark = pytest.mark.hostile
 
@@ -74,17 +76,49 @@ async def test_a_held_assertion_binds_nothing_after_the_user_was_ended(start, br
 
 
 async def test_a_held_assertion_binds_nothing_after_a_universal_logout(start, browsers):
-    """Universal Logout names the user, never a session; the sandbox leaves Bob's Okta session alive, so only the
-    rule "a session created before the user's watermark binds nothing" stops the held assertion."""
+    """Okta ends Bob's sessions and calls Universal Logout (no event hook: the gateway learns it only from the
+    call, which names Bob, never a session). The cache held his session as active until then."""
     stack = await start(AppRoute("hr"), okta={**SLOW_CACHE, "universal_logout": {}})
     bob, alice = browsers(stack), browsers(stack)
     assert (await bob.sign_in(BOB)).status == 200 and (await alice.sign_in(ALICE)).status == 200
     held = await held_sign_in(bob)
-    await asyncio.sleep(0.01)  # the watermark lies after the session's createdAt
+    stack.org.clear_user_sessions(stack.org.user(BOB[0]).id)
     assert await stack.org.send_universal_logout(stack.url(UNIVERSAL_LOGOUT), BOB[0], "email") == 204
     assert refused(await bob.get("/api/me"))
     await replayed_after(bob, held)
     assert (await alice.get("/api/me")).status == 200
+
+
+async def test_after_a_universal_logout_alone_a_live_okta_session_signs_in_again(start, browsers):
+    """Universal Logout does not say that Okta ended the user's sessions: one still alive is bound again by SSO
+    (a held assertion for it is no more than that), not refused in a sign-in loop."""
+    stack = await start(AppRoute("hr"), okta={**SLOW_CACHE, "universal_logout": {}})
+    bob = browsers(stack)
+    assert (await bob.sign_in(BOB)).status == 200
+    held = await held_sign_in(bob)
+    assert await stack.org.send_universal_logout(stack.url(UNIVERSAL_LOGOUT), BOB[0], "email") == 204
+    assert refused(await bob.get("/api/me"))
+    action, fields = held
+    await bob.request("POST", action, data=fields)
+    page = await bob.get("/api/me")
+    assert page.status == 200 and BOB[0] in page.text
+
+
+async def test_a_session_created_before_okta_ended_the_users_sessions_binds_nothing_whatever_a_lookup_says(
+        start, browsers):
+    """The revocation store says Okta ended every session of Bob's (an Okta event, a confirmed user-wide logout),
+    yet a lookup still answers that his old session is active (a lookup from before, or an Okta cell that has not
+    caught up: here the sandbox never ended it). Its createdAt is before the end: nothing is bound."""
+    stack = await start(AppRoute("hr"), okta=SLOW_CACHE)
+    bob = browsers(stack)
+    assert (await bob.sign_in(BOB)).status == 200
+    held = await held_sign_in(bob)
+    await asyncio.sleep(0.05)  # createdAt has milliseconds: the end lies clearly after it
+    user = stack.org.user(BOB[0])
+    stack.gateway[BUS].publish(Revocation("event_hook", "user_suspended", None, user.id, user.login))
+    assert stack.org.sessions_of(user.id)  # Okta still answers for it
+    await replayed_after(bob, held)
+    assert stack.gateway[METRICS].value("gateway_sign_ins_total", route="hr", outcome="revoked") == 1
 
 
 # --- replaying one's own app logout ------------------------------------------------------------------------------
