@@ -190,9 +190,9 @@ class Enforcer:
             self._sockets.closed(session_id, stop)
 
     def _revoked(self, binding: Binding) -> bool:
-        if self._store.session_ended(binding.session_id) is not None:
-            return True
         store = self._store
+        if store.session_ended(binding.session_id) is not None:
+            return True
         watermark = max(store.user_ended_before(key) for key in user_keys(binding.user_id, binding.login))
         return revoked_before(watermark, binding.bound_at)
 
