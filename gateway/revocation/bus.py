@@ -4,7 +4,9 @@ Sources: a lookup that found the session gone (`lookup`), an Okta event hook (`e
 (`universal_logout`), the app's logout (`app_logout`), an operator (`operator`). Publishing one:
 1. records it in the store (a tombstone for a session, a watermark for a user), so that every binding to it is void
    from the next request on, whatever the cache holds;
-2. evicts the session's validation cache entry and closes its open WebSockets;
+2. evicts the validation cache entries of the session (or of every session of the user: a suspended or cleared
+   user's sessions must not look alive to the next sign-in, which binds what the cache vouches for) and closes
+   their open WebSockets;
 3. writes one audit line (logger `gateway.audit`): what, why, from which source, when the source says it
    happened, when the gateway acted;
 4. observes the revocation latency (source time to action) and hands the revocation to listeners (a later
@@ -46,6 +48,7 @@ class Revocation:
     happened_at: float | None = None  # when the source says it happened (epoch seconds)
     all_sessions: bool = False  # with a session id: every other session of the user ends too
     cutoff: float | None = None  # user-wide: bindings made before this die (default happened_at; never past now)
+    in_okta: bool = True  # user-wide: Okta ended every session of the user (Universal Logout does not say so)
 
     @property
     def user_wide(self) -> bool:
@@ -91,8 +94,10 @@ class RevocationBus:
         keys = r.user_keys()
         cutoff = min(r.cutoff if r.cutoff is not None else r.happened_at or now, now)
         for key in keys:
-            self.store.end_user(key, cutoff)
+            self.store.end_user(key, cutoff, in_okta=r.in_okta)
         if keys:
+            if self._validator is not None:
+                self._validator.cache.evict_user(keys)
             self._metrics.sockets_closed.inc(self._sockets.end_user(keys))
         acted = Acted(r, now)
         self.recent.appendleft(acted)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -87,13 +87,16 @@ def logout_form(raw_path: str) -> str:
 
 class LogoutInterceptor:
     def __init__(self, rules: LogoutRules, paths: tuple[str, ...], app: AppSide, bus: RevocationBus,
-                 okta: OktaClient, org_url: URL) -> None:
+                 okta: OktaClient, org_url: URL, *,
+                 revoked: Callable[[Binding], bool] = lambda _: False) -> None:
         self.rules, self._paths, self._app = rules, frozenset(paths), app
         self._bus, self._okta, self._org_url = bus, okta, org_url
         self._methods = frozenset(rules.methods) | ({"HEAD"} if "GET" in rules.methods else set())
         self._forms = frozenset(logout_form(p) for p in paths)
         self._words = tuple({form.rpartition("/")[2] for form in self._forms})
         self._retries: dict[str, asyncio.Task[None]] = {}
+        self._ending: dict[str, asyncio.Task[None]] = {}  # the one Okta end in flight per session (or user)
+        self._revoked = revoked  # whether the revocation store already holds the binding as ended
 
     def wants(self, request: web.Request) -> bool:
         """The logout as the app reads its path (`logout_form`). On every request: an exact path is the common
@@ -147,7 +150,22 @@ class LogoutInterceptor:
         A failed end (Okta down, 429, 5xx) is not recorded as a revocation: SSO would issue the same live session
         again and a tombstone on it would end every new app session at once. It is retried in the background a
         few times instead; the browser is sent through Okta's sign-out either way, which ends its session there.
+        The binding is stateless, so its cookies can be replayed: there is at most one end in flight (or waiting
+        for a retry) per session (per user with logout_scope = "user"), and a binding already revoked (tombstone
+        or watermark, checked here with no wait before the end starts) ends nothing again: replays of one logout
+        cost one Okta call, not one each.
         """
+        key = binding.user_id if self.rules.scope == "user" else binding.session_id
+        if self._revoked(binding) or key in self._retries:  # ended already, or its end waits for a retry
+            return
+        ending = self._ending.get(key)
+        if ending is None:
+            ending = asyncio.get_running_loop().create_task(self._end_once(binding))
+            self._ending[key] = ending
+            ending.add_done_callback(lambda _: self._ending.pop(key, None))
+        await asyncio.shield(ending)  # a replay while it is in flight waits for it, and sends nothing
+
+    async def _end_once(self, binding: Binding) -> None:
         failure = await self._try_end(binding)
         if failure is None:
             self._revoke(binding)
@@ -198,7 +216,7 @@ class LogoutInterceptor:
 
     async def close(self) -> None:
         """Stop the retries still waiting (at shutdown)."""
-        tasks = list(self._retries.values())
+        tasks = [*self._retries.values(), *self._ending.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

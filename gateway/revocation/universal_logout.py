@@ -423,7 +423,8 @@ def user_revoker(client: OktaClient, bus: RevocationBus) -> Revoke:
         issued = claims.get("iat")
         bus.publish(Revocation("universal_logout", "universal_logout", None, user_id, login,
                                float(issued) if isinstance(issued, int | float) else None,
-                               cutoff=math.inf))  # every binding until now: iat has whole seconds only
+                               cutoff=math.inf,  # every binding until now: iat has whole seconds only
+                               in_okta=False))  # the user's Okta sessions may live on: SSO binds them again
         return True
 
     return revoke

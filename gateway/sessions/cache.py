@@ -17,15 +17,21 @@ Rules of this module:
 - A live entry past its end is kept (not served) as the session's last known good state, for a route's `grace`
   fail mode while Okta is unavailable, until it is replaced or evicted, and never past the session's expiresAt.
 - At most `max_entries` entries; the least recently used goes first.
+- Each entry of a live session is indexed under its user's keys (`user_keys`: user id, lower-cased login) while
+  it is held, so that a user-wide revocation (suspend, admin clear, Universal Logout) evicts every cached session
+  of the user (`evict_user`): a user's sessions must not look alive to a sign-in after the user was ended. The
+  index holds only sessions that are in the cache, so it is bounded as the cache is.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from ..okta.model import OktaSession
+from ..store import user_keys
 from .policy import OktaState, OktaView
 
 
@@ -56,6 +62,7 @@ class ValidationCache:
     def __init__(self, policy: CachePolicy) -> None:
         self.policy = policy
         self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._by_user: dict[str, set[str]] = {}  # user key -> ids of the user's live sessions held here
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -96,14 +103,36 @@ class ValidationCache:
             self._entries[session_id] = replace(entry, good_until=entry.fresh_until)
 
     def evict(self, session_id: str) -> None:
-        self._entries.pop(session_id, None)
+        self._unindex(self._entries.pop(session_id, None))
+
+    def evict_user(self, keys: Iterable[str]) -> int:
+        """Drop every entry of the user's sessions (a user-wide revocation arrived); how many there were."""
+        ids = set().union(*(self._by_user.get(key, ()) for key in keys))
+        for session_id in ids:
+            self.evict(session_id)
+        return len(ids)
 
     def _put(self, session_id: str, entry: Entry) -> Entry:
+        self._unindex(self._entries.get(session_id))
         self._entries[session_id] = entry
         self._entries.move_to_end(session_id)
+        if entry.session is not None:
+            for key in user_keys(entry.session.user_id, entry.session.login):
+                self._by_user.setdefault(key, set()).add(session_id)
         while len(self._entries) > self.policy.max_entries:
-            self._entries.popitem(last=False)
+            self._unindex(self._entries.popitem(last=False)[1])
         return entry
+
+    def _unindex(self, entry: Entry | None) -> None:
+        if entry is None or entry.session is None:
+            return
+        session_id = entry.session.id
+        for key in user_keys(entry.session.user_id, entry.session.login):
+            ids = self._by_user.get(key)
+            if ids is not None:
+                ids.discard(session_id)
+                if not ids:
+                    del self._by_user[key]
 
 
 GONE = OktaView(OktaState.GONE)

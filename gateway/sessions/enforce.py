@@ -44,7 +44,7 @@ from .binding import Binding, Opened, Remembered
 from .binding_cookie import BindingStorage
 from .cache import Entry
 from .cookies import AMBIGUOUS, AppCookieReader, cookie_header_for_app, parse_cookie_header, read_set_cookie
-from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, Unbound, decide, holds_until
+from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, Unbound, decide, holds_until, revoked_before
 from .saml import MAX_FORM_BYTES, acs_post_refusal
 from .settings import RouteSessions
 from .sockets import OpenSockets
@@ -105,7 +105,7 @@ class Enforcer:
         self._app_cookie = AppCookieReader(self._profile.session_cookies)
         self.app = AppSide(route, sessions, pools, storage)
         self._logout = LogoutInterceptor(sessions.logout, self._profile.logout_paths, self.app, bus,
-                                         validator.client, okta_url)
+                                         validator.client, okta_url, revoked=self._revoked)
         self._extended: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen_memo: Remembered[str, _Seen] = Remembered(SEEN_BYTES)
@@ -200,7 +200,12 @@ class Enforcer:
         if store.session_ended(binding.session_id) is not None:
             return True
         watermark = max(store.user_ended_before(key) for key in user_keys(binding.user_id, binding.login))
-        return binding.bound_at < watermark
+        return revoked_before(watermark, binding.bound_at)
+
+    def _okta_ended_before(self, user_id: str, login: str) -> float:
+        """Before when Okta ended every session of the user, as the revocation store was told."""
+        store = self._store
+        return max((store.okta_ended_before(key) for key in user_keys(user_id, login)), default=0.0)
 
     def _on_end(self, binding: Binding | None, reason: str, now: float) -> None:
         """A bound session found ended in Okta is a revocation too (its source: the lookup); a revoked one that
@@ -295,7 +300,7 @@ class Enforcer:
             validation = await self._validator.validate(signed_in.session_id, self.route.grace)
             if client is not None and validation.verdict is Verdict.ALIVE:
                 self._unknown_ids.give_back(client)  # Okta knows it: a real sign-in costs nothing
-            outcome = _sign_in_outcome(validation, signed_in.name_id)
+            outcome = _sign_in_outcome(validation, signed_in.name_id, self._okta_ended_before)
             self._metrics.sign_ins.get(self.route.name, outcome).inc()
             if outcome != "bound" or validation.session is None:
                 self._warn_unbindable(outcome)
@@ -415,13 +420,19 @@ def _ends_what_it_cannot_bind(sessions: RouteSessions) -> bool:
     return sessions.mode is not Mode.OFF and sessions.rules.unbound is Unbound.RELOGIN
 
 
-def _sign_in_outcome(validation: Validation, name_id: str) -> str:
+def _sign_in_outcome(validation: Validation, name_id: str, okta_ended_before: Callable[[str, str], float]) -> str:
+    """The outcome "bound", or why the sign-in binds nothing. A session Okta created before Okta ended every session
+    of its user binds nothing (policy.revoked_before), even if a cache entry or a lookup from before calls it
+    alive."""
+    session = validation.session
     if validation.verdict is Verdict.UNAVAILABLE:
         return "okta_unavailable"
-    if not validation.signed_in or validation.session is None:
+    if not validation.signed_in or session is None:
         return "okta_session_not_signed_in"
-    if validation.session.login.lower() != name_id.strip().lower():
+    if session.login.lower() != name_id.strip().lower():
         return "login_mismatch"
+    if revoked_before(okta_ended_before(session.user_id, session.login), session.created_at):
+        return "revoked"
     return "bound"
 
 

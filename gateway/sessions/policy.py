@@ -17,6 +17,10 @@ Rules of this module:
   the gateway knows an app session's user only from the binding made at its sign-in (no app profile reveals it
   otherwise). Bound from a claim, Bob's app session presented with Alice's session id would be served as Bob
   and live as long as Alice's session.
+- A user-wide revocation at T (suspend, admin clear, Universal Logout, a user-scoped logout) ends every binding
+  made before T. When Okta ended every session of the user at T (all but Universal Logout), a session Okta says
+  was created before T binds nothing either (`revoked_before()`): a sign-in after T carrying one (an assertion
+  held back from before T) is refused, whatever a cache or a lookup in flight still says of it.
 - A claim never moves a binding either: a bound session whose browser names another Okta session is ended.
 - When Okta cannot say (and the route's fail mode allowed no grace) the answer for a bound session is
   UNAVAILABLE, never an end: an outage must not log anybody out.
@@ -136,6 +140,13 @@ def holds_until(facts: Facts, rules: SessionRules) -> float:
 
 
 NEVER = float("-inf")
+
+
+def revoked_before(watermark: float, began_at: float | None) -> bool:
+    """Whether a user-wide revocation at `watermark` voids what began at `began_at`: a binding (its bound_at,
+    against the user's watermark) or an Okta session (its createdAt, against when Okta ended the user's
+    sessions). None, a createdAt Okta did not give, is not before anything: the cache eviction and Okta decide."""
+    return began_at is not None and began_at < watermark
 
 
 def _enforce(facts: Facts, rules: SessionRules, now: float) -> Decision:

@@ -20,11 +20,16 @@ class RevocationStore(Protocol):
     def end_session(self, session_id: str, at: float) -> None:
         """The Okta session ended at `at`; a binding to it is void from now on."""
 
-    def end_user(self, user_key: str, before: float) -> None:
-        """Every binding of this user (id or lower-cased login) made before `before` is void."""
+    def end_user(self, user_key: str, before: float, *, in_okta: bool = False) -> None:
+        """Every binding of this user (id or lower-cased login) made before `before` is void. With `in_okta`, Okta
+        itself ended every session the user had then (suspend, clear, a confirmed user-wide logout): no session
+        Okta created before `before` is bound again."""
 
     def session_ended(self, session_id: str) -> float | None:
         """When the session was recorded as ended, or None."""
 
     def user_ended_before(self, user_key: str) -> float:
         """The user's watermark (0 for none)."""
+
+    def okta_ended_before(self, user_key: str) -> float:
+        """Before when Okta ended every session of the user (0 for never, as far as the gateway was told)."""

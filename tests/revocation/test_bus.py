@@ -135,6 +135,31 @@ def test_a_user_revocation_closes_every_socket_of_the_user_and_no_others(parts):
     assert parts.closed() == 2
 
 
+def test_a_user_revocation_evicts_every_cached_session_of_the_user_and_no_others(parts):
+    """A suspended or cleared user's sessions must not look alive to the next sign-in (which binds what the cache
+    vouches for): every entry of theirs goes, found by user id or by login, whatever the event named."""
+    parts.cached(S1)
+    parts.cached(S2, "00uOTHERidOfAliceXXX", "ALICE@example.com")  # the same login, another spelling
+    parts.cached(S3, BOB_ID, BOB_LOGIN)
+    parts.bus.publish(Revocation("event_hook", "user_suspended", None, ALICE_ID, ALICE_LOGIN))
+    assert not parts.is_cached(S1) and not parts.is_cached(S2)
+    assert parts.is_cached(S3)
+
+
+def test_a_user_revocation_by_login_alone_evicts_the_users_sessions(parts):
+    parts.cached(S1)
+    parts.bus.publish(Revocation("universal_logout", "universal_logout", None, None, "alice@EXAMPLE.com"))
+    assert not parts.is_cached(S1)
+
+
+def test_a_user_revocation_records_that_okta_ended_the_users_sessions_unless_it_says_otherwise(parts):
+    """Okta's suspend and clear end every session of the user in Okta; a Universal Logout does not say so."""
+    parts.bus.publish(Revocation("event_hook", "user_suspended", None, ALICE_ID, ALICE_LOGIN, NOW - 5))
+    parts.bus.publish(Revocation("universal_logout", "universal_logout", None, BOB_ID, BOB_LOGIN, in_okta=False))
+    assert parts.store.okta_ended_before(ALICE_ID) == NOW - 5 == parts.store.okta_ended_before("alice@example.com")
+    assert parts.store.user_ended_before(BOB_ID) == NOW and parts.store.okta_ended_before(BOB_ID) == 0.0
+
+
 def test_a_session_and_all_the_users_other_sessions(parts):
     """The app's logout with logout_scope = "user": this session, and every session of the user."""
     this = parts.sockets.opened(S1, ALICE_KEYS)

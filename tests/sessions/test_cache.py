@@ -82,3 +82,40 @@ def test_evict():
     c.evict(SESSION.id)
     assert c.lookup(SESSION.id, T0) == (Freshness.MISSING, None)
     assert c.last_alive(SESSION.id, T0) is None
+
+
+# --- the user index: a user-wide revocation evicts every session of the user -------------------------------------
+
+BOBS = replace(SESSION, id="idxBOBbobBOBbobBOBbobBOBb", user_id="00uBOBbobBOBbobBOBbo", login="bob@example.com")
+
+
+def test_evict_user_drops_every_entry_of_the_user_by_id_or_by_lower_cased_login():
+    c = cache()
+    second = replace(SESSION, id="idxSECONDsecondSECONDsecon")
+    c.store_alive(SESSION, T0)
+    c.store_alive(second, T0)
+    c.store_alive(BOBS, T0)
+    assert c.evict_user([SESSION.user_id]) == 2
+    assert c.lookup(SESSION.id, T0)[0] is Freshness.MISSING and c.lookup(second.id, T0)[0] is Freshness.MISSING
+    assert c.lookup(BOBS.id, T0)[0] is Freshness.FRESH
+    assert c.evict_user(["bob@example.com"]) == 1 and len(c) == 0
+
+
+def test_evict_user_of_a_user_with_nothing_cached_drops_nothing():
+    c = cache()
+    c.store_alive(SESSION, T0)
+    assert c.evict_user(["00uNOBODYnobodyNOBOD", "nobody@example.com"]) == 0
+    assert c.lookup(SESSION.id, T0)[0] is Freshness.FRESH
+
+
+def test_the_index_follows_replacement_eviction_and_lru_so_it_stays_bounded():
+    c = cache(max_entries=2)
+    c.store_alive(SESSION, T0)
+    c.store_gone(SESSION.id, T0)  # replaced by a negative entry: no longer the user's live session
+    assert c.evict_user([SESSION.user_id]) == 0 and c.lookup(SESSION.id, T0)[0] is Freshness.FRESH
+    c.store_alive(SESSION, T0)
+    c.evict(SESSION.id)
+    assert c._by_user == {}
+    for n in range(50):  # far more sessions than the cache holds: the index holds only what the cache holds
+        c.store_alive(replace(SESSION, id=f"idx{n:022d}", user_id=f"00u{n:017d}", login=f"u{n}@example.com"), T0)
+    assert len(c) == 2 and sum(len(ids) for ids in c._by_user.values()) == 4 and len(c._by_user) == 4

@@ -18,6 +18,7 @@ from gateway.sessions.policy import (
     Unbound,
     decide,
     holds_until,
+    revoked_before,
 )
 
 T0 = 1_000_000.0
@@ -344,3 +345,19 @@ def test_decide_forwards_plainly_everywhere_before_the_hold_ends(offset):
     assert enforce(facts, rules, T0 + offset).action is Action.FORWARD
     assert not enforce(facts, rules, T0 + offset).touch
     assert enforce(facts, rules, until).touch  # at the end of the hold a rule turns
+
+
+# --- revoked_before: a user-wide revocation at T voids a binding made, or an Okta session Okta ended, before T ------
+
+
+def test_a_binding_made_before_the_users_watermark_is_revoked_and_one_made_after_is_not():
+    assert revoked_before(T0, T0 - 1)
+    assert not revoked_before(T0, T0)
+    assert not revoked_before(0.0, T0)  # no watermark
+
+
+def test_a_sign_in_with_an_okta_session_created_before_okta_ended_the_users_sessions_is_revoked():
+    """An assertion held back from before a suspension, posted after it: bound now, but its session is older."""
+    assert revoked_before(T0, T0 - 60)
+    assert not revoked_before(T0, T0 + 1)  # a session from a sign-in after it lives
+    assert not revoked_before(T0, None)  # Okta did not say: the cache eviction and Okta's answer decide

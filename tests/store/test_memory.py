@@ -156,3 +156,26 @@ def test_a_forgotten_session_can_be_tombstoned_again():
     before = store.generation
     store.end_session(S1, T + 30)
     assert store.session_ended(S1) == T + 30 and store.generation != before
+
+
+# --- when Okta ended every session of the user ---------------------------------------------------------------------
+
+
+def test_okta_ended_before_is_set_only_when_the_revocation_says_okta_ended_the_sessions():
+    store = MemoryStore()
+    store.end_user(ALICE, T)
+    assert store.user_ended_before(ALICE) == T and store.okta_ended_before(ALICE) == 0.0
+    store.end_user(ALICE, T + 10, in_okta=True)
+    assert store.user_ended_before(ALICE) == T + 10 == store.okta_ended_before(ALICE)
+    store.end_user(ALICE, T + 5, in_okta=True)  # only forward
+    assert store.okta_ended_before(ALICE) == T + 10
+    assert store.okta_ended_before(BOB) == 0.0
+
+
+def test_okta_ended_before_is_bounded_and_forgotten_like_the_watermarks():
+    store = MemoryStore(retention=100, max_entries=1)
+    store.end_user(ALICE, T, in_okta=True)
+    store.end_user(BOB, T + 1, in_okta=True)
+    assert store.okta_ended_before(ALICE) == 0.0 and store.okta_ended_before(BOB) == T + 1
+    store.forget_older_than(T + 200)
+    assert store.okta_ended_before(BOB) == 0.0 and len(store) == 0
