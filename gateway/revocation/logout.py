@@ -32,6 +32,7 @@ from aiohttp import web
 from yarl import URL
 
 from ..okta.client import InvalidId, OktaClient, OktaError, UserUnknown
+from ..proxy.http import continue_if_expected
 from ..routing import plain_host, servlet_path
 from ..sessions.app_side import MAX_LOGOUT_BODY, AppSide
 from ..sessions.binding import Binding
@@ -121,6 +122,8 @@ class LogoutInterceptor:
         app_cookies = only(cookies, self._app.present(cookies))
         passed_on: list[str] = []
         if self.rules.answer == "app":
+            if request.body_exists:
+                await continue_if_expected(request)
             body = await read_body(request, MAX_LOGOUT_BODY) if request.body_exists else None
             if request.body_exists and body is None:
                 return web.Response(status=413, text="The logout request is too large.\n",

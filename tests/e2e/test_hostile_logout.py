@@ -217,3 +217,22 @@ async def test_a_gateway_answered_logout_matches_the_path_in_any_case(start, bro
     page = await browser.get("/LogOut/")  # IIS and ASP.NET map paths case-insensitively
     assert page.status == 302 and "/login/signout" in page.location
     assert live_sessions(stack) == [] and stack.apps["hr"].sessions == {}
+
+
+async def test_a_logout_posted_with_expect_100_continue_gets_the_go_ahead(start):
+    """The gateway reads the logout's body itself (to pass it to the app), so it must send `100 Continue` first, or
+    a client that waits for it (curl, .NET, Java) waits the body timeout out."""
+    stack = await start()
+    url = URL(stack.gateway_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(f"POST /logout HTTP/1.1\r\nHost: {url.raw_authority}\r\nContent-Length: 3\r\n"
+                     "Content-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        writer.write(b"a=b")
+        final = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    assert interim.startswith(b"HTTP/1.1 100 Continue")
+    assert statuses(final) and statuses(final)[0] < 500
