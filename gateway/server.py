@@ -350,8 +350,14 @@ def _proxy_handler(
             if coding is not None and coding.strip().lower() != "chunked":
                 return error_response(request, 400, _CODING_NOT_SERVED, close=True)
             with body_deadline(request, limits):
-                return await dispatch(request, route)
-        return await dispatch(request, route)
+                response = await dispatch(request, route)
+        else:
+            response = await dispatch(request, route)
+        if "Upgrade" in request.headers and not is_websocket_upgrade(request):
+            # aiohttp reads no further request on a connection that asked to switch to another protocol (h2c,
+            # anything but a WebSocket, which was not switched here): close it, or what follows hangs unanswered
+            response.force_close()
+        return response
 
     def dispatch(request: web.Request, route: Route) -> Awaitable[web.StreamResponse]:
         enforcer = enforcers.get(route.name) if enforcers else None

@@ -314,3 +314,15 @@ async def test_connection_from_the_upstream_cannot_strip_the_answers_framing(sta
         assert statuses(raw) == [200, 200] and rest.endswith(b"\r\n\r\nhello")
     finally:
         server.close()
+
+
+async def test_a_request_that_asks_for_another_protocol_is_answered_and_its_connection_closed(upstream, gateway):
+    """aiohttp reads no further request after `Upgrade: h2c` (or anything but a WebSocket): the connection must be
+    closed after the answer, or a pipelined request behind it hangs there, neither answered nor refused."""
+    for protocol in (b"h2c", b"foo"):
+        first = b"/c/upgrade-%b" % protocol
+        head = b"GET %b HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: %b\r\n\r\n" % (first, protocol)
+        raw = await send_raw(gateway.host, gateway.port, head + SMUGGLED, idle=3)
+        assert answers_to(raw) == [b"GET " + first], raw[:300]
+        assert b"Connection: close" in raw.split(b"\r\n\r\n", 1)[0]
+    assert upstream.targets() == ["/c/upgrade-h2c", "/c/upgrade-foo"]
