@@ -4,7 +4,8 @@ Per request of a route whose policy is not `off`:
 1. read the cookies once (cookies.py); at the app's ACS, a sign-in (see `_sign_in`: forwarded first, bound once
    the app accepted it; an id Okta must be asked about spends the gateway's budget of unknown ids, shared and per
    client, given back when Okta knows the session);
-2. the binding cookie counts only if it opens with one of our keys and belongs to the app session cookie sent;
+2. the binding cookie counts only if it opens with one of our keys, was sealed for this route, and belongs to the
+   app session cookie sent, read as every server would read it (cookies.py: an ambiguous one binds nothing);
 3. the session-id sources (Okta's cookie, a trusted header) may name a session: it must be the bound one, and
    a claim binds nothing on its own (policy.py says why);
 4. the named session is validated through the cache, and decide() says what to do;
