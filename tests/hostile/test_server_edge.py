@@ -181,7 +181,7 @@ async def test_a_body_that_stalls_after_one_byte_gets_408_at_the_limit_not_twice
 
 
 async def test_a_body_that_trickles_in_below_the_minimum_rate_gets_408(echo, start_gateway, caplog):
-    """A byte every 0.3 s never pauses for a whole `body_timeout`, yet would hold the connection (and an upstream
+    """A byte every 0.2 s never pauses for a whole `body_timeout`, yet would hold the connection (and an upstream
     slot) for as long as the client likes: past its first `body_timeout` a body must average `body_min_rate`."""
 
     async def trickle(gateway) -> tuple[bytes, float]:
@@ -189,9 +189,9 @@ async def test_a_body_that_trickles_in_below_the_minimum_rate_gets_408(echo, sta
         started = time.monotonic()
         answer = asyncio.ensure_future(reader.read(65536))
         try:
-            writer.write(b"POST /trickle HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n")
-            for byte in b"abcdefghijkl":
-                await asyncio.wait([answer], timeout=0.3)
+            writer.write(b"POST /trickle HTTP/1.1\r\nHost: a\r\nContent-Length: 8\r\n\r\n")
+            for byte in b"abcdefgh":
+                await asyncio.wait([answer], timeout=0.2)
                 if answer.done():
                     break
                 writer.write(bytes([byte]))
@@ -200,13 +200,14 @@ async def test_a_body_that_trickles_in_below_the_minimum_rate_gets_408(echo, sta
             writer.close()
 
     with caplog.at_level(logging.WARNING):
-        raw, took = await trickle(await start_gateway([route(echo)], server={"body_timeout": 1, "body_min_rate": 100}))
+        raw, took = await trickle(await start_gateway([route(echo)], server={"body_timeout": 0.5,
+                                                                              "body_min_rate": 100}))
         await asyncio.sleep(0.1)
         gc.collect()  # a future whose failure nobody retrieved is logged when it is collected
-    assert statuses(raw) == [408] and took < 3.3  # cut at about 1.25 s; all 12 bytes would take 3.6 s
+    assert statuses(raw) == [408] and took < 1.5  # cut at about 0.6 s; all 8 bytes would take 1.6 s
     assert not [r for r in caplog.records if r.name in ("aiohttp.server", "asyncio")]  # no traceback in the log
-    raw, took = await trickle(await start_gateway([route(echo)], server={"body_timeout": 1, "body_min_rate": 0}))
-    assert statuses(raw) == [200] and took > 3.4  # with no minimum only the pause counts
+    raw, took = await trickle(await start_gateway([route(echo)], server={"body_timeout": 0.5, "body_min_rate": 0}))
+    assert statuses(raw) == [200] and took > 1.5  # with no minimum only the pause counts
 
 
 async def test_a_stalled_acs_body_gets_408_at_the_body_limit():
