@@ -78,7 +78,13 @@ class _Seen:
 
     def remember(self, until: float, entry: Entry, mode: Mode, generation: int) -> None:
         self.until, self.entry, self.mode, self.generation = until, entry, mode, generation
+
+
 _WARN_EVERY = 60.0
+# A sign-in that finds the budget of unknown ids spent waits this long for a token, looking every _BUDGET_POLL s:
+# tokens of real sign-ins come back within an Okta round trip, those of made-up ids only at the budget's rate
+_BUDGET_WAIT = 2.0
+_BUDGET_POLL = 0.05
 
 
 class Enforcer:
@@ -270,7 +276,9 @@ class Enforcer:
         Some apps answer a refused assertion with a new session all the same (a servlet app's redirect to its error
         page, PHP's session_start), so an id Okta must be asked about spends a token of the shared budget and one
         of the client's (`_unknown_ids`), given back when Okta knows the session: real sign-ins cost nothing net,
-        made-up ids at most the budget. Over it, Okta is not asked and nothing is bound."""
+        made-up ids at most the budget. A sign-in that finds the budget spent waits a moment for a token (real
+        sign-ins in a burst, from one office's address, give theirs back as soon as Okta answers); past that,
+        Okta is not asked and nothing is bound."""
         length = request.content_length
         if length is None or length > MAX_FORM_BYTES:
             self._metrics.sign_ins.get(self.route.name, "unreadable").inc()
@@ -294,7 +302,7 @@ class Enforcer:
                 self._warn_unbindable(outcome)
                 return
             client = self._spends_budget(request, signed_in.session_id)
-            if client is not None and not self._unknown_ids.take(client, time.monotonic()):
+            if client is not None and not await self._spend_budget(client):
                 self._metrics.sign_ins.get(self.route.name, "over_budget").inc()
                 self._warn_unbindable("over_budget")
                 return
@@ -311,6 +319,15 @@ class Enforcer:
             self._storage.write(request, response, Binding(s.id, s.user_id, s.login, fingerprint, now, now))
 
         return await self._http(request, self.route, body=body, cookie=for_app, before_answer=bind)
+
+    async def _spend_budget(self, client: str) -> bool:
+        """A token of the budget of unknown ids for `client`, waiting at most `_BUDGET_WAIT` for one."""
+        deadline = time.monotonic() + _BUDGET_WAIT
+        while not self._unknown_ids.take(client, time.monotonic()):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_BUDGET_POLL)
+        return True
 
     def _spends_budget(self, request: web.Request, session_id: str) -> str | None:
         """The client whose budget a lookup of this id spends, or None when it would not ask Okta (the cache knows
