@@ -24,8 +24,9 @@ is a plain `host[:port]` (`plain_host`); a logout with any other Host is refused
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -43,6 +44,7 @@ from .bus import Revocation, RevocationBus
 
 log = logging.getLogger("gateway.revocation")
 
+MAX_ENDED = 100_000  # sessions (or users) whose end at logout Okta confirmed, remembered to skip replays
 RETRY_DELAYS = (1.0, 5.0, 30.0, 65.0)  # seconds before each retry of a failed Okta end: past one 60 s rate window
 MAX_PENDING_RETRIES = 10_000
 
@@ -88,8 +90,7 @@ def logout_form(raw_path: str) -> str:
 
 class LogoutInterceptor:
     def __init__(self, rules: LogoutRules, paths: tuple[str, ...], app: AppSide, bus: RevocationBus,
-                 okta: OktaClient, org_url: URL, *,
-                 revoked: Callable[[Binding], bool] = lambda _: False) -> None:
+                 okta: OktaClient, org_url: URL) -> None:
         self.rules, self._paths, self._app = rules, frozenset(paths), app
         self._bus, self._okta, self._org_url = bus, okta, org_url
         self._methods = frozenset(rules.methods) | ({"HEAD"} if "GET" in rules.methods else set())
@@ -97,7 +98,7 @@ class LogoutInterceptor:
         self._words = tuple({form.rpartition("/")[2] for form in self._forms})
         self._retries: dict[str, asyncio.Task[None]] = {}
         self._ending: dict[str, asyncio.Task[None]] = {}  # the one Okta end in flight per session (or user)
-        self._revoked = revoked  # whether the revocation store already holds the binding as ended
+        self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()  # ends Okta confirmed
 
     def wants(self, request: web.Request) -> bool:
         """The logout as the app reads its path (`logout_form`). On every request: an exact path is the common
@@ -154,12 +155,13 @@ class LogoutInterceptor:
         again and a tombstone on it would end every new app session at once. It is retried in the background a
         few times instead; the browser is sent through Okta's sign-out either way, which ends its session there.
         The binding is stateless, so its cookies can be replayed: there is at most one end in flight (or waiting
-        for a retry) per session (per user with logout_scope = "user"), and a binding already revoked (tombstone
-        or watermark, checked here with no wait before the end starts) ends nothing again: replays of one logout
-        cost one Okta call, not one each.
+        for a retry) per session (per user with logout_scope = "user"), and one whose end Okta confirmed ends
+        nothing again (checked here with no wait before the end starts): replays of one logout cost one Okta call,
+        not one each. That memo is this interceptor's own, not the revocation store: a binding revoked some other
+        way (Universal Logout, which leaves Okta's session alive) must still end its Okta session at logout.
         """
-        key = binding.user_id if self.rules.scope == "user" else binding.session_id
-        if self._revoked(binding) or key in self._retries:  # ended already, or its end waits for a retry
+        key = self._key(binding)
+        if key in self._ended or key in self._retries:  # ended already, or its end waits for a retry
             return
         ending = self._ending.get(key)
         if ending is None:
@@ -189,12 +191,20 @@ class LogoutInterceptor:
             return exc
         return None
 
+    def _key(self, binding: Binding) -> str:
+        """What one end at Okta ends: the user's sessions, or the binding's one."""
+        return binding.user_id if self.rules.scope == "user" else binding.session_id
+
     def _revoke(self, binding: Binding) -> None:
+        key = self._key(binding)
+        self._ended[key] = None
+        if len(self._ended) > MAX_ENDED:
+            self._ended.popitem(last=False)
         self._bus.publish(Revocation("app_logout", "app_logout", binding.session_id, binding.user_id, binding.login,
                                      all_sessions=self.rules.scope == "user"))
 
     def _retry_later(self, binding: Binding) -> None:
-        key = binding.user_id if self.rules.scope == "user" else binding.session_id
+        key = self._key(binding)
         if key in self._retries:
             return
         if len(self._retries) >= MAX_PENDING_RETRIES:

@@ -112,7 +112,7 @@ class Enforcer:
         self._app_cookie = AppCookieReader(self._profile.session_cookies)
         self.app = AppSide(route, sessions, pools, storage)
         self._logout = LogoutInterceptor(sessions.logout, self._profile.logout_paths, self.app, bus,
-                                         validator.client, okta_url, revoked=self._revoked)
+                                         validator.client, okta_url)
         self._extended: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen_memo: Remembered[str, _Seen] = Remembered(SEEN_BYTES)

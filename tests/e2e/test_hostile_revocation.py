@@ -169,3 +169,18 @@ async def test_replays_while_okta_fails_the_end_add_no_okta_call_to_its_retry(st
     one_logout = okta_calls(stack, "DELETE", "/api/v1/")
     assert await flood_logout(stack, cookie_of(bob), 100) == {302: 100}
     assert okta_calls(stack, "DELETE", "/api/v1/") <= 2 * one_logout  # at most its first retry (a second on)
+
+
+async def test_a_logout_after_a_universal_logout_still_ends_the_live_okta_session(start, browsers):
+    """Universal Logout revokes the user's bindings but leaves Okta's session alive: the user's own logout with
+    the revoked binding must still end it, or the next person on that browser is signed in as them (seed 004).
+    (The soak bench found it: a replay guard that took any revocation for an end at Okta.)"""
+    stack = await start(AppRoute("hr"), okta={**SLOW_CACHE, "universal_logout": {}})
+    bob = browsers(stack)
+    assert (await bob.sign_in(BOB)).status == 200
+    cookie = cookie_of(bob)
+    assert await stack.org.send_universal_logout(stack.url(UNIVERSAL_LOGOUT), BOB[0], "email") == 204
+    assert stack.org.sessions_of(stack.org.user(BOB[0]).id) != []  # Okta's session lives on
+    assert await flood_logout(stack, cookie, 5, 1) == {302: 5}
+    assert stack.org.sessions_of(stack.org.user(BOB[0]).id) == []
+    assert okta_calls(stack, "DELETE", "/api/v1/sessions/") == 1  # and its replays still cost one end
