@@ -40,7 +40,7 @@ from .buckets import Budget
 from .config import IPNetwork
 from .metrics import Metrics
 from .proxy.headers import client_address, is_trusted
-from .revocation.bodies import NotJson, load_json, read_body, read_bounded
+from .revocation.bodies import NotJson, load_json, read_body
 from .revocation.bus import SOURCES, RevocationBus
 from .routing import Route, plain_host
 from .sessions.enforce import Enforcer
@@ -199,7 +199,7 @@ class Admin:
         if who != "bearer":
             return _refused()
         try:
-            body = load_json(await read_bounded(request.content, MAX_FORM) or b"[]")  # too large: not an object
+            body = load_json(await read_body(request, MAX_FORM) or b"[]")  # too large: not an object
         except NotJson:
             return _json_error(400, "expected a JSON body such as {\"mode\": \"observe\"}")
         mode = body.get("mode") if isinstance(body, dict) else None
