@@ -28,7 +28,6 @@ import hmac
 import json
 import re
 import sys
-from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
@@ -47,16 +46,16 @@ V = TypeVar("V")
 
 class Remembered(Generic[K, V]):
     """A memo bounded by bytes: `bytes` is the approximate size of what it holds, never over `budget`. Lookups go
-    to `entries`, a plain dict (a hit costs what a dict lookup costs); entries go in insertion order."""
+    to `entries`, a plain dict (a hit costs what a dict lookup costs); entries go in insertion order, the dict's
+    own."""
 
-    __slots__ = ("entries", "budget", "bytes", "_sizes", "_order")
+    __slots__ = ("entries", "budget", "bytes", "_sizes")
 
     def __init__(self, budget: int) -> None:
         self.entries: dict[K, V] = {}
         self.budget = budget
         self.bytes = 0
         self._sizes: dict[K, int] = {}
-        self._order: deque[K] = deque()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -66,15 +65,12 @@ class Remembered(Generic[K, V]):
         entries go until it fits."""
         if size > self.budget:
             return
-        if key in self._sizes:
-            self.bytes -= self._sizes[key]
-        else:
-            self._order.append(key)
+        self.bytes -= self._sizes.get(key, 0)
         self._sizes[key] = size
         self.entries[key] = value
         self.bytes += size
         while self.bytes > self.budget:
-            oldest = self._order.popleft()
+            oldest = next(iter(self.entries))
             del self.entries[oldest]
             self.bytes -= self._sizes.pop(oldest)
 
