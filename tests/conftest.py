@@ -3,6 +3,7 @@ apps, gateway) with browsers, and a client with no cookie jar."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -68,6 +69,24 @@ def start_upstream(aiohttp_server: Any) -> Callable[..., Awaitable[TestServer]]:
         return await aiohttp_server(app, auto_decompress=False, **kwargs)  # type: ignore[no-any-return]
 
     return start
+
+
+Peer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw_upstream() -> AsyncIterator[Callable[[Peer], Awaitable[str]]]:
+    """Start an upstream that is a plain asyncio peer (for malformed, slow or doubled answers); gives its origin."""
+    servers: list[asyncio.base_events.Server] = []
+
+    async def start(peer: Peer) -> str:
+        server = await asyncio.start_server(peer, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture

@@ -278,7 +278,8 @@ async def test_connection_naming_any_header_removes_none_the_gateway_relies_on(u
 # --- the upstream's side of the same rule ---------------------------------------------------------------------
 
 
-async def test_an_answer_the_gateway_did_not_ask_for_is_never_handed_to_the_next_client(start_gateway, http):
+async def test_an_answer_the_gateway_did_not_ask_for_is_never_handed_to_the_next_client(start_gateway, raw_upstream,
+                                                                                      http):
     """An upstream that answers one request twice: the second answer must not become the next client's."""
 
     async def twice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -287,33 +288,25 @@ async def test_an_answer_the_gateway_did_not_ask_for_is_never_handed_to_the_next
                          b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nSet-Cookie: JSESSIONID=alice\r\n\r\nsecond")
             await writer.drain()
 
-    server = await asyncio.start_server(twice, "127.0.0.1", 0)
-    try:
-        gateway = await start_gateway(route(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"))
-        for _ in range(5):
-            async with http.get(gateway.make_url("/")) as r:
-                assert await r.read() == b"first" and "Set-Cookie" not in r.headers
-    finally:
-        server.close()
+    gateway = await start_gateway(route(await raw_upstream(twice)))
+    for _ in range(5):
+        async with http.get(gateway.make_url("/")) as r:
+            assert await r.read() == b"first" and "Set-Cookie" not in r.headers
 
 
-async def test_connection_from_the_upstream_cannot_strip_the_answers_framing(start_gateway):
+async def test_connection_from_the_upstream_cannot_strip_the_answers_framing(start_gateway, raw_upstream):
     async def named(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await reader.readuntil(b"\r\n\r\n"):
             writer.write(b"HTTP/1.1 200 OK\r\nConnection: Content-Length, Content-Type, Set-Cookie\r\n"
                          b"Content-Length: 5\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\n\r\nhello")
             await writer.drain()
 
-    server = await asyncio.start_server(named, "127.0.0.1", 0)
-    try:
-        gateway = await start_gateway(route(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"))
-        raw = await send_raw(gateway.host, gateway.port, b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
-                             b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", idle=3)
-        head, _, rest = raw.partition(b"\r\n\r\n")
-        assert b"Content-Length: 5" in head and b"Content-Type: text/plain" in head and b"Set-Cookie: a=1" in head
-        assert statuses(raw) == [200, 200] and rest.endswith(b"\r\n\r\nhello")
-    finally:
-        server.close()
+    gateway = await start_gateway(route(await raw_upstream(named)))
+    raw = await send_raw(gateway.host, gateway.port, b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
+                         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", idle=3)
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert b"Content-Length: 5" in head and b"Content-Type: text/plain" in head and b"Set-Cookie: a=1" in head
+    assert statuses(raw) == [200, 200] and rest.endswith(b"\r\n\r\nhello")
 
 
 async def test_a_request_that_asks_for_another_protocol_is_answered_and_its_connection_closed(upstream, gateway):

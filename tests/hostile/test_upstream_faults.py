@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from raw_http import send_raw, statuses
@@ -20,20 +20,15 @@ READ_TIMEOUT = 0.5
 
 
 @pytest.fixture
-async def faulty(start_gateway) -> AsyncIterator[Callable[[Peer], Awaitable[tuple[str, int]]]]:
+def faulty(start_gateway, raw_upstream) -> Callable[[Peer], Awaitable[tuple[str, int]]]:
     """Start a misbehaving upstream and a gateway in front of it; gives the gateway's (host, port)."""
-    servers: list[asyncio.base_events.Server] = []
 
     async def start(peer: Peer) -> tuple[str, int]:
-        server = await asyncio.start_server(peer, "127.0.0.1", 0)
-        servers.append(server)
-        upstream = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        upstream = await raw_upstream(peer)
         gateway = await start_gateway(route(upstream, read_timeout=READ_TIMEOUT, connect_timeout=READ_TIMEOUT))
         return gateway.host, gateway.port
 
-    yield start
-    for server in servers:
-        server.close()
+    return start
 
 
 async def read_head(reader: asyncio.StreamReader) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -11,22 +10,6 @@ from yarl import URL
 
 from conftest import route
 from gateway.proxy.client import OriginPool, UpstreamError
-
-Peer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@pytest.fixture
-async def raw_upstream():
-    servers: list[asyncio.base_events.Server] = []
-
-    async def start(peer: Peer) -> str:
-        server = await asyncio.start_server(peer, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
