@@ -28,8 +28,9 @@ from gateway.metrics import Metrics  # noqa: E402
 from gateway.okta.client import OktaClient  # noqa: E402
 from gateway.sandbox.okta.app import build_okta_app  # noqa: E402
 from gateway.sandbox.okta.org import OktaOrg  # noqa: E402
-from gateway.sessions.cache import CachePolicy, ValidationCache  # noqa: E402
+from gateway.sessions.cache import ValidationCache  # noqa: E402
 from gateway.sessions.validation import SessionValidator  # noqa: E402
+from gateway.settings import CachePolicy  # noqa: E402
 
 HOST = "127.0.0.2"
 TOKEN = "bench-token"

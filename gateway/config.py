@@ -27,66 +27,27 @@ from yarl import URL
 from .plugin import AppProfile, PluginError, SourceOptions, app_profile, source_factory
 from .routing import Route, RouteTable, normalize_prefix
 from .sessions.binding import BindingCodec, BindingKeyError
-from .sessions.cache import CachePolicy
-from .sessions.policy import Mode, SessionRules, Unbound
-from .sessions.settings import CookieSettings, LogoutRules, RouteSessions
+from .settings import (
+    CachePolicy,
+    CookieSettings,
+    EventHookSettings,
+    IPNetwork,
+    LogoutRules,
+    Mode,
+    OktaSettings,
+    ProxySettings,
+    RouteSessions,
+    ServerSettings,
+    SessionRules,
+    Unbound,
+    UniversalLogoutSettings,
+)
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
 
 
 class ConfigError(Exception):
     """A configuration that cannot be used; the message is meant for the operator as it is."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServerSettings:
-    host: str
-    port: int
-    workers: int
-    prefix: str
-    trusted_proxies: tuple[IPNetwork, ...]
-    access_log: bool
-    log_level: str
-    shutdown_timeout: float
-    header_timeout: float  # seconds for a whole request head (and an idle keep-alive connection)
-    body_timeout: float  # seconds a request body may pause between bytes while the gateway reads it
-    body_min_rate: int | None  # bytes a second a request body must average past its first body_timeout; None: any
-
-
-@dataclass(frozen=True, slots=True)
-class ProxySettings:
-    pool_size: int
-    keepalive_timeout: float
-    websocket_max_message: int
-
-
-@dataclass(frozen=True, slots=True)
-class EventHookSettings:
-    secret: str = field(repr=False)
-    header: str = "Authorization"
-
-
-@dataclass(frozen=True, slots=True)
-class UniversalLogoutSettings:
-    endpoint_url: str  # the URL registered in Okta: the JWT's audience
-    leeway: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class OktaSettings:
-    org_url: URL
-    api_token: str = field(repr=False)
-    timeout: float
-    retries: int
-    cache: CachePolicy
-    low_headroom: float
-    stretch: float
-    max_background_refreshes: int
-    unknown_ids_per_second: float = 5.0  # Okta lookups of ids the cache does not know, all clients together
-    unknown_ids_per_client: float = 1.0  # the same, per client address (an IPv6 one by its /64)
-    event_hook: EventHookSettings | None = None
-    universal_logout: UniversalLogoutSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 from yarl import URL
 
-from .sessions.settings import RouteSessions
+from .settings import RouteSessions
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import ServerSettings, Settings
+from .config import Settings
 from .server import build_app
+from .settings import ServerSettings
 
 log = logging.getLogger("gateway")
 

@@ -37,7 +37,7 @@ from yarl import URL
 
 from . import answers
 from .admin import Admin, Operator
-from .config import OktaSettings, ServerSettings, Settings
+from .config import Settings
 from .metrics import Metrics
 from .okta.client import OktaClient
 from .proxy.http import Forwarder, continue_if_expected, error_response
@@ -53,6 +53,7 @@ from .sessions.cache import ValidationCache
 from .sessions.enforce import Enforcer, unknown_id_budget
 from .sessions.sockets import OpenSockets
 from .sessions.validation import SessionValidator, Verdict
+from .settings import OktaSettings, ServerSettings
 from .store.memory import MemoryStore
 
 log = logging.getLogger("gateway")

@@ -16,10 +16,18 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from gateway.config import ConfigError, EventHookSettings, UniversalLogoutSettings, load, parse
+from gateway.config import ConfigError, load, parse
 from gateway.plugin import SourceOptions
-from gateway.sessions.policy import Mode, SessionRules, Unbound
-from gateway.sessions.settings import CookieSettings, LogoutRules, RouteSessions
+from gateway.settings import (
+    CookieSettings,
+    EventHookSettings,
+    LogoutRules,
+    Mode,
+    RouteSessions,
+    SessionRules,
+    Unbound,
+    UniversalLogoutSettings,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "conf" / "gateway.example.toml"

@@ -20,7 +20,7 @@ import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-from ..config import IPNetwork
+from ..settings import IPNetwork
 
 Header = tuple[str, str]
 

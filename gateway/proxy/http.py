@@ -10,8 +10,8 @@ from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 
 from .. import answers
-from ..config import IPNetwork, ServerSettings
 from ..routing import Route
+from ..settings import IPNetwork, ServerSettings
 from .client import UpstreamError, UpstreamResponse, UpstreamTimeout
 from .headers import Header, request_headers_for_upstream, response_headers_for_client
 from .upstream import UpstreamPools

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from ..config import ProxySettings
 from ..routing import Route
+from ..settings import ProxySettings
 from .client import OriginPool
 
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})

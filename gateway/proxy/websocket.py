@@ -14,8 +14,8 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from .. import answers
-from ..config import ProxySettings, ServerSettings
 from ..routing import Route
+from ..settings import ProxySettings, ServerSettings
 from .headers import WEBSOCKET_OWN
 from .http import error_response, upstream_headers
 from .upstream import UpstreamPools

@@ -38,7 +38,7 @@ from ..routing import plain_host, servlet_path
 from ..sessions.app_side import MAX_LOGOUT_BODY, AppSide
 from ..sessions.binding import Binding
 from ..sessions.cookies import only
-from ..sessions.settings import LogoutRules
+from ..settings import LogoutRules
 from .bodies import read_body
 from .bus import Revocation, RevocationBus
 

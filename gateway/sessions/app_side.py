@@ -26,9 +26,9 @@ from ..proxy.headers import request_headers_for_upstream
 from ..proxy.http import body_once
 from ..proxy.upstream import UpstreamPools
 from ..routing import Route
+from ..settings import RouteSessions
 from .binding_cookie import BindingStorage
 from .cookies import SetCookie, app_cookie_names, matches, only
-from .settings import RouteSessions
 
 log = logging.getLogger("gateway.sessions")
 

@@ -13,8 +13,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp_session import AbstractStorage, Session, SessionData
 
+from ..settings import CookieSettings
 from .binding import Binding, BindingCodec, Opened
-from .settings import CookieSettings
 
 
 class BindingStorage(AbstractStorage):

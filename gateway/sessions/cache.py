@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from ..okta.model import OktaSession
+from ..settings import CachePolicy
 from ..store import user_keys
 from .policy import OktaState, OktaView
 
@@ -48,14 +49,6 @@ class Entry:
     fresh_until: float
     good_until: float  # served until then; from fresh_until on, with a refresh
     view: OktaView  # what decide() is told of the session, made once per entry rather than once per request
-
-
-@dataclass(frozen=True, slots=True)
-class CachePolicy:
-    ttl: float = 60.0
-    negative_ttl: float = 30.0
-    revalidate: float = 10.0
-    max_entries: int = 100_000
 
 
 class ValidationCache:

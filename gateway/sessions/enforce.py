@@ -29,7 +29,6 @@ from yarl import URL
 
 from .. import answers
 from ..buckets import Budget
-from ..config import IPNetwork, OktaSettings
 from ..metrics import Metrics
 from ..plugin import RequestInfo, SidSource, SignIn, SignInReader, source_factory
 from ..proxy.headers import client_address
@@ -39,15 +38,15 @@ from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from ..revocation.bus import Revocation, RevocationBus
 from ..revocation.logout import LogoutInterceptor
 from ..routing import Route
+from ..settings import IPNetwork, Mode, OktaSettings, RouteSessions, Unbound
 from ..store import user_keys
 from .app_side import AppSide
 from .binding import Binding, Opened, Remembered
 from .binding_cookie import BindingStorage
 from .cache import Entry
 from .cookies import AMBIGUOUS, AppCookieReader, cookie_header_for_app, parse_cookie_header, read_set_cookie
-from .policy import FORWARD, NEVER, Action, Decision, Facts, Mode, Unbound, decide, holds_until, revoked_before
+from .policy import FORWARD, NEVER, Action, Decision, Facts, decide, holds_until, revoked_before
 from .saml import MAX_FORM_BYTES, acs_post_refusal
-from .settings import RouteSessions
 from .sockets import OpenSockets
 from .validation import SessionValidator, Validation, Verdict
 

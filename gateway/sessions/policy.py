@@ -38,18 +38,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..settings import Mode, SessionRules, Unbound
 from .binding import Binding
-
-
-class Mode(enum.StrEnum):
-    ENFORCE = "enforce"
-    OBSERVE = "observe"
-    OFF = "off"
-
-
-class Unbound(enum.StrEnum):
-    RELOGIN = "relogin"
-    ALLOW = "allow"
 
 
 class Action(enum.StrEnum):
@@ -73,16 +63,6 @@ class OktaView:
     user_id: str = ""
     login: str = ""
     expires_at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRules:
-    """A route's binding rules, from its configuration."""
-
-    unbound: Unbound = Unbound.RELOGIN
-    idle_timeout: float | None = None  # the gateway's own idle timeout, seconds
-    extend_okta_every: float | None = None  # refresh the Okta session on activity at most this often
-    touch_every: float = 60.0  # re-save the binding's last activity at most this often
 
 
 @dataclass(slots=True)  # built per request: not frozen, which costs ~0.4 us a build; never mutated

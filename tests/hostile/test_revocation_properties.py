@@ -33,7 +33,7 @@ from gateway.revocation.universal_logout import (
     subject_from_body,
 )
 from gateway.routing import plain_host
-from gateway.sessions.settings import LogoutRules
+from gateway.settings import LogoutRules
 
 pytestmark = pytest.mark.hostile
 

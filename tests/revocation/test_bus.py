@@ -13,9 +13,10 @@ from gateway.metrics import Metrics
 from gateway.okta.client import OktaClient
 from gateway.okta.model import OktaSession
 from gateway.revocation.bus import SOURCES, Revocation, RevocationBus
-from gateway.sessions.cache import CachePolicy, Freshness, ValidationCache
+from gateway.sessions.cache import Freshness, ValidationCache
 from gateway.sessions.sockets import OpenSockets
 from gateway.sessions.validation import SessionValidator
+from gateway.settings import CachePolicy
 from gateway.store.memory import MemoryStore
 
 NOW = 1_700_000_000.0

@@ -11,7 +11,7 @@ from yarl import URL
 
 from gateway.revocation.logout import after_logout_target, logout_form, okta_sign_out_url
 from gateway.routing import plain_host
-from gateway.sessions.settings import LogoutRules
+from gateway.settings import LogoutRules
 
 ORIGIN = "https://app.example.com"
 GOODBYE = "https://app.example.com/goodbye/"

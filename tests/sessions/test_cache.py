@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gateway.okta.model import OktaSession
-from gateway.sessions.cache import CachePolicy, Freshness, ValidationCache
+from gateway.sessions.cache import Freshness, ValidationCache
+from gateway.settings import CachePolicy
 
 T0 = 1_000_000.0
 SESSION = OktaSession("idxffK-esRDSrC5m0ly-Kma9A", "00u0abcdefGHIJKLMNOP", "a@example.com", "ACTIVE",

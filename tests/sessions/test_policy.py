@@ -11,15 +11,13 @@ from gateway.sessions.policy import (
     Action,
     Decision,
     Facts,
-    Mode,
     OktaState,
     OktaView,
-    SessionRules,
-    Unbound,
     decide,
     holds_until,
     revoked_before,
 )
+from gateway.settings import Mode, SessionRules, Unbound
 
 T0 = 1_000_000.0
 SID = "102abcDEFghiJKLmnoPQRst"

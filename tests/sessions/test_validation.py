@@ -11,8 +11,9 @@ from yarl import URL
 from conftest import API_TOKEN, Sandbox
 from gateway.metrics import Metrics
 from gateway.okta.client import OktaClient
-from gateway.sessions.cache import CachePolicy, ValidationCache
+from gateway.sessions.cache import ValidationCache
 from gateway.sessions.validation import SessionValidator, Verdict
+from gateway.settings import CachePolicy
 
 UNKNOWN = "idx" + "Q" * 22
 
