@@ -37,12 +37,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from .buckets import Budget
+from .enforcement.enforcer import Enforcer
 from .metrics import Metrics
 from .proxy.headers import client_address, is_trusted
 from .revocation.bodies import NotJson, load_json, read_body
 from .revocation.bus import SOURCES, RevocationBus
 from .routing import Route, plain_host
-from .sessions.enforce import Enforcer
 from .sessions.sockets import OpenSockets
 from .settings import IPNetwork, Mode
 from .status import MODES, RevocationView, RouteView, login_html, status_data, status_html

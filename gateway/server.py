@@ -38,6 +38,7 @@ from yarl import URL
 from . import answers
 from .admin import Admin, Operator
 from .config import Settings
+from .enforcement.enforcer import Enforcer, unknown_id_budget
 from .metrics import Metrics
 from .okta.client import OktaClient
 from .proxy.http import Forwarder, continue_if_expected, error_response
@@ -50,7 +51,6 @@ from .routing import Route, resolve_path
 from .sessions.binding import BindingCodec
 from .sessions.binding_cookie import BindingStorage
 from .sessions.cache import ValidationCache
-from .sessions.enforce import Enforcer, unknown_id_budget
 from .sessions.sockets import OpenSockets
 from .sessions.validation import SessionValidator, Verdict
 from .settings import OktaSettings, ServerSettings

@@ -1,7 +1,7 @@
 """What the gateway does to the app's own session: expire its cookies in an answer, and call the app server-side.
 
-Ending a session (enforce.py) and intercepting the app's logout (revocation/logout.py) both need it. The app's
-cookies are expired with the Path and Domain the app set them with, which the gateway learns from the app's
+Ending a session (enforcement/enforcer.py) and intercepting the app's logout (revocation/logout.py) both need it.
+The app's cookies are expired with the Path and Domain the app set them with, which the gateway learns from the app's
 Set-Cookie headers (`learn()`), falling back to the route's settings. Calls to the app go through the route's
 upstream pool with only the user's app cookies, never the gateway's own.
 

@@ -3,7 +3,7 @@
 Rules of this module:
 - Pure: no I/O, no aiohttp, no clock of its own. Everything it needs comes in as plain values (`Facts`, the
   route's `SessionRules`, the mode in force, `now` in epoch seconds); a `Decision` comes out. The enforcement
-  middleware (enforce.py) gathers the facts and carries the decision out.
+  middleware (enforcement/enforcer.py) gathers the facts and carries the decision out.
 - A request without an app session cookie has nothing to protect: it is forwarded (the app will ask for sign-in).
 - An app session lives exactly as long as the Okta session it was born from. It is ended when its binding was
   revoked (the revocation bus recorded the session or the user as ended: that needs no word from Okta), when the

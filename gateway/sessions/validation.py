@@ -9,8 +9,8 @@ The rules of the cache itself are in cache.py. This module adds the I/O around i
   time;
 - which ids reach it: Okta is asked only about ids a binding vouches for or that the app accepted at its ACS,
   those within a bounded budget of unknown ids (`asks_okta` says which would cost a call; the enforcer's rule,
-  see enforce.py and policy.py); an id a session-id source claims is only compared with the bound one and never
-  looked up, so what a client makes up spends at most that budget of the org's rate limit;
+  see enforcement/enforcer.py and policy.py); an id a session-id source claims is only compared with the bound
+  one and never looked up, so what a client makes up spends at most that budget of the org's rate limit;
 - outages (Okta unreachable, 5xx, rate-limited, or refusing our token): each caller's fail mode decides. `closed`
   (grace None) answers UNAVAILABLE; `grace` serves a session last seen ACTIVE for at most that many seconds past
   its cache entry's end (never past its expiresAt). Either way a counter says so, and a log line at most every

@@ -1,4 +1,4 @@
-"""The enforcement shell (gateway/sessions/enforce.py) under floods, through the real gateway in front of a real
+"""The enforcement shell (gateway/enforcement/enforcer.py) under floods, through the real gateway in front of a real
 upstream and the Okta sandbox: what it remembers of Cookie headers stays within its byte budget, unbound
 requests do not become a flood of logout calls to the app, and such a flood does not keep a revoked bound
 session's logout from being called."""
@@ -16,11 +16,11 @@ import pytest
 from aiohttp import web
 
 from conftest import route
+from gateway.enforcement.enforcer import SEEN_BYTES
 from gateway.revocation.bus import Revocation
 from gateway.sandbox.okta.saml import build_response
 from gateway.server import BUS, ENFORCERS
 from gateway.sessions.app_side import LOGOUTS_PER_SECOND
-from gateway.sessions.enforce import SEEN_BYTES
 
 pytestmark = pytest.mark.hostile
 

@@ -38,17 +38,17 @@ from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from ..revocation.bus import Revocation, RevocationBus
 from ..revocation.logout import LogoutInterceptor
 from ..routing import Route
+from ..sessions.app_side import AppSide
+from ..sessions.binding import Binding, Opened, Remembered
+from ..sessions.binding_cookie import BindingStorage
+from ..sessions.cache import Entry
+from ..sessions.cookies import AMBIGUOUS, AppCookieReader, cookie_header_for_app, parse_cookie_header, read_set_cookie
+from ..sessions.policy import FORWARD, NEVER, Action, Decision, Facts, decide, holds_until, revoked_before
+from ..sessions.saml import MAX_FORM_BYTES, acs_post_refusal
+from ..sessions.sockets import OpenSockets
+from ..sessions.validation import SessionValidator, Validation, Verdict
 from ..settings import IPNetwork, Mode, OktaSettings, RouteSessions, Unbound
 from ..store import user_keys
-from .app_side import AppSide
-from .binding import Binding, Opened, Remembered
-from .binding_cookie import BindingStorage
-from .cache import Entry
-from .cookies import AMBIGUOUS, AppCookieReader, cookie_header_for_app, parse_cookie_header, read_set_cookie
-from .policy import FORWARD, NEVER, Action, Decision, Facts, decide, holds_until, revoked_before
-from .saml import MAX_FORM_BYTES, acs_post_refusal
-from .sockets import OpenSockets
-from .validation import SessionValidator, Validation, Verdict
 
 log = logging.getLogger("gateway.sessions")
 
