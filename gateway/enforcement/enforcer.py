@@ -43,10 +43,22 @@ from ..sessions.binding import Binding, Opened, Remembered
 from ..sessions.binding_cookie import BindingStorage
 from ..sessions.cache import Entry
 from ..sessions.cookies import AMBIGUOUS, AppCookieReader, cookie_header_for_app, parse_cookie_header, read_set_cookie
-from ..sessions.policy import FORWARD, NEVER, Action, Decision, Facts, decide, holds_until, revoked_before
+from ..sessions.policy import (
+    ENDED_IN_OKTA,
+    FORWARD,
+    NEVER,
+    Action,
+    Decision,
+    Facts,
+    SignInFacts,
+    decide,
+    holds_until,
+    session_to_validate,
+    sign_in_outcome,
+)
 from ..sessions.saml import MAX_FORM_BYTES, acs_post_refusal
 from ..sessions.sockets import OpenSockets
-from ..sessions.validation import SessionValidator, Validation, Verdict
+from ..sessions.validation import SessionValidator, Verdict
 from ..settings import IPNetwork, Mode, OktaSettings, RouteSessions, Unbound
 from ..store import user_keys
 
@@ -58,7 +70,6 @@ _MAX_EXTENDED = 100_000
 SEEN_BYTES = 8 * 1024 * 1024  # what a route keeps of the Cookie headers it has read
 _SEEN_FIXED = 700  # a remembered header's _Seen, tuple, dict slots and the Opened it shares with the codec's memo
 _PER_COOKIE = 130  # a parsed cookie's two str objects and its dict slot
-_ENDED_IN_OKTA = frozenset({"okta_session_ended", "okta_session_expired"})
 
 
 class _Seen:
@@ -140,15 +151,14 @@ class Enforcer:
             if now < seen.until and self._validator.cache.still(seen.entry, now):
                 return await self._forward_again(request, seen)  # the same facts as the last request: forward
         generation = store.generation
-        claimed = self._claimed(request, cookies) if self._identifiers else None
-        session_id = binding.session_id if binding is not None else None  # a claim alone binds nothing
-        revoked = binding is not None and self._revoked(binding)
+        facts = self._facts(request, cookies, app is not None, opened)
+        session_id = session_to_validate(facts)
         validation = None
-        if session_id is not None and not revoked and (claimed is None or claimed == session_id):
+        if session_id is not None:
             validation = await self._validator.validate(session_id, self.route.grace)
-        okta = validation.view if validation is not None else None
+            facts.okta = validation.view
+            facts.last_extended = self._extended.get(session_id)
         now = self._clock()
-        facts = Facts(app is not None, binding, claimed, okta, self._extended.get(session_id or ""), revoked)
         decision = decide(facts, self.sessions.rules, mode, now)
         if decision is FORWARD:
             self._forwarded.inc()
@@ -157,7 +167,7 @@ class Enforcer:
         else:
             self._metrics.decisions.get(self.route.name, decision.action, decision.reason).inc()
         if decision.action is Action.END:
-            self._on_end(binding, decision.reason, now)
+            self._on_end(facts, decision.reason, now)
             return await self._end(request, cookies, binding, decision.reason)
         if decision.action is Action.UNAVAILABLE:
             return error_response(request, 503, OKTA_UNAVAILABLE)
@@ -166,10 +176,10 @@ class Enforcer:
             log.debug("route %s: observe: enforce would %s (%s)", self.route.name, decision.would, decision.reason)
         if decision.extend_okta and session_id is not None:
             self._extend(session_id, now)
-        reseal = _reseal(decision, opened, app, now, self._storage)
+        reseal = self._resealed(decision, binding, app, now)
         if upgrade:
             keys = user_keys(binding.user_id, binding.login) if binding is not None else ()
-            return await self._websocket(request, for_app, session_id if okta is not None else None, keys)
+            return await self._websocket(request, for_app, session_id, keys)
         return await self._http(request, self.route, cookie=for_app,
                                 before_answer=lambda response: self._on_answer(request, response, reseal, binding,
                                                                                app))
@@ -201,29 +211,33 @@ class Enforcer:
         finally:
             self._sockets.closed(session_id, stop)
 
-    def _revoked(self, binding: Binding) -> bool:
-        store = self._store
-        if store.session_ended(binding.session_id) is not None:
-            return True
-        watermark = max(store.user_ended_before(key) for key in user_keys(binding.user_id, binding.login))
-        return revoked_before(watermark, binding.bound_at)
+    def _facts(self, request: web.Request, cookies: dict[str, str], has_app_session: bool,
+               opened: Opened | None) -> Facts:
+        """What the request, the binding and the revocation store say, before Okta is asked anything."""
+        claimed = self._claimed(request, cookies) if self._identifiers else None
+        if opened is None:
+            return Facts(has_app_session=has_app_session, binding=None, claimed_session_id=claimed)
+        binding, store = opened.binding, self._store
+        return Facts(has_app_session=has_app_session, binding=binding, stale_key=opened.stale_key,
+                     claimed_session_id=claimed, session_ended_at=store.session_ended(binding.session_id),
+                     user_revoked_before=max(store.user_ended_before(key)
+                                             for key in user_keys(binding.user_id, binding.login)))
 
     def _okta_ended_before(self, user_id: str, login: str) -> float:
         """Before when Okta ended every session of the user, as the revocation store was told."""
         store = self._store
         return max((store.okta_ended_before(key) for key in user_keys(user_id, login)), default=0.0)
 
-    def _on_end(self, binding: Binding | None, reason: str, now: float) -> None:
+    def _on_end(self, facts: Facts, reason: str, now: float) -> None:
         """A bound session found ended in Okta is a revocation too (its source: the lookup); a revoked one that
         was still asked for shows how long after the revocation its browser came back."""
+        binding = facts.binding
         if binding is None:
             return
-        if reason in _ENDED_IN_OKTA:
+        if reason in ENDED_IN_OKTA:
             self._bus.publish(Revocation("lookup", reason, binding.session_id, binding.user_id, None))
-        elif reason == "revoked":
-            ended = self._store.session_ended(binding.session_id)
-            if ended is not None:
-                self._metrics.revoked_served.observe(max(now - ended, 0.0))
+        elif reason == "revoked" and facts.session_ended_at is not None:
+            self._metrics.revoked_served.observe(max(now - facts.session_ended_at, 0.0))
 
     def _seen(self, header: str) -> _Seen:
         """What a Cookie header says: its cookies, the app session cookie, the binding that belongs to it, and the
@@ -243,6 +257,15 @@ class Enforcer:
                         + sys.getsizeof(cookies) + len(cookies) * _PER_COOKIE + _SEEN_FIXED)
                 self._seen_memo.remember(header, seen, size)
         return seen
+
+    def _resealed(self, decision: Decision, binding: Binding | None, app: tuple[str, str] | None,
+                  now: float) -> Binding | None:
+        """The binding to seal on the answer, as the decision asks (touch, rekey), or None to leave the browser's."""
+        if binding is None or app is None or not (decision.touch or decision.rekey):
+            return None
+        if decision.rekey:
+            binding = replace(binding, app_fingerprint=self._storage.codec.fingerprint(*app))
+        return binding.touched(now) if decision.touch else binding
 
     def _on_answer(self, request: web.Request, response: web.StreamResponse, reseal: Binding | None,
                    binding: Binding | None, app: tuple[str, str] | None) -> None:
@@ -308,12 +331,14 @@ class Enforcer:
             validation = await self._validator.validate(signed_in.session_id, self.route.grace)
             if client is not None and validation.verdict is Verdict.ALIVE:
                 self._unknown_ids.give_back(client)  # Okta knows it: a real sign-in costs nothing
-            outcome = _sign_in_outcome(validation, signed_in.name_id, self._okta_ended_before)
+            s = validation.session
+            outcome = sign_in_outcome(SignInFacts(
+                name_id=signed_in.name_id, okta=validation.view, created_at=s.created_at if s else None,
+                okta_ended_before=self._okta_ended_before(s.user_id, s.login) if s else 0.0))
             self._metrics.sign_ins.get(self.route.name, outcome).inc()
-            if outcome != "bound" or validation.session is None:
+            if outcome != "bound" or s is None:
                 self._warn_unbindable(outcome)
                 return
-            s = validation.session
             fingerprint = self._storage.codec.fingerprint(*fresh)
             self._storage.write(request, response, Binding(s.id, s.user_id, s.login, fingerprint, now, now))
 
@@ -435,32 +460,3 @@ def _unbindable(refused: str | None, signed_in: SignIn | None) -> str:
 def _ends_what_it_cannot_bind(sessions: RouteSessions) -> bool:
     """Whether the route ends what it cannot bind: a policy that is not off, with unbound = relogin."""
     return sessions.mode is not Mode.OFF and sessions.rules.unbound is Unbound.RELOGIN
-
-
-def _sign_in_outcome(validation: Validation, name_id: str, okta_ended_before: Callable[[str, str], float]) -> str:
-    """The outcome "bound", or why the sign-in binds nothing. A session Okta created before Okta ended every session
-    of its user binds nothing (policy.revoked_before), even if a cache entry or a lookup from before calls it
-    alive."""
-    session = validation.session
-    if validation.verdict is Verdict.UNAVAILABLE:
-        return "okta_unavailable"
-    if not validation.signed_in or session is None:
-        return "okta_session_not_signed_in"
-    if session.login.lower() != name_id.strip().lower():
-        return "login_mismatch"
-    if revoked_before(okta_ended_before(session.user_id, session.login), session.created_at):
-        return "revoked"
-    return "bound"
-
-
-def _reseal(decision: Decision, opened: Opened | None, app: tuple[str, str] | None, now: float,
-            storage: BindingStorage) -> Binding | None:
-    """The binding to seal on the answer, or None when the one the browser has will do."""
-    if app is None or opened is None or decision.action is not Action.FORWARD:
-        return None
-    binding = opened.binding
-    if opened.stale_key:
-        binding = replace(binding, app_fingerprint=storage.codec.fingerprint(*app))
-    elif not decision.touch:
-        return None
-    return binding.touched(now) if decision.touch else binding

@@ -13,9 +13,13 @@ from gateway.sessions.policy import (
     Facts,
     OktaState,
     OktaView,
+    SignInFacts,
     decide,
     holds_until,
     revoked_before,
+    session_to_validate,
+    sign_in_outcome,
+    socket_decision,
 )
 from gateway.settings import Mode, SessionRules, Unbound
 
@@ -30,7 +34,8 @@ RULES = SessionRules()
 
 def bound(okta: OktaView | None = ACTIVE, *, binding: Binding = BOUND, claimed_session_id: str | None = None,
           last_extended: float | None = None) -> Facts:
-    return Facts(True, binding, claimed_session_id, okta, last_extended)
+    return Facts(has_app_session=True, binding=binding, claimed_session_id=claimed_session_id, okta=okta,
+                 last_extended=last_extended)
 
 
 def unbound(claimed: str | None = SID, okta: OktaView | None = ACTIVE) -> Facts:
@@ -359,3 +364,99 @@ def test_a_sign_in_with_an_okta_session_created_before_okta_ended_the_users_sess
     assert revoked_before(T0, T0 - 60)
     assert not revoked_before(T0, T0 + 1)  # a session from a sign-in after it lives
     assert not revoked_before(T0, None)  # Okta did not say: the cache eviction and Okta's answer decide
+
+
+# --- revocations: a tombstone or a watermark voids the binding, with no word from Okta ----------------------------
+
+
+def test_a_tombstone_of_the_bound_session_ends_it_whatever_okta_says():
+    facts = replace(bound(), session_ended_at=T0 - 5)
+    assert enforce(facts) == ended("revoked")
+    assert session_to_validate(facts) is None  # Okta is not asked about a session the store says ended
+
+
+def test_a_watermark_later_than_the_binding_ends_it_and_one_earlier_does_not():
+    later = replace(bound(), user_revoked_before=BOUND.bound_at + 1)
+    assert enforce(later) == ended("revoked")
+    assert session_to_validate(later) is None
+    earlier = replace(bound(), user_revoked_before=BOUND.bound_at)  # a sign-in at the watermark itself lives
+    assert enforce(earlier).action is Action.FORWARD
+    assert session_to_validate(earlier) == SID
+
+
+def test_a_revoked_binding_never_holds_a_forward():
+    assert holds_until(replace(bound(), session_ended_at=T0 - 5), RULES) == float("-inf")
+    assert holds_until(replace(bound(), user_revoked_before=T0), RULES) == float("-inf")
+
+
+# --- which session Okta is asked about ------------------------------------------------------------------------------
+
+
+def test_okta_is_asked_about_the_bound_session_only():
+    assert session_to_validate(bound(None)) == SID
+    assert session_to_validate(bound(None, claimed_session_id=SID)) == SID  # the claim agrees
+    assert session_to_validate(bound(None, claimed_session_id=OTHER_SID)) is None  # ended without asking
+    assert session_to_validate(unbound(claimed=SID, okta=None)) is None  # a claim alone is never looked up
+    no_app = Facts(has_app_session=False, binding=BOUND)
+    assert session_to_validate(no_app) is None
+
+
+# --- re-sealing after a key rotation --------------------------------------------------------------------------------
+
+
+def test_a_binding_opened_with_an_old_key_is_resealed_on_its_first_forward():
+    facts = replace(bound(), stale_key=True)
+    decision = enforce(facts)
+    assert (decision.action, decision.rekey, decision.touch) == (Action.FORWARD, True, False)
+    assert holds_until(facts, RULES) == float("-inf")  # re-sealed on each request until the browser has it
+    assert not enforce(bound()).rekey
+
+
+def test_an_old_key_does_not_save_a_session_that_ends():
+    decision = enforce(replace(bound(OktaView(OktaState.GONE)), stale_key=True))
+    assert decision == ended("okta_session_ended")
+    assert not decision.rekey
+
+
+# --- what a sign-in binds -------------------------------------------------------------------------------------------
+
+
+def sign_in(okta: OktaView = ACTIVE, name_id: str = "alice@example.com", created_at: float | None = T0 - 10,
+            okta_ended_before: float = 0.0) -> str:
+    return sign_in_outcome(SignInFacts(name_id=name_id, okta=okta, created_at=created_at,
+                                       okta_ended_before=okta_ended_before))
+
+
+def test_a_sign_in_binds_a_signed_in_session_of_the_assertions_user():
+    assert sign_in() == "bound"
+    assert sign_in(name_id=" Alice@Example.COM ") == "bound"  # NameID compared case-insensitively, stripped
+
+
+@pytest.mark.parametrize(("okta", "outcome"), [
+    (OktaView(OktaState.UNAVAILABLE), "okta_unavailable"),
+    (OktaView(OktaState.GONE), "okta_session_not_signed_in"),
+    (replace(ACTIVE, state=OktaState.NOT_SIGNED_IN), "okta_session_not_signed_in"),
+    (replace(ACTIVE, login="bob@example.com"), "login_mismatch"),
+])
+def test_a_sign_in_binds_nothing_okta_does_not_vouch_for(okta, outcome):
+    assert sign_in(okta) == outcome
+
+
+def test_a_sign_in_with_a_session_created_before_okta_ended_the_users_sessions_binds_nothing():
+    assert sign_in(created_at=T0 - 60, okta_ended_before=T0 - 30) == "revoked"
+    assert sign_in(created_at=T0 - 10, okta_ended_before=T0 - 30) == "bound"
+    assert sign_in(created_at=None, okta_ended_before=T0 - 30) == "bound"  # Okta did not say: the eviction decides
+
+
+# --- open WebSockets ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("okta", "closes"), [
+    (ACTIVE, False),
+    (OktaView(OktaState.UNAVAILABLE), False),  # an outage closes nothing
+    (OktaView(OktaState.GONE), True),
+    (replace(ACTIVE, state=OktaState.NOT_SIGNED_IN), True),
+    (replace(ACTIVE, expires_at=T0), True),
+])
+def test_an_open_websocket_closes_for_the_okta_answers_that_end_a_request(okta, closes):
+    assert (socket_decision(okta, T0).action is Action.END) is closes
