@@ -1,0 +1,133 @@
+"""Which handler a request reaches, and what is refused before any handler runs.
+
+The proxy is one catch-all handler rather than a route per app: matching is done by our own compiled route table
+(gateway/routing.py), which knows hosts, wildcards and longest prefixes, and the Expect handler is a no-op so that
+`100 Continue` is sent by the forwarder only once the request is known to be acceptable. A route that binds
+sessions goes through its enforcer; any other straight to the forwarders.
+
+The gateway's own endpoints answer only at their plain spelling: aiohttp's router matches the decoded path, so
+`/%2egateway/status` or `/.gateway/x/../status` would reach them too, past any front proxy or rule that guards the
+prefix by its spelling. Those spellings get a 400. Spellings that aiohttp does not route into the prefix at all
+(`//.gateway/`, `/x/../.gateway/`) go to the proxy, which matches them as the upstream will read them: they are
+the app's paths, never the gateway's.
+
+Every request body is read under a `body_deadline` (proxy/body_deadline.py).
+
+A request that aiohttp's parser refuses (smuggling attempts, oversize heads, bare LF) gets aiohttp's 400 and one
+DEBUG line: aiohttp itself would log a full traceback at ERROR for each, so that any client could flood the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from . import answers
+from .enforcement.enforcer import Enforcer
+from .metrics import Metrics
+from .proxy.body_deadline import body_deadline
+from .proxy.http import Forwarder, continue_if_expected, error_response
+from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
+from .routing import Route, RouteTable, resolve_path
+from .settings import ServerSettings
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ClientFaultsAtDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger, with the requests its parser refused logged at DEBUG: they are the client's fault,
+    and one ERROR traceback each would let any client fill the log. Everything else is logged as aiohttp logs it."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        error = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(error, HttpProcessingError):
+            self.debug(msg, *args, exc_info=exc_info, **kwargs)
+        else:
+            self.error(msg, *args, exc_info=exc_info, **kwargs)
+
+
+_ODD_SPELLING = "The gateway's own endpoints answer only at their plain spelling."
+# `gzip, chunked`: aiohttp takes the chunks off and leaves the gzip on, which the upstream, sent the bytes as
+# chunked, would read as the body itself
+_CODING_NOT_SERVED = "Only the chunked transfer coding is accepted on a request body."
+_NOT_SERVED = "Only HTTP/1.0 and HTTP/1.1 requests with an origin-form target (a path) are served."
+
+
+def _odd_version(request: web.BaseRequest) -> bool:
+    """Neither HTTP/1.0 nor HTTP/1.1: aiohttp's parsers take HTTP/0.9 (no headers), `HTTP/2.0` as text, and the
+    pure-Python one HTTP/1.9; none of them is forwarded as HTTP/1.1."""
+    version = request.version
+    return version[0] != 1 or version[1] > 1
+
+
+def plainly_spelled(handler: Handler, limits: ServerSettings) -> Handler:
+    """The handler of a gateway endpoint, reached only by a path spelled as it reads: no escapes, dot segments or
+    empty segments (aiohttp routed on the decoded path)."""
+
+    async def plain(request: web.Request) -> web.StreamResponse:
+        path = request.raw_path.partition("?")[0]
+        if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or _odd_version(request):
+            return error_response(request, 400, _ODD_SPELLING, close=True)
+        with body_deadline(request, limits):
+            return await handler(request)
+
+    return plain
+
+
+def proxy_handler(table: RouteTable, limits: ServerSettings, http: Forwarder, ws: WebSocketForwarder,
+                  enforcers: dict[str, Enforcer], metrics: Metrics) -> Handler:
+    """The catch-all handler: match the route, refuse what is not served, enforce or forward."""
+    requests = {r.name: metrics.requests.get(r.name) for r in table.routes}
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        if request.raw_path[:1] != "/" or _odd_version(request):
+            return error_response(request, 400, _NOT_SERVED, close=True)
+        route = table.match(request.headers.get("Host", ""), request.path, request.raw_path)
+        if route is None:
+            return error_response(request, 404, answers.NO_ROUTE)
+        requests[route.name].inc()
+        if request.body_exists:
+            coding = request.headers.get("Transfer-Encoding")
+            if coding is not None and coding.strip().lower() != "chunked":
+                return error_response(request, 400, _CODING_NOT_SERVED, close=True)
+            with body_deadline(request, limits):
+                response = await dispatch(request, route)
+        else:
+            response = await dispatch(request, route)
+        if "Upgrade" in request.headers and not is_websocket_upgrade(request):
+            # aiohttp reads no further request on a connection that asked to switch to another protocol (h2c,
+            # anything but a WebSocket, which was not switched here): close it, or what follows hangs unanswered
+            response.force_close()
+        return response
+
+    def dispatch(request: web.Request, route: Route) -> Awaitable[web.StreamResponse]:
+        enforcer = enforcers.get(route.name) if enforcers else None
+        if enforcer is not None:
+            return enforcer(request)
+        if is_websocket_upgrade(request):
+            return ws(request, route)
+        return http(request, route)
+
+    return proxy
+
+
+async def expect_continue_only(request: web.Request) -> None:
+    """The gateway's endpoints: `100 Continue` for `Expect: 100-continue`, a 417 for any other expectation.
+    aiohttp's own handler echoes the header in its 417, which fails with a 500 on bytes that are not UTF-8."""
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        await continue_if_expected(request)
+    elif request.version >= (1, 1):
+        raise web.HTTPExpectationFailed(text="Only Expect: 100-continue is understood.")
+
+
+async def expect_later(request: web.Request) -> None:
+    """aiohttp would answer `100 Continue` before the handler runs; the forwarder decides instead."""
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return error_response(request, 404, "No such gateway endpoint.")
