@@ -29,6 +29,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -204,7 +205,11 @@ class Admin:
         mode = body.get("mode") if isinstance(body, dict) else None
         agent = request.headers.get("User-Agent", "no user agent")[:60].encode("ascii", "backslashreplace").decode()
         by = f"bearer ({agent})"  # odd bytes in the audit line escaped, never a logging error
-        return self._switch(request.match_info["name"], mode, by, request.remote)
+        switched = self._switch(request.match_info["name"], mode, by, request.remote)
+        if isinstance(switched, web.Response):
+            return switched
+        return web.json_response({"route": switched.route, "from": switched.before.value, "to": switched.after.value,
+                                  "configured": switched.configured.value}, headers=NO_STORE)
 
     async def post_policy(self, request: web.Request) -> web.Response:
         if self._who(request) != "operator cookie":
@@ -214,15 +219,15 @@ class Admin:
             return form
         if not self._operator.csrf_ok(request, form.get("csrf", "")) or not self._same_origin(request):
             return _json_error(403, "the form did not come from this status page")
-        answer = self._switch(request.match_info["name"], form.get("mode"), "operator cookie (status page)",
-                              request.remote)
-        if answer.status != 200:
-            return answer
-        changed = json.loads(answer.text or "{}")
-        notice = f"Route {changed['route']}: policy {changed['from']} -> {changed['to']}."
+        switched = self._switch(request.match_info["name"], form.get("mode"), "operator cookie (status page)",
+                                request.remote)
+        if isinstance(switched, web.Response):
+            return switched
+        notice = f"Route {switched.route}: policy {switched.before.value} -> {switched.after.value}."
         raise web.HTTPSeeOther(str(URL(self._prefix + "status").with_query(notice=notice)))
 
-    def _switch(self, name: str, mode: object, by: str, peer: str | None) -> web.Response:
+    def _switch(self, name: str, mode: object, by: str, peer: str | None) -> PolicySwitch | web.Response:
+        """Switch the route's policy and audit it; the error answer when it cannot be switched."""
         enforcer = self._enforcers.get(name)
         if enforcer is None:
             known = any(r.name == name for r in self._routes)
@@ -234,8 +239,7 @@ class Admin:
         enforcer.mode = Mode(str(mode))
         audit.info("policy route=%s from=%s to=%s by=%s peer=%s", name, before.value, enforcer.mode.value, by,
                    peer or "-")
-        return web.json_response({"route": name, "from": before.value, "to": enforcer.mode.value,
-                                  "configured": enforcer.sessions.mode.value}, headers=NO_STORE)
+        return PolicySwitch(name, before, enforcer.mode, enforcer.sessions.mode)
 
     # --- the browser's sign-in -------------------------------------------------------------------------------
 
@@ -306,6 +310,16 @@ def _origin_key(scheme: str, authority: str | None) -> tuple[str, str, int] | No
     else:
         name, _, port = host.partition(":")
     return scheme, name.rstrip("."), int(port) if port else 443 if scheme == "https" else 80
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySwitch:
+    """One switch of a route's policy: from what (`before`) to what (`after`), and what its configuration says."""
+
+    route: str
+    before: Mode
+    after: Mode
+    configured: Mode
 
 
 async def _form(request: web.Request) -> dict[str, str] | web.Response:

@@ -1,4 +1,4 @@
-"""The gateway's own endpoints under its reserved prefix."""
+"""healthz and readyz, under the gateway's prefix."""
 
 from __future__ import annotations
 
@@ -14,16 +14,6 @@ async def test_healthz_and_readyz_answer_under_the_prefix(start_upstream, start_
     async with http.get(gateway.make_url("/.gateway/readyz")) as r:
         assert r.status == 200
         assert await r.json() == {"status": "ready", "routes": 1}
-
-
-async def test_the_prefix_is_configurable_and_never_proxied(start_gateway, http):
-    gateway = await start_gateway(route("http://127.0.0.1:9"), server={"prefix": "/_gw/"})
-    async with http.get(gateway.make_url("/_gw/healthz")) as r:
-        assert r.status == 200
-    async with http.get(gateway.make_url("/_gw/anything-else"), headers={"Accept": "application/json"}) as r:
-        assert r.status == 404
-    async with http.head(gateway.make_url("/_gw/readyz")) as r:
-        assert r.status == 200
 
 
 async def test_readyz_is_503_when_the_upstream_pools_are_down(start_gateway, http):
