@@ -1,14 +1,12 @@
-"""The Universal Logout endpoint: token checks with keys made here and a plain async `fetch_jwks`, the JWKS cache,
-the body formats, the answers of `handle`, and one run over loopback HTTP against the sandbox org."""
+"""The Universal Logout endpoint: token checks with tokens signed here (revocation/jwt_support.py), the body formats,
+the answers of `handle`, and one run over loopback HTTP against the sandbox org."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,69 +16,21 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 from okta_sandbox_support import ALICE, BOB, Sandboxes
+from revocation.jwt_support import AUDIENCE, ISSUER, KEY, OTHER_KEY, TYPE, claims_at, token
 
+from gateway.revocation.jwks import KeySet, jwks_fetcher
+from gateway.revocation.refusal import Refused
 from gateway.revocation.universal_logout import (
-    JwksUnavailable,
-    KeySet,
     LogoutSubject,
-    Refused,
     SeenJtis,
     TokenVerifier,
     handle,
-    jwks_fetcher,
-    parse_jwks,
     subject_from_body,
 )
 from gateway.sandbox.stack import free_port
 
-ISSUER = "https://example.okta.com"
-AUDIENCE = "https://gateway.example.com/okta/universal-logout"
-TYPE = "global-token-revocation+jwt"
 USER_ID = "00u1a2b3c4d5e6f7g8h9"
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def jwk(key: rsa.RSAPrivateKey, kid: str, **extra: Any) -> dict[str, Any]:
-    return {**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid, "alg": "RS256", "use": "sig", **extra}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Org:
-    """What Okta's JWKS endpoint would answer, and how often it was asked."""
-
-    def __init__(self, *keys: dict[str, Any]) -> None:
-        self.keys = list(keys) or [jwk(KEY, "k1")]
-        self.calls = 0
-        self.fail = False
-
-    async def fetch_jwks(self) -> dict[str, Any]:
-        self.calls += 1
-        await asyncio.sleep(0)
-        if self.fail:
-            raise aiohttp.ClientConnectionError("okta is down")
-        return {"keys": list(self.keys)}
-
-
-def claims_at(now: float, **overrides: Any) -> dict[str, Any]:
-    claims = {"jti": f"jti-{time.monotonic_ns()}", "iss": ISSUER, "sub": "0oa1", "aud": AUDIENCE, "iat": int(now),
-              "nbf": int(now) - 300, "exp": int(now) + 300, **overrides}
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def token(now: float, *, key: Any = KEY, kid: str | None = "k1", alg: str = "RS256", typ: str | None = TYPE,
-          **claims: Any) -> str:
-    headers = {k: v for k, v in {"kid": kid, "typ": typ}.items() if v is not None} | ({} if typ else {"typ": None})
-    return jwt.encode(claims_at(now, **claims), key, algorithm=alg, headers=headers)
 
 
 def b64(data: bytes) -> str:
@@ -95,20 +45,6 @@ def hs256_with_public_key_as_secret(now: float) -> str:
     signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(signature)}"
 
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def org() -> Org:
-    return Org()
-
-
-@pytest.fixture
-def verifier(org: Org, clock: Clock) -> TokenVerifier:
-    return TokenVerifier(issuer=ISSUER, audience=AUDIENCE, keys=KeySet(org.fetch_jwks, clock=clock), clock=clock)
 
 
 async def refusal(verifier: TokenVerifier, authorization: str | None) -> Refused:
@@ -254,92 +190,6 @@ def test_remembered_jtis_are_bounded_expired_ones_first_then_the_soonest_to_expi
     assert seen.add("e", until=400, now=61)  # full of live jtis: a, the soonest to expire, goes
     assert len(seen) == 3 and seen.add("a", until=100, now=62) and not seen.add("e", until=400, now=62)
 
-
-# --- the key set -------------------------------------------------------------------------------------------------
-
-async def test_keys_are_fetched_once_and_kept(org, clock):
-    keys = KeySet(org.fetch_jwks, clock=clock)
-    first = await keys.key("k1")
-    clock.now += 3599
-    assert await keys.key("k1") is first and org.calls == 1
-
-
-async def test_an_unknown_kid_refetches_so_a_rotated_key_is_found(org, clock):
-    keys = KeySet(org.fetch_jwks, clock=clock)
-    await keys.key("k1")
-    clock.now += 30
-    org.keys = [jwk(OTHER_KEY, "k2")]
-    assert (await keys.key("k2")).public_numbers() == OTHER_KEY.public_key().public_numbers()
-    assert org.calls == 2
-    with pytest.raises(Refused):
-        await keys.key("k1")  # gone from the JWKS, gone from the cache
-
-
-async def test_a_flood_of_unknown_kids_fetches_at_most_once_per_min_refetch(org, clock):
-    keys = KeySet(org.fetch_jwks, clock=clock, min_refetch=30)
-    await keys.key("k1")
-    clock.now += 30
-    results = await asyncio.gather(*(keys.key(f"bad-{i}") for i in range(50)), return_exceptions=True)
-    assert all(isinstance(r, Refused) and r.status == 401 for r in results)
-    assert org.calls == 2
-    clock.now += 29
-    for i in range(20):
-        with pytest.raises(Refused):
-            await keys.key(f"worse-{i}")
-    assert org.calls == 2 and await keys.key("k1")
-    clock.now += 1
-    with pytest.raises(Refused):
-        await keys.key("bad-again")
-    assert org.calls == 3
-
-
-async def test_keys_past_their_ttl_are_fetched_again(org, clock):
-    keys = KeySet(org.fetch_jwks, clock=clock, ttl=3600)
-    await keys.key("k1")
-    clock.now += 3600
-    await keys.key("k1")
-    assert org.calls == 2
-
-
-async def test_a_failed_fetch_is_401_and_keeps_the_keys_still_fresh(org, clock):
-    keys = KeySet(org.fetch_jwks, clock=clock, ttl=3600)
-    org.fail = True
-    with pytest.raises(Refused) as caught:
-        await keys.key("k1")
-    assert caught.value.status == 401
-    org.fail = False
-    clock.now += 30
-    await keys.key("k1")
-    org.fail = True
-    clock.now += 30
-    with pytest.raises(Refused):
-        await keys.key("k2")
-    assert await keys.key("k1")
-    clock.now += 3600
-    with pytest.raises(Refused):
-        await keys.key("k1")  # past its ttl and Okta unreachable: not used
-
-
-@pytest.mark.parametrize("document", [{}, {"keys": "k1"}, []])
-async def test_a_jwks_that_is_not_one_is_a_failed_fetch(clock, document):
-    async def fetch() -> dict[str, Any]:
-        return document  # type: ignore[return-value]
-
-    with pytest.raises(Refused):
-        await KeySet(fetch, clock=clock).key("k1")
-
-
-def test_only_rs256_rsa_signing_keys_of_2048_bits_or_more_are_kept():
-    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    keys = parse_jwks({"keys": [
-        jwk(KEY, "good"), {k: v for k, v in jwk(KEY, "bare").items() if k not in ("alg", "use")},
-        jwk(KEY, "enc", use="enc"), jwk(KEY, "hs", alg="HS256"), jwk(weak, "weak"),
-        {"kty": "oct", "kid": "sym", "k": "c2VjcmV0"}, {"kty": "RSA", "kid": "broken", "n": "!", "e": "AQAB"},
-        {**jwk(KEY, "k"), "kid": 7}, "not a key",
-    ]})
-    assert set(keys) == {"good", "bare"}
-
-
 # --- the body ----------------------------------------------------------------------------------------------------
 
 def test_the_email_format_names_the_login_lower_cased():
@@ -431,24 +281,6 @@ async def test_a_bad_or_oversized_body_is_400(aiohttp_client, verifier, clock):
     assert (await post(client, f"Bearer {token(clock.now)}", b"{}"))[::2] == (400, "no-store")
     assert (await post(client, f"Bearer {token(clock.now)}", b"x" * 100_000))[:2] == (400, "body too large\n")
     assert revocations.calls == []
-
-
-async def test_the_jwks_fetcher_wants_200_and_a_small_json_object(aiohttp_server):
-    answers: dict[str, web.Response] = {
-        "/ok": web.json_response({"keys": []}), "/down": web.Response(status=503),
-        "/list": web.json_response([]), "/huge": web.json_response({"keys": ["x" * 70_000]}),
-    }
-    app = web.Application()
-    async def answer(request: web.Request) -> web.Response:
-        return answers[request.path]
-
-    app.router.add_get("/{name}", answer)
-    server = await aiohttp_server(app, host="127.0.0.1")
-    async with aiohttp.ClientSession() as session:
-        assert await jwks_fetcher(session, f"http://127.0.0.1:{server.port}/ok")() == {"keys": []}
-        for bad in ("/down", "/list", "/huge"):
-            with pytest.raises(JwksUnavailable):
-                await jwks_fetcher(session, f"http://127.0.0.1:{server.port}{bad}")()
 
 
 # --- over loopback, against the sandbox org ----------------------------------------------------------------------
