@@ -11,9 +11,8 @@ Rules of this module:
   is configured, sub must be it.
 - Times are checked here, on the injected clock (PyJWT reads only the wall clock): exp, nbf and iat, each with
   `leeway` seconds of clock skew.
-- A jti is accepted once. It is remembered until exp + leeway (after that the token is refused as expired anyway);
-  at most `max_jtis` are kept: expired ones go first, then the soonest to expire (a replayed logout can only log
-  the same user out again).
+- A jti (a non-empty string of at most 256 characters) is accepted once: the replay store (replays.py) keeps it
+  until exp + leeway, after which the token is refused as expired anyway.
 - The body: at most 16 KiB of JSON `{"sub_id": {...}}` in format `email` (lower-cased) or `iss_sub`, whose iss must
   be the org URL the verifier trusts (Okta sends its own; another issuer names a user this gateway cannot know) and
   whose sub must be an Okta user id. Anything else is 400.
@@ -23,7 +22,6 @@ Rules of this module:
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import re
@@ -43,6 +41,7 @@ from .bodies import NotJson, load_json, read_body
 from .bus import Revocation, RevocationBus
 from .jwks import ALGORITHM, MAX_KID, KeySet
 from .refusal import Refused, short_text
+from .replays import MemoryReplayStore, ReplayStore
 
 __all__ = ["LogoutSubject", "Revoke", "TokenVerifier", "handle", "subject_from_body", "user_revoker"]
 
@@ -68,45 +67,19 @@ class LogoutSubject:
 
 # --- the token ---------------------------------------------------------------------------------------------------
 
-class SeenJtis:
-    """jti -> the time after which it need not be remembered; bounded."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = max(limit, 1)
-        self._until: dict[str, float] = {}
-        self._order: list[tuple[float, str]] = []
-
-    def __len__(self) -> int:
-        return len(self._until)
-
-    def add(self, jti: str, until: float, now: float) -> bool:
-        """False when the jti was seen before; otherwise it is remembered."""
-        while self._order and self._order[0][0] <= now:
-            self._drop()
-        if jti in self._until:
-            return False
-        while len(self._until) >= self._limit:
-            self._drop()
-        self._until[jti] = until
-        heapq.heappush(self._order, (until, jti))
-        return True
-
-    def _drop(self) -> None:
-        _, jti = heapq.heappop(self._order)
-        self._until.pop(jti, None)
-
-
 class TokenVerifier:
     def __init__(self, *, issuer: str, audience: str, keys: KeySet, clock: Callable[[], float] = time.time,
-                 leeway: float = 60, max_jtis: int = 100_000, app_id: str | None = None) -> None:
-        """app_id: when set, the token's sub must be it (the app instance id Okta puts there)."""
+                 leeway: float = 60, replays: ReplayStore | None = None, app_id: str | None = None) -> None:
+        """replays: where accepted jtis are kept (by default a MemoryReplayStore of this process).
+        app_id: when set, the token's sub must be it (Okta puts the app's client id there, or a SAML app's instance
+        id)."""
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self._keys = keys
         self._clock = clock
         self._leeway = leeway
         self._app_id = app_id
-        self._seen = SeenJtis(max_jtis)
+        self._replays = replays if replays is not None else MemoryReplayStore()
 
     async def verify(self, authorization: str | None) -> dict[str, Any]:
         """The token's claims, or Refused(401)."""
@@ -118,7 +91,7 @@ class TokenVerifier:
         jti = claims["jti"]
         if not short_text(jti, MAX_JTI):
             raise Refused(401, "bad jti")
-        if not self._seen.add(jti, claims["exp"] + self._leeway, now):
+        if await self._replays.seen(jti, claims["exp"] + self._leeway, now):
             raise Refused(401, "token replayed")
         return claims
 

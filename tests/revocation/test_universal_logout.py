@@ -23,7 +23,6 @@ from gateway.revocation.jwks import KeySet, jwks_fetcher
 from gateway.revocation.refusal import Refused
 from gateway.revocation.universal_logout import (
     LogoutSubject,
-    SeenJtis,
     TokenVerifier,
     handle,
     subject_from_body,
@@ -180,15 +179,6 @@ async def test_the_subject_must_be_the_configured_app_when_one_is(org, clock):
     assert await verifier.verify(f"Bearer {token(clock.now, sub='0oaMine')}")
     assert (await refusal(verifier, f"Bearer {token(clock.now, sub='0oaOther')}")).message == "wrong subject"
 
-
-def test_remembered_jtis_are_bounded_expired_ones_first_then_the_soonest_to_expire():
-    seen = SeenJtis(3)
-    assert seen.add("a", until=100, now=0) and seen.add("b", until=50, now=0) and seen.add("c", until=200, now=0)
-    assert not seen.add("a", until=100, now=10)
-    assert seen.add("d", until=300, now=60)  # b has expired: dropped, nothing live is lost
-    assert len(seen) == 3 and not seen.add("a", until=100, now=61)
-    assert seen.add("e", until=400, now=61)  # full of live jtis: a, the soonest to expire, goes
-    assert len(seen) == 3 and seen.add("a", until=100, now=62) and not seen.add("e", until=400, now=62)
 
 # --- the body ----------------------------------------------------------------------------------------------------
 
