@@ -1,4 +1,4 @@
-"""How the parts of Universal Logout say no: the key set (jwks.py), the token verifier and the body reader
+"""How the parts of Universal Logout say no: the key set (jwks.py), the token verifier (tokens.py) and the body reader
 (universal_logout.py) raise `Refused`, and the endpoint turns it into its answer.
 
 Rules of this module:

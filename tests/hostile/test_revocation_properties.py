@@ -27,7 +27,8 @@ from gateway.revocation.events import revocation_of
 from gateway.revocation.jwks import KeySet
 from gateway.revocation.logout import after_logout_target, logout_form
 from gateway.revocation.refusal import Refused
-from gateway.revocation.universal_logout import LogoutSubject, TokenVerifier, subject_from_body
+from gateway.revocation.tokens import TokenVerifier
+from gateway.revocation.universal_logout import LogoutSubject, subject_from_body
 from gateway.routing import plain_host
 from gateway.settings import LogoutRules
 

@@ -6,7 +6,7 @@ import pytest
 from revocation.jwt_support import AUDIENCE, ISSUER, Clock, Org
 
 from gateway.revocation.jwks import KeySet
-from gateway.revocation.universal_logout import TokenVerifier
+from gateway.revocation.tokens import TokenVerifier
 
 
 @pytest.fixture

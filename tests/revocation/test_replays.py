@@ -10,7 +10,7 @@ from revocation.jwt_support import AUDIENCE, ISSUER, Clock, Org, token
 from gateway.revocation.jwks import KeySet
 from gateway.revocation.refusal import Refused
 from gateway.revocation.replays import MemoryReplayStore
-from gateway.revocation.universal_logout import TokenVerifier
+from gateway.revocation.tokens import TokenVerifier
 
 
 async def test_remembered_jtis_are_bounded_expired_ones_first_then_the_soonest_to_expire():
