@@ -28,7 +28,9 @@ from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder
 from .revocation.bus import RevocationBus
 from .revocation.event_hooks import EventHookReceiver
-from .revocation.universal_logout import KeySet, TokenVerifier, handle, jwks_fetcher, user_revoker
+from .revocation.jwks import KeySet, jwks_fetcher
+from .revocation.tokens import TokenVerifier
+from .revocation.universal_logout import handle, user_revoker
 from .sessions.binding import BindingCodec
 from .sessions.binding_cookie import BindingStorage
 from .sessions.cache import ValidationCache

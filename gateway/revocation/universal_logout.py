@@ -1,23 +1,8 @@
 """Universal Logout: the endpoint Okta calls to end every session of one user (okta-reference.md).
 
 Rules of this module:
-- Authentication comes first, the body after it: a caller without a good token learns nothing about the body.
-- The token is Okta's global-token-revocation JWT, in compact form (base64url parts, two dots, at most 8 KiB;
-  anything else is 401 before any parsing). Its header is checked before any key is looked up: alg must be
-  RS256 (so `none`, and HS256 with the public key as secret, never reach a verifier), typ must be
-  `global-token-revocation+jwt` (compared as RFC 7515 says: case-insensitive, `application/` optional), kid a
-  non-empty string. PyJWT then checks the signature with the kid's key, iss (the org URL), aud (one string, exactly
-  the configured endpoint URL) and that jti, iss, sub, aud, iat and exp are all there. When an app id is
-  configured, sub must be it.
-- Times are checked here, on the injected clock (PyJWT reads only the wall clock): exp, nbf and iat, each with
-  `leeway` seconds of clock skew.
-- A jti is accepted once. It is remembered until exp + leeway (after that the token is refused as expired anyway);
-  at most `max_jtis` are kept: expired ones go first, then the soonest to expire (a replayed logout can only log
-  the same user out again).
-- Keys come from the org's JWKS: RSA keys of at least 2048 bits for RS256 signing, by kid, used for `ttl` seconds.
-  An unknown kid (or keys past their ttl) fetches the JWKS again, at most once per `min_refetch` seconds whatever
-  the kids asked for, and concurrent misses share one fetch. A failed fetch keeps the keys still within their ttl
-  and answers 401; keys past their ttl are never used.
+- Authentication comes first, the body after it: a caller without a good token learns nothing about the body. The
+  token is Okta's JWT, checked by TokenVerifier (tokens.py states its rules) against the org's keys (jwks.py).
 - The body: at most 16 KiB of JSON `{"sub_id": {...}}` in format `email` (lower-cased) or `iss_sub`, whose iss must
   be the org URL the verifier trusts (Okta sends its own; another issuer names a user this gateway cannot know) and
   whose sub must be an Okta user id. Anything else is 400.
@@ -27,44 +12,28 @@ Rules of this module:
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import logging
 import math
-import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any
 
-import aiohttp
-import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from gateway.okta.ids import is_user_id
 
 from ..okta.client import OktaClient, OktaError, UserUnknown
-from .bodies import NotJson, load_json, read_body, read_bounded
+from .bodies import NotJson, load_json, read_body
 from .bus import Revocation, RevocationBus
+from .refusal import Refused, short_text
+from .tokens import TokenVerifier
 
-__all__ = ["KeySet", "LogoutSubject", "Refused", "TokenVerifier", "handle", "jwks_fetcher", "subject_from_body"]
+__all__ = ["LogoutSubject", "Revoke", "handle", "subject_from_body", "user_revoker"]
 
 log = logging.getLogger(__name__)
 
-FetchJwks = Callable[[], Awaitable[dict[str, Any]]]
-TOKEN_TYPE = "global-token-revocation+jwt"
-ALGORITHM = "RS256"
-REQUIRED_CLAIMS = ["jti", "iss", "sub", "aud", "iat", "exp"]
-MIN_KEY_BITS = 2048
-MAX_KID = 256
-MAX_JTI = 256
 MAX_BODY = 16 * 1024
-MAX_JWKS_BYTES = 64 * 1024
-MAX_JWKS_KEYS = 32
 MAX_LOGIN = 320
-MAX_TOKEN = 8192
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -74,253 +43,6 @@ class LogoutSubject:
 
     user_id: str | None
     login: str | None
-
-
-class Refused(Exception):
-    """A request this endpoint will not act on: the status to answer and a short message safe to send."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class JwksUnavailable(Exception):
-    """The JWKS could not be fetched or is not a JSON object."""
-
-
-# --- keys ------------------------------------------------------------------------------------------------------
-
-class KeySet:
-    """The org's signing keys by kid, fetched through `fetch_jwks` (the only I/O)."""
-
-    def __init__(self, fetch_jwks: FetchJwks, *, clock: Callable[[], float] = time.time, ttl: float = 3600,
-                 min_refetch: float = 30) -> None:
-        self._fetch = fetch_jwks
-        self._clock = clock
-        self._ttl = ttl
-        self._min_refetch = min_refetch
-        self._keys: dict[str, RSAPublicKey] = {}
-        self._fetched_at: float | None = None
-        self._tried_at: float | None = None
-        self._lock = asyncio.Lock()
-
-    async def key(self, kid: str) -> RSAPublicKey:
-        found = self._fresh(kid)
-        if found is None:
-            async with self._lock:
-                found = self._fresh(kid)
-                if found is None and self._may_fetch():
-                    await self._refresh()
-                    found = self._fresh(kid)
-        if found is None:
-            raise Refused(401, "unknown signing key")
-        return found
-
-    def _fresh(self, kid: str) -> RSAPublicKey | None:
-        if self._fetched_at is None or self._clock() - self._fetched_at >= self._ttl:
-            return None
-        return self._keys.get(kid)
-
-    def _may_fetch(self) -> bool:
-        return self._tried_at is None or self._clock() - self._tried_at >= self._min_refetch
-
-    async def _refresh(self) -> None:
-        self._tried_at = self._clock()
-        try:
-            keys = parse_jwks(await self._fetch())
-        except Exception as exc:  # any failure of the fetcher is "no keys this time", never a crash
-            log.warning("universal logout: the JWKS could not be fetched (%s)", type(exc).__name__)
-            return
-        self._keys, self._fetched_at = keys, self._clock()
-
-
-def parse_jwks(document: object) -> dict[str, RSAPublicKey]:
-    """The usable RS256 signing keys of a JWKS document by kid; other entries are skipped."""
-    entries = document.get("keys") if isinstance(document, dict) else None
-    if not isinstance(entries, list):
-        raise JwksUnavailable("no keys list")
-    keys: dict[str, RSAPublicKey] = {}
-    for entry in entries[:MAX_JWKS_KEYS]:
-        found = _signing_key(entry)
-        if found is not None:
-            keys[found[0]] = found[1]
-    return keys
-
-
-def _signing_key(entry: object) -> tuple[str, RSAPublicKey] | None:
-    if not isinstance(entry, dict) or entry.get("kty") != "RSA":
-        return None
-    kid = entry.get("kid")
-    if entry.get("use", "sig") != "sig" or entry.get("alg", ALGORITHM) != ALGORITHM or not _short_text(kid, MAX_KID):
-        return None
-    try:
-        key = jwt.PyJWK(entry, algorithm=ALGORITHM).key
-    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
-        return None
-    if not isinstance(key, RSAPublicKey) or key.key_size < MIN_KEY_BITS:
-        return None
-    return str(kid), key
-
-
-def jwks_fetcher(session: aiohttp.ClientSession, url: str, timeout: float = 5.0) -> FetchJwks:
-    """A `fetch_jwks` for KeySet: GET the JWKS, 200 and a JSON object of at most 64 KiB, else JwksUnavailable."""
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
-
-    async def fetch() -> dict[str, Any]:
-        async with session.get(url, timeout=client_timeout, allow_redirects=False,
-                               headers={"Accept": "application/json"}) as answer:
-            if answer.status != 200:
-                raise JwksUnavailable(f"HTTP {answer.status}")
-            body = await read_bounded(answer.content, MAX_JWKS_BYTES)
-        if body is None:
-            raise JwksUnavailable("too large")
-        document = load_json(body)
-        if not isinstance(document, dict):
-            raise JwksUnavailable("not a JSON object")
-        return document
-
-    return fetch
-
-
-# --- the token ---------------------------------------------------------------------------------------------------
-
-class SeenJtis:
-    """jti -> the time after which it need not be remembered; bounded."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = max(limit, 1)
-        self._until: dict[str, float] = {}
-        self._order: list[tuple[float, str]] = []
-
-    def __len__(self) -> int:
-        return len(self._until)
-
-    def add(self, jti: str, until: float, now: float) -> bool:
-        """False when the jti was seen before; otherwise it is remembered."""
-        while self._order and self._order[0][0] <= now:
-            self._drop()
-        if jti in self._until:
-            return False
-        while len(self._until) >= self._limit:
-            self._drop()
-        self._until[jti] = until
-        heapq.heappush(self._order, (until, jti))
-        return True
-
-    def _drop(self) -> None:
-        _, jti = heapq.heappop(self._order)
-        self._until.pop(jti, None)
-
-
-class TokenVerifier:
-    def __init__(self, *, issuer: str, audience: str, keys: KeySet, clock: Callable[[], float] = time.time,
-                 leeway: float = 60, max_jtis: int = 100_000, app_id: str | None = None) -> None:
-        """app_id: when set, the token's sub must be it (the app instance id Okta puts there)."""
-        self.issuer = issuer.rstrip("/")
-        self.audience = audience
-        self._keys = keys
-        self._clock = clock
-        self._leeway = leeway
-        self._app_id = app_id
-        self._seen = SeenJtis(max_jtis)
-
-    async def verify(self, authorization: str | None) -> dict[str, Any]:
-        """The token's claims, or Refused(401)."""
-        token = _bearer(authorization)
-        kid = _checked_header(token)
-        claims = self._decode(token, await self._keys.key(kid))
-        now = self._clock()
-        self._check_times(claims, now)
-        jti = claims["jti"]
-        if not _short_text(jti, MAX_JTI):
-            raise Refused(401, "bad jti")
-        if not self._seen.add(jti, claims["exp"] + self._leeway, now):
-            raise Refused(401, "token replayed")
-        return claims
-
-    def _decode(self, token: str, key: RSAPublicKey) -> dict[str, Any]:
-        options: jwt.types.Options = {"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_nbf": False,
-                                      "verify_iat": False, "strict_aud": True}
-        try:
-            claims: dict[str, Any] = jwt.decode(token, key, algorithms=[ALGORITHM], options=options,
-                                                issuer=self.issuer, audience=self.audience)
-        except jwt.PyJWTError as exc:
-            raise Refused(401, _reason(exc)) from None
-        if self._app_id is not None and claims["sub"] != self._app_id:
-            raise Refused(401, "wrong subject")
-        return claims
-
-    def _check_times(self, claims: dict[str, Any], now: float) -> None:
-        exp, iat = _time_claim(claims, "exp"), _time_claim(claims, "iat")
-        nbf = _time_claim(claims, "nbf") if "nbf" in claims else None
-        if exp <= now - self._leeway:
-            raise Refused(401, "token expired")
-        if nbf is not None and nbf > now + self._leeway:
-            raise Refused(401, "token not yet valid")
-        if iat > now + self._leeway:
-            raise Refused(401, "token issued in the future")
-
-
-def _bearer(authorization: str | None) -> str:
-    """The compact JWS of a Bearer header: base64url parts joined by two dots, at most MAX_TOKEN long (odd bytes
-    arrive as lone surrogates, which no JWT library can encode)."""
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Refused(401, "bearer token required")
-    if len(token) > MAX_TOKEN or _COMPACT_JWS.fullmatch(token) is None:
-        raise Refused(401, "malformed token")
-    return token
-
-
-def _checked_header(token: str) -> str:
-    """The kid of a token whose header names RS256 and the revocation token type."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise Refused(401, "malformed token") from None
-    if header.get("alg") != ALGORITHM:
-        raise Refused(401, "algorithm not allowed")
-    if _media_type(header.get("typ")) != TOKEN_TYPE:
-        raise Refused(401, "wrong token type")
-    kid = header.get("kid")
-    if not _short_text(kid, MAX_KID):
-        raise Refused(401, "no key id")
-    return str(kid)
-
-
-def _media_type(typ: object) -> str | None:
-    return typ.lower().removeprefix("application/") if isinstance(typ, str) else None
-
-
-def _time_claim(claims: dict[str, Any], name: str) -> float:
-    value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Refused(401, f"{name} is not a time")
-    try:
-        moment = float(value)  # JSON integers have no bound: 10**400 does not fit a float
-    except OverflowError:
-        raise Refused(401, f"{name} is not a time") from None
-    if not math.isfinite(moment):
-        raise Refused(401, f"{name} is not a time")
-    return moment
-
-
-def _reason(exc: jwt.PyJWTError) -> str:
-    if isinstance(exc, jwt.MissingRequiredClaimError):
-        return f"claim {exc.claim} missing"
-    reasons: list[tuple[type[jwt.PyJWTError], str]] = [
-        (jwt.InvalidSignatureError, "bad signature"),
-        (jwt.InvalidAudienceError, "wrong audience"),
-        (jwt.InvalidIssuerError, "wrong issuer"),
-        (jwt.InvalidAlgorithmError, "algorithm not allowed"),
-    ]
-    return next((text for kind, text in reasons if isinstance(exc, kind)), "invalid token")
-
-
-def _short_text(value: object, limit: int) -> TypeGuard[str]:
-    return isinstance(value, str) and 0 < len(value) <= limit
 
 
 # --- the body ----------------------------------------------------------------------------------------------------
@@ -346,7 +68,7 @@ def subject_from_body(body: bytes, issuer: str) -> LogoutSubject:
 
 def _by_email(sub_id: dict[str, Any]) -> LogoutSubject:
     email = sub_id.get("email")
-    if not _short_text(email, MAX_LOGIN) or "@" not in email or email.strip() != email:
+    if not short_text(email, MAX_LOGIN) or "@" not in email or email.strip() != email:
         raise Refused(400, "email missing or malformed")
     return LogoutSubject(user_id=None, login=email.lower())
 

@@ -24,14 +24,11 @@ from yarl import URL
 from gateway.okta.ids import is_session_id, is_user_id
 from gateway.revocation.event_hooks import MAX_BODY, read_delivery
 from gateway.revocation.events import revocation_of
+from gateway.revocation.jwks import KeySet
 from gateway.revocation.logout import after_logout_target, logout_form
-from gateway.revocation.universal_logout import (
-    KeySet,
-    LogoutSubject,
-    Refused,
-    TokenVerifier,
-    subject_from_body,
-)
+from gateway.revocation.refusal import Refused
+from gateway.revocation.tokens import TokenVerifier
+from gateway.revocation.universal_logout import LogoutSubject, subject_from_body
 from gateway.routing import plain_host
 from gateway.settings import LogoutRules
 
