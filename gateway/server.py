@@ -18,7 +18,8 @@ from yarl import URL
 from .admin import Admin, Operator
 from .config import Settings
 from .dispatch import ClientFaultsAtDebug, expect_continue_only, expect_later, not_found, plainly_spelled, proxy_handler
-from .enforcement.enforcer import Enforcer, unknown_id_budget
+from .enforcement.enforcer import Enforcer
+from .enforcement.sign_in import unknown_id_budget
 from .enforcement.sweep import SocketSweep
 from .health import Health, watch_credentials
 from .metrics import Metrics

@@ -1,7 +1,7 @@
 """Session enforcement on a route: identify, validate, decide(), act. The rules are in policy.py; this is the shell.
 
 Per request of a route whose policy is not `off`:
-1. read the cookies once (cookies.py); at the app's ACS, a sign-in (see `_sign_in`: forwarded first, bound once
+1. read the cookies once (cookies.py); at the app's ACS, a sign-in (sign_in.py: forwarded first, bound once
    the app accepted it; an id Okta must be asked about spends the gateway's budget of unknown ids, shared and per
    client, given back when Okta knows the session);
 2. the binding cookie counts only if it opens with one of our keys, was sealed for this route, and belongs to the
@@ -30,9 +30,8 @@ from yarl import URL
 from .. import answers
 from ..buckets import Budget
 from ..metrics import Metrics
-from ..plugin import RequestInfo, SidSource, SignIn, SignInReader, source_factory
-from ..proxy.headers import client_address
-from ..proxy.http import Forwarder, continue_if_expected, error_response
+from ..plugin import RequestInfo, SidSource, SignInReader, source_factory
+from ..proxy.http import Forwarder, error_response
 from ..proxy.upstream import UpstreamPools
 from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from ..revocation.bus import Revocation, RevocationBus
@@ -50,17 +49,15 @@ from ..sessions.policy import (
     Action,
     Decision,
     Facts,
-    SignInFacts,
     decide,
     holds_until,
     session_to_validate,
-    sign_in_outcome,
 )
-from ..sessions.saml import MAX_FORM_BYTES, acs_post_refusal
 from ..sessions.sockets import OpenSockets
-from ..sessions.validation import SessionValidator, Verdict
-from ..settings import IPNetwork, Mode, OktaSettings, RouteSessions, Unbound
+from ..sessions.validation import SessionValidator
+from ..settings import IPNetwork, Mode, RouteSessions, Unbound
 from ..store import user_keys
+from .sign_in import SignIns
 
 log = logging.getLogger("gateway.sessions")
 
@@ -90,13 +87,6 @@ class _Seen:
         self.until, self.entry, self.mode, self.generation = until, entry, mode, generation
 
 
-_WARN_EVERY = 60.0
-# A sign-in that finds the budget of unknown ids spent waits this long for a token, looking every _BUDGET_POLL s:
-# tokens of real sign-ins come back within an Okta round trip, those of made-up ids only at the budget's rate
-_BUDGET_WAIT = 2.0
-_BUDGET_POLL = 0.05
-
-
 class Enforcer:
     """Enforces one route's binding policy. `mode` may be switched while the gateway runs."""
 
@@ -110,7 +100,6 @@ class Enforcer:
         self._validator, self._storage, self._http, self._ws = validator, storage, http, websocket
         self._pools, self._sockets, self._metrics, self._clock = pools, sockets, metrics, clock
         self._bus, self._store = bus, bus.store
-        self._unknown_ids, self._trusted = unknown_ids, tuple(trusted_proxies)
         made = [source_factory(name)(sessions.source_options) for name in sessions.sources]
         self._identifiers = [s for s in made if isinstance(s, SidSource)]
         self._reader = next((s for s in made if isinstance(s, SignInReader)), None)
@@ -123,13 +112,16 @@ class Enforcer:
         self.app = AppSide(route, sessions, pools, storage)
         self._logout = LogoutInterceptor(sessions.logout, self._profile.logout_paths, self.app, bus,
                                          validator.client, okta_url)
+        self._sign_ins = None if self._reader is None else SignIns(
+            route, self._reader, saml_attribute=sessions.source_options.saml_attribute, validator=validator,
+            storage=storage, http=http, app=self.app, store=self._store, metrics=metrics, unknown_ids=unknown_ids,
+            trusted_proxies=trusted_proxies, clock=clock)
         self._extended: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen_memo: Remembered[str, _Seen] = Remembered(SEEN_BYTES)
         self._cookie_headers = self._seen_memo.entries
         self._forwarded = metrics.decisions.get(route.name, FORWARD.action, FORWARD.reason)
         self._hit = metrics.lookups["hit"]
-        self._warned = 0.0
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         mode = self.mode
@@ -137,8 +129,8 @@ class Enforcer:
             return await self._forward_plain(request)
         seen = self._seen(request.headers.get("Cookie", ""))
         cookies, app, opened, for_app = seen.cookies, seen.app, seen.opened, seen.for_app
-        if self._reader is not None and request.method == "POST" and request.path == self._profile.acs_path:
-            return await self._sign_in(request, for_app, self._reader)
+        if self._sign_ins is not None and request.method == "POST" and request.path == self._profile.acs_path:
+            return await self._sign_ins(request, for_app)
         binding = opened.binding if opened is not None else None
         if mode is Mode.ENFORCE and self._logout.wants(request):
             self._metrics.decisions.get(self.route.name, "logout", "app_logout").inc()
@@ -223,11 +215,6 @@ class Enforcer:
                      user_revoked_before=max(store.user_ended_before(key)
                                              for key in user_keys(binding.user_id, binding.login)))
 
-    def _okta_ended_before(self, user_id: str, login: str) -> float:
-        """Before when Okta ended every session of the user, as the revocation store was told."""
-        store = self._store
-        return max((store.okta_ended_before(key) for key in user_keys(user_id, login)), default=0.0)
-
     def _on_end(self, facts: Facts, reason: str, now: float) -> None:
         """A bound session found ended in Okta is a revocation too (its source: the lookup); a revoked one that
         was still asked for shows how long after the revocation its browser came back."""
@@ -288,106 +275,6 @@ class Enforcer:
         if base is not None:
             self._storage.write(request, response, base)
 
-    # --- sign-in at the ACS ------------------------------------------------------------------------------
-
-    async def _sign_in(self, request: web.Request, for_app: str, reader: SignInReader) -> web.StreamResponse:
-        """Forward the ACS POST untouched; once the app has accepted the assertion (it answers with a new session
-        cookie), check the assertion's Okta session and bind. Okta is asked nothing before: an unsigned POST costs
-        no Okta call. The gateway reads the assertion only when it can read the form as the app does (saml.py).
-
-        Some apps answer a refused assertion with a new session all the same (a servlet app's redirect to its error
-        page, PHP's session_start), so an id Okta must be asked about spends a token of the shared budget and one
-        of the client's (`_unknown_ids`), given back when Okta knows the session: real sign-ins cost nothing net,
-        made-up ids at most the budget. A sign-in that finds the budget spent waits a moment for a token (real
-        sign-ins in a burst, from one office's address, give theirs back as soon as Okta answers); past that,
-        Okta is not asked and nothing is bound."""
-        length = request.content_length
-        if length is None or length > MAX_FORM_BYTES:
-            self._metrics.sign_ins.get(self.route.name, "unreadable").inc()
-            return await self._http(request, self.route, cookie=for_app)
-        await continue_if_expected(request)
-        body = await request.read()
-        headers = request.headers
-        refused = acs_post_refusal(body, headers.getall("Content-Type", ()), headers.getall("Content-Encoding", ()),
-                                   request.rel_url.raw_query_string)
-        signed_in = None if refused else reader.read_sign_in(body, headers.get("Content-Type", ""))
-        now = self._clock()
-
-        async def bind(response: web.StreamResponse) -> None:
-            fresh = self._fresh_app_cookie(response, now)
-            if fresh is None or response.status >= 400:  # the app did not accept the assertion
-                self._metrics.sign_ins.get(self.route.name, "refused_by_app").inc()
-                return
-            if refused is not None or signed_in is None or signed_in.session_id is None:
-                outcome = _unbindable(refused, signed_in)
-                self._metrics.sign_ins.get(self.route.name, outcome).inc()
-                self._warn_unbindable(outcome)
-                return
-            client = self._spends_budget(request, signed_in.session_id)
-            if client is not None and not await self._spend_budget(client):
-                self._metrics.sign_ins.get(self.route.name, "over_budget").inc()
-                self._warn_unbindable("over_budget")
-                return
-            validation = await self._validator.validate(signed_in.session_id, self.route.grace)
-            if client is not None and validation.verdict is Verdict.ALIVE:
-                self._unknown_ids.give_back(client)  # Okta knows it: a real sign-in costs nothing
-            s = validation.session
-            outcome = sign_in_outcome(SignInFacts(
-                name_id=signed_in.name_id, okta=validation.view, created_at=s.created_at if s else None,
-                okta_ended_before=self._okta_ended_before(s.user_id, s.login) if s else 0.0))
-            self._metrics.sign_ins.get(self.route.name, outcome).inc()
-            if outcome != "bound" or s is None:
-                self._warn_unbindable(outcome)
-                return
-            fingerprint = self._storage.codec.fingerprint(*fresh)
-            self._storage.write(request, response, Binding(s.id, s.user_id, s.login, fingerprint, now, now))
-
-        return await self._http(request, self.route, body=body, cookie=for_app, before_answer=bind)
-
-    async def _spend_budget(self, client: str) -> bool:
-        """A token of the budget of unknown ids for `client`, waiting at most `_BUDGET_WAIT` for one."""
-        deadline = time.monotonic() + _BUDGET_WAIT
-        while not self._unknown_ids.take(client, time.monotonic()):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(_BUDGET_POLL)
-        return True
-
-    def _spends_budget(self, request: web.Request, session_id: str) -> str | None:
-        """The client whose budget a lookup of this id spends, or None when it would not ask Okta (the cache knows
-        the id, or a lookup of it is under way, or it is no Okta id)."""
-        if not self._validator.asks_okta(session_id):
-            return None
-        return client_address(request.remote, request.headers.items(), self._trusted)
-
-    def _fresh_app_cookie(self, response: web.StreamResponse, now: float) -> tuple[str, str] | None:
-        for header in response.headers.getall("Set-Cookie", ()):
-            set_cookie = read_set_cookie(header, now)
-            if set_cookie is not None and not set_cookie.expired and self.app.is_app_cookie(set_cookie.name):
-                self.app.learn(set_cookie)
-                return set_cookie.name, set_cookie.value
-        return None
-
-    def _warn_unbindable(self, outcome: str) -> None:
-        now = time.monotonic()
-        if now - self._warned < _WARN_EVERY:
-            return
-        self._warned = now
-        hint = {"no_session_attribute": f"the SAML Response carries no {self.sessions.source_options.saml_attribute}"
-                                        " attribute (add an attribute statement with session.id to the Okta app)",
-                "login_mismatch": "the Okta session belongs to another login than the assertion's NameID",
-                "unreadable": "the SAML Response could not be read (encrypted, signed twice or malformed)",
-                "over_budget": "more sign-ins named session ids unknown to the cache than [okta] "
-                               "unknown_ids_per_second (all clients) or unknown_ids_per_client allow, so Okta was "
-                               "not asked (forged ACS POSTs the app answered with a new session, or many sign-ins "
-                               "at once from one address)"}
-        if outcome.startswith("ambiguous_"):
-            hint[outcome] = (f"the ACS POST could be read two ways ({outcome[10:].replace('_', ' ')}): a client "
-                             "other than a browser, or an attempt to have the gateway read another assertion than "
-                             "the app")
-        log.warning("route %s: an app session began that cannot be bound to an Okta session: %s", self.route.name,
-                    hint.get(outcome, outcome.replace("_", " ")))
-
     # --- ending an app session -----------------------------------------------------------------------------
 
     async def _end(self, request: web.Request, cookies: dict[str, str], binding: Binding | None,
@@ -441,20 +328,6 @@ class Enforcer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._logout.close()
-
-
-def unknown_id_budget(okta: OktaSettings) -> Budget:
-    """The gateway's budget of Okta lookups of ids the cache does not know, shared by its routes: each bucket holds
-    two seconds' worth (at least one), so that a client may have two sign-ins at Okta at once."""
-    return Budget(burst=max(1.0, 2 * okta.unknown_ids_per_client), per_second=okta.unknown_ids_per_client,
-                  shared_burst=max(1.0, 2 * okta.unknown_ids_per_second), shared_per_second=okta.unknown_ids_per_second,
-                  now=time.monotonic())
-
-
-def _unbindable(refused: str | None, signed_in: SignIn | None) -> str:
-    if refused is not None and refused != "no_saml_response":
-        return f"ambiguous_{refused}"
-    return "unreadable" if signed_in is None else "no_session_attribute"
 
 
 def _ends_what_it_cannot_bind(sessions: RouteSessions) -> bool:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..plugin import SignIn
 from ..settings import Mode, SessionRules, Unbound
 from .binding import Binding
 
@@ -183,6 +184,14 @@ def sign_in_outcome(facts: SignInFacts) -> str:
     if revoked_before(facts.okta_ended_before, facts.created_at):
         return "revoked"
     return "bound"
+
+
+def unbindable_sign_in(refused: str | None, signed_in: SignIn | None) -> str:
+    """Why a sign-in the app accepted binds nothing before Okta is asked: its ACS form could be read two ways
+    (`ambiguous_<why>`), its assertion could not be read, or it names no Okta session."""
+    if refused is not None and refused != "no_saml_response":
+        return f"ambiguous_{refused}"
+    return "unreadable" if signed_in is None else "no_session_attribute"
 
 
 def socket_decision(okta: OktaView, now: float) -> Decision:

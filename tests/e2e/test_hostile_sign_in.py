@@ -17,7 +17,7 @@ from raw_http import send_raw, statuses
 from stack_support import ALICE, BOB, FAST_CACHE, Browser
 from yarl import URL
 
-from gateway.enforcement import enforcer
+from gateway.enforcement import sign_in
 from gateway.sandbox.okta.saml import read_autopost_form
 from gateway.sandbox.stack import AppRoute, Stack
 from gateway.server import METRICS
@@ -248,7 +248,7 @@ async def stack_with_the_servlet_app(start, start_upstream, **kwargs):
 def short_budget_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forged POSTs over the budget each wait for a token that never comes back before they give up: a shorter
     wait than production's keeps a flood of them quick; what it bounds is the same."""
-    monkeypatch.setattr(enforcer, "_BUDGET_WAIT", 0.1)
+    monkeypatch.setattr(sign_in, "_BUDGET_WAIT", 0.1)
 
 
 async def forge_from(stack: Stack, count: int, local_address: str = "127.0.0.1",
