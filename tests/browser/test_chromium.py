@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stack_support import ADMIN_TOKEN, ALICE, BOB, HOOK_SECRET, KEYS, SLOW_CACHE
+from okta_sandbox_support import ALICE, BOB
+from stack_support import ADMIN_TOKEN, HOOK_SECRET, KEYS, SLOW_CACHE
 
 from conftest import strict
 from gateway.sandbox.okta.org import OktaOrg
