@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from okta_sandbox_support import API_TOKEN, OKTA_HOST, Okta, Sandboxes, sandbox_org
+from okta_sandbox_support import API_TOKEN, OKTA_HOST, Answer, Okta, Sandboxes, sandbox_org
 from stack_support import ADMIN_TOKEN, FAST_CACHE, HOOK_SECRET, KEYS, Browser
 
 from gateway.config import Settings, parse
@@ -87,6 +87,27 @@ async def raw_upstream() -> AsyncIterator[Callable[[Peer], Awaitable[str]]]:
     yield start
     for server in servers:
         server.close()
+
+
+Action = Callable[[web.Request], Awaitable[Any]]
+
+
+@pytest.fixture
+def in_handler(start_upstream: Callable[..., Awaitable[TestServer]], http: Any) -> Callable[..., Awaitable[Answer]]:
+    """Run `action(request)` inside a real handler on loopback, with the request as the client sent it, and answer
+    what it returns (a response; anything else as JSON); gives what the client read. For the parts of the gateway
+    that take an aiohttp request or write on a response."""
+
+    async def run(action: Action, *, method: str = "GET", path: str = "/", **kwargs: Any) -> Answer:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            result = await action(request)
+            return result if isinstance(result, web.StreamResponse) else web.json_response(result)
+
+        server = await start_upstream(handler)
+        async with http.request(method, server.make_url(path), allow_redirects=False, **kwargs) as r:
+            return Answer(r.status, r.headers, await r.text())
+
+    return run
 
 
 @pytest.fixture
