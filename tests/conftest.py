@@ -20,10 +20,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from stack_support import ADMIN_TOKEN, ALICE, BOB, FAST_CACHE, HOOK_SECRET, KEYS, Browser
+from okta_sandbox_support import API_TOKEN, OKTA_HOST, Answer, Okta, Sandboxes, sandbox_org
+from stack_support import ADMIN_TOKEN, FAST_CACHE, HOOK_SECRET, KEYS, Browser
 
 from gateway.config import Settings, parse
-from gateway.sandbox.okta.org import OktaOrg
 from gateway.sandbox.stack import AppRoute, Stack, free_port, start_stack
 from gateway.server import build_app
 
@@ -87,6 +87,27 @@ async def raw_upstream() -> AsyncIterator[Callable[[Peer], Awaitable[str]]]:
     yield start
     for server in servers:
         server.close()
+
+
+Action = Callable[[web.Request], Awaitable[Any]]
+
+
+@pytest.fixture
+def in_handler(start_upstream: Callable[..., Awaitable[TestServer]], http: Any) -> Callable[..., Awaitable[Answer]]:
+    """Run `action(request)` inside a real handler on loopback, with the request as the client sent it, and answer
+    what it returns (a response; anything else as JSON); gives what the client read. For the parts of the gateway
+    that take an aiohttp request or write on a response."""
+
+    async def run(action: Action, *, method: str = "GET", path: str = "/", **kwargs: Any) -> Answer:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            result = await action(request)
+            return result if isinstance(result, web.StreamResponse) else web.json_response(result)
+
+        server = await start_upstream(handler)
+        async with http.request(method, server.make_url(path), allow_redirects=False, **kwargs) as r:
+            return Answer(r.status, r.headers, await r.text())
+
+    return run
 
 
 @pytest.fixture
@@ -205,38 +226,27 @@ def gateway_process(tmp_path: Path) -> Any:
         process.stop()
 
 
-SANDBOX_HOST = "127.0.0.2"  # Okta's stand-in lives on another host than the gateway, as in production
-API_TOKEN = "sandbox-api-token-for-tests"
 BINDING_KEY = "fOhJQXD8l0yZ0hn6cx6-d9Hkcb1wOlc6L5rbYJkp6Ls="  # a Fernet key for tests only
 
 
-class Sandbox:
-    """A running Okta sandbox: its org (state the tests may arrange, as an Okta admin would) and its URL."""
+# --- the Okta sandbox on OKTA_HOST (tests/sandbox/okta_sandbox_support.py): every test that needs one gets it here --
 
-    def __init__(self, org: Any, server: TestServer) -> None:
-        self.org, self.server = org, server
-        self.issuer = f"http://{SANDBOX_HOST}:{server.port}"
-
-    def clock(self) -> float:
-        """The org's clock in epoch seconds: the gateway under test keeps time with it."""
-        return float(self.org.clock.now().timestamp())
-
-    def calls(self, method: str, path_prefix: str) -> int:
-        return sum(1 for c in self.org.api_calls if c.method == method and c.path.startswith(path_prefix))
+StartOkta = Callable[..., Awaitable[Okta]]
 
 
 @pytest.fixture
-def start_sandbox(aiohttp_server: Any) -> Callable[..., Awaitable[Sandbox]]:
-    from gateway.sandbox.okta.app import build_okta_app
-    from gateway.sandbox.okta.org import OktaOrg
+async def start_okta_sandbox(aiohttp_server: Any) -> AsyncIterator[StartOkta]:
+    """Start an Okta sandbox org on OKTA_HOST with Alice and Bob: start_okta_sandbox(**options) takes OktaOrg's
+    options (clock=, rate_limit_per_minute=, engine=, issuer=, ...) and users=False; its clients close after the
+    test, its server with aiohttp_server."""
+    async with Sandboxes(aiohttp_server) as sandboxes:
+        yield sandboxes.start
 
-    async def start(**org_options: Any) -> Sandbox:
-        port = free_port(SANDBOX_HOST)
-        org = OktaOrg(issuer=f"http://{SANDBOX_HOST}:{port}", api_token=API_TOKEN, **org_options)
-        server = await aiohttp_server(build_okta_app(org), host=SANDBOX_HOST, port=port)
-        return Sandbox(org, server)
 
-    return start
+@pytest.fixture
+async def okta_sandbox(start_okta_sandbox: StartOkta) -> Okta:
+    """The Okta sandbox as most tests want it: OktaOrg's defaults, Alice and Bob."""
+    return await start_okta_sandbox()
 
 
 @pytest.fixture(autouse=True)
@@ -247,7 +257,7 @@ def okta_api_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OKTA_HOOK_SECRET", "hook-secret-for-tests-0123456789")
 
 
-# --- the whole stack: the Okta sandbox on 127.0.0.2, legacy apps, the gateway, and browsers (tests/e2e, hostile) --
+# --- the whole stack: the Okta sandbox on OKTA_HOST, legacy apps, the gateway, and browsers (tests/e2e, hostile) --
 
 StartStack = Callable[..., Awaitable[Stack]]
 
@@ -262,17 +272,16 @@ def binding_keys(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.fixture
 async def start(binding_keys: list[str]) -> AsyncIterator[StartStack]:
-    """Start a stack: start(AppRoute(...), ..., org_options={...}, okta={...}); org has Alice and Bob."""
+    """Start a stack: start(AppRoute(...), ..., org_options={...}, okta={...}); its org is sandbox_org's (Alice,
+    Bob), served by start_stack itself on OKTA_HOST."""
     stacks: list[Stack] = []
 
     async def make(*apps: AppRoute, org_options: dict[str, Any] | None = None, **kwargs: Any) -> Stack:
-        port = free_port("127.0.0.2")
-        org = OktaOrg(issuer=f"http://127.0.0.2:{port}", api_token="sandbox-api-token-for-tests",
-                      **(org_options or {}))
-        org.add_user(*ALICE, first_name="Alice", last_name="Liddell")
-        org.add_user(*BOB, first_name="Bob", last_name="Builder")
+        port = free_port(OKTA_HOST)
+        org = sandbox_org(port, **(org_options or {}))
         kwargs.setdefault("okta", FAST_CACHE)
-        stack = await start_stack(list(apps) or [AppRoute("hr")], org=org, okta_port=port, **kwargs)
+        stack = await start_stack(list(apps) or [AppRoute("hr")], org=org, okta_host=OKTA_HOST, okta_port=port,
+                                  **kwargs)
         stacks.append(stack)
         return stack
 

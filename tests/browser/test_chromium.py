@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stack_support import ADMIN_TOKEN, ALICE, BOB, HOOK_SECRET, KEYS, SLOW_CACHE
+from okta_sandbox_support import ALICE, BOB, OKTA_HOST
+from stack_support import ADMIN_TOKEN, HOOK_SECRET, SLOW_CACHE
 
-from conftest import strict
-from gateway.sandbox.okta.org import OktaOrg
-from gateway.sandbox.stack import AppRoute, Stack, free_port, start_stack
+from conftest import StartStack, strict
+from gateway.sandbox.stack import Stack
 
 try:
     from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
@@ -82,24 +82,14 @@ async def context(chromium: Browser) -> AsyncIterator[BrowserContext]:
 
 
 @pytest.fixture
-async def stack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
-    """Okta sandbox (Alice, Bob) on 127.0.0.2, the legacy app and the gateway on 127.0.0.1; Okta's event hook is
-    registered to the gateway as in production, and the cache vouches for an hour: only the push ends sessions."""
-    monkeypatch.setenv("GATEWAY_BINDING_KEYS", KEYS[0])
-    monkeypatch.setenv("OKTA_HOOK_SECRET", HOOK_SECRET)
-    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
-    port = free_port("127.0.0.2")
-    org = OktaOrg(issuer=f"http://127.0.0.2:{port}", api_token=os.environ["OKTA_API_TOKEN"])
-    org.add_user(*ALICE, first_name="Alice", last_name="Liddell")
-    org.add_user(*BOB, first_name="Bob", last_name="Builder")
-    okta = {**SLOW_CACHE, "event_hook": {"secret": "${OKTA_HOOK_SECRET}"}}
-    running = await start_stack([AppRoute("hr")], org=org, okta_port=port, okta=okta, admin=True)
-    try:
-        hook = org.add_event_hook(running.url("/.gateway/okta/events"), HOOK_TYPES, secret=HOOK_SECRET)
-        assert await org.verify_hook(hook)
-        yield running
-    finally:
-        await running.close()
+async def stack(start: StartStack) -> Stack:
+    """The whole stack (`start`, tests/conftest.py: the Okta sandbox with Alice and Bob on OKTA_HOST, the legacy app
+    and the gateway on 127.0.0.1); Okta's event hook is registered to the gateway as in production, and the cache
+    vouches for an hour: only the push ends sessions."""
+    running = await start(okta={**SLOW_CACHE, "event_hook": {"secret": "${OKTA_HOOK_SECRET}"}}, admin=True)
+    hook = running.org.add_event_hook(running.url("/.gateway/okta/events"), HOOK_TYPES, secret=HOOK_SECRET)
+    assert await running.org.verify_hook(hook)
+    return running
 
 
 def at(url: str) -> re.Pattern[str]:
@@ -133,7 +123,7 @@ async def test_sign_in_through_okta_lands_on_the_app_page(context: BrowserContex
     await sign_in(page, stack, ALICE)
     await screenshot(page, "app-signed-in")
 
-    okta = await cookies(context, "127.0.0.2")
+    okta = await cookies(context, OKTA_HOST)
     assert okta[stack.org.cookie_name]["secure"] and okta[stack.org.cookie_name]["sameSite"] == "None"
     app = await cookies(context, "127.0.0.1")
     assert {"JSESSIONID", "gateway_binding_hr"} <= app.keys()  # kept although not Secure: SameSite=Lax on http
@@ -170,7 +160,7 @@ async def test_app_logout_signs_out_of_okta_and_the_next_sign_in_asks_for_a_pass
     await expect(page).to_have_url(stack.url("/"))
     await expect(page.locator("body")).to_contain_text("Not signed in.")
     assert stack.org.sessions_of(stack.org.user(ALICE[0]).id) == []
-    assert stack.org.cookie_name not in await cookies(context, "127.0.0.2")
+    assert stack.org.cookie_name not in await cookies(context, OKTA_HOST)
 
     await page.get_by_role("link", name="Sign in").click()  # no silent sign-in as Alice (seed 004)
     await okta_sign_in_page(page, stack)

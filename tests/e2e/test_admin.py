@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import aiohttp
-from stack_support import ADMIN_TOKEN, ALICE, SLOW_CACHE
+from okta_sandbox_support import ALICE
+from stack_support import ADMIN_TOKEN, SLOW_CACHE
 
 from conftest import REPO
 from gateway.sandbox.stack import AppRoute

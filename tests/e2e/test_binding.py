@@ -8,7 +8,8 @@ import asyncio
 import dataclasses
 
 import aiohttp
-from stack_support import ALICE, BOB, KEYS
+from okta_sandbox_support import ALICE, BOB
+from stack_support import KEYS
 
 from gateway.sandbox.run import start_app
 from gateway.sandbox.stack import AppRoute, free_port

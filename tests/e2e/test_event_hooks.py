@@ -8,8 +8,9 @@ import json
 
 import aiohttp
 import pytest
+from okta_sandbox_support import ALICE, BOB
 from raw_http import send_raw, statuses
-from stack_support import ALICE, BOB, HOOK_SECRET, SLOW_CACHE
+from stack_support import HOOK_SECRET, SLOW_CACHE
 from yarl import URL
 
 from gateway.sandbox.stack import AppRoute

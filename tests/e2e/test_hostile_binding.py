@@ -1,11 +1,11 @@
 """What a binding and a claimed session id may mean, attacked through the whole stack (the Okta sandbox on
-127.0.0.2, the legacy apps and the gateway on 127.0.0.1): a claimed session id never binds an app session, and a
+OKTA_HOST, the legacy apps and the gateway on 127.0.0.1): a claimed session id never binds an app session, and a
 binding holds only on the route it was made for."""
 
 from __future__ import annotations
 
 import pytest
-from stack_support import ALICE, BOB
+from okta_sandbox_support import ALICE, BOB
 
 from gateway.sandbox.stack import AppRoute
 from gateway.server import METRICS

@@ -1,13 +1,14 @@
 """Logout interception under attack and under Okta's failures, through the whole stack: the Okta sandbox on
-127.0.0.2, the legacy app and the gateway on 127.0.0.1; raw sockets where aiohttp's client would tidy the request."""
+OKTA_HOST, the legacy app and the gateway on 127.0.0.1; raw sockets where aiohttp's client would tidy the request."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from okta_sandbox_support import ALICE
 from raw_http import send_raw, statuses
-from stack_support import ALICE, SLOW_CACHE, signed_in
+from stack_support import SLOW_CACHE, signed_in
 from yarl import URL
 
 from gateway.revocation import logout

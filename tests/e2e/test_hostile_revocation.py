@@ -11,7 +11,8 @@ import asyncio
 
 import aiohttp
 import pytest
-from stack_support import ALICE, BOB, HOOK_SECRET, SLOW_CACHE, Browser
+from okta_sandbox_support import ALICE, BOB
+from stack_support import HOOK_SECRET, SLOW_CACHE, Browser
 
 from gateway.revocation.bus import Revocation
 from gateway.sandbox.okta.saml import read_autopost_form

@@ -13,8 +13,9 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import pytest
 from aiohttp import web
+from okta_sandbox_support import ALICE, BOB
 from raw_http import send_raw, statuses
-from stack_support import ALICE, BOB, FAST_CACHE, Browser
+from stack_support import FAST_CACHE, Browser
 from yarl import URL
 
 from gateway.enforcement import sign_in
@@ -196,11 +197,11 @@ async def test_a_flood_of_made_up_okta_cookie_ids_costs_no_okta_call(start, brow
     assert set(answers) == {302}, sorted(set(answers))  # an app session no binding vouches for: back to sign-in
 
 
-async def test_an_app_that_sets_a_cookie_on_its_refusal_page_costs_no_okta_call(start_sandbox, start_upstream,
+async def test_an_app_that_sets_a_cookie_on_its_refusal_page_costs_no_okta_call(okta_sandbox, start_upstream,
                                                                                start_gateway, http):
     """Some stacks (PHP's session_start) set a fresh session cookie on every answer, their error page included:
     only an answer that is no error counts as the app accepting the assertion."""
-    sandbox = await start_sandbox()
+    sandbox = okta_sandbox
 
     async def refusing_app(request: web.Request) -> web.Response:
         await request.read()

@@ -3,7 +3,8 @@ next person on that browser signs in as themselves (seed 004)."""
 
 from __future__ import annotations
 
-from stack_support import ALICE, BOB, signed_in
+from okta_sandbox_support import ALICE, BOB, OKTA_HOST
+from stack_support import signed_in
 from yarl import URL
 
 from gateway.sandbox.stack import AppRoute
@@ -26,7 +27,7 @@ async def test_app_logout_ends_the_okta_session_and_sends_the_browser_through_ok
     assert any(c.startswith("gateway_binding_hr=") for c in page.set_cookies())
     back = await browser.follow(page)
     assert back.url == stack.gateway_url + "/" and back.status == 200
-    assert stack.org.cookie_name not in {m.key for m in browser.http.cookie_jar if m["domain"] == "127.0.0.2"}
+    assert stack.org.cookie_name not in {m.key for m in browser.http.cookie_jar if m["domain"] == OKTA_HOST}
 
 
 async def test_seed_004_the_next_user_on_the_browser_is_themselves(start, browsers):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from okta_sandbox_support import ALICE, BOB
 from raw_http import send_raw, statuses
-from stack_support import ALICE, BOB, SLOW_CACHE
+from stack_support import SLOW_CACHE
 from yarl import URL
 
 from gateway.sandbox.stack import UNIVERSAL_LOGOUT

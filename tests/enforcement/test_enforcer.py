@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from okta_sandbox_support import ALICE
 
 from conftest import route
 from gateway.enforcement.enforcer import SEEN_BYTES
@@ -49,8 +50,8 @@ class App:
         return web.Response(text="ok")
 
 
-async def enforced(start_upstream, start_gateway, start_sandbox, **overrides: Any):
-    sandbox = await start_sandbox()
+async def enforced(start_upstream, start_gateway, start_okta_sandbox, **overrides: Any):
+    sandbox = await start_okta_sandbox()
     app = App()
     upstream = await start_upstream(app.web)
     gateway = await start_gateway(
@@ -82,9 +83,9 @@ def remembered_bytes(gateway) -> int:
 
 
 async def test_distinct_large_cookie_headers_stay_within_the_routes_byte_budget(start_upstream, start_gateway,
-                                                                               start_sandbox, http):
+                                                                               start_okta_sandbox, http):
     # finding 4: 10,000 requests with distinct 15 KB Cookie headers grew the gateway by 288 MB and it stayed
-    app, gateway, _ = await enforced(start_upstream, start_gateway, start_sandbox)
+    app, gateway, _ = await enforced(start_upstream, start_gateway, start_okta_sandbox)
     url = f"http://{gateway.host}:{gateway.port}/page"
     cookies = [f"pad{i}={i:06d}" + "x" * LARGE for i in range(1200)]  # no app session: remembered, but bounded
     assert await send_all(http, url, cookies) == Counter({200: 1200})
@@ -94,8 +95,8 @@ async def test_distinct_large_cookie_headers_stay_within_the_routes_byte_budget(
 
 
 async def test_large_cookie_headers_of_unbound_app_sessions_are_not_remembered(start_upstream, start_gateway,
-                                                                              start_sandbox, http):
-    app, gateway, _ = await enforced(start_upstream, start_gateway, start_sandbox)
+                                                                              start_okta_sandbox, http):
+    app, gateway, _ = await enforced(start_upstream, start_gateway, start_okta_sandbox)
     url = f"http://{gateway.host}:{gateway.port}/page"
     cookies = [f"JSESSIONID={i:06d}; gateway_binding=" + "A" * LARGE for i in range(300)]
     assert await send_all(http, url, cookies) == Counter({302: 300})  # unbound: each ended
@@ -106,9 +107,9 @@ async def test_large_cookie_headers_of_unbound_app_sessions_are_not_remembered(s
 
 
 async def test_a_flood_of_unbound_requests_is_not_a_flood_of_logout_calls_to_the_app(start_upstream, start_gateway,
-                                                                                    start_sandbox, http):
+                                                                                    start_okta_sandbox, http):
     # finding 4: each unbound request made one server-side call to the app's logout
-    app, gateway, _ = await enforced(start_upstream, start_gateway, start_sandbox)
+    app, gateway, _ = await enforced(start_upstream, start_gateway, start_okta_sandbox)
     url = f"http://{gateway.host}:{gateway.port}/page"
     cookies = [f"JSESSIONID=made-up-{i}" for i in range(1500)]
     began = time.monotonic()
@@ -117,8 +118,8 @@ async def test_a_flood_of_unbound_requests_is_not_a_flood_of_logout_calls_to_the
     assert 1 <= app.paths["/logout"] <= LOGOUTS_PER_SECOND * (1 + took) + 1, (app.paths["/logout"], took)
 
 
-async def test_the_apps_logout_is_called_once_per_app_cookie(start_upstream, start_gateway, start_sandbox, http):
-    app, gateway, _ = await enforced(start_upstream, start_gateway, start_sandbox)
+async def test_the_apps_logout_is_called_once_per_app_cookie(start_upstream, start_gateway, start_okta_sandbox, http):
+    app, gateway, _ = await enforced(start_upstream, start_gateway, start_okta_sandbox)
     url = f"http://{gateway.host}:{gateway.port}/page"
     assert await send_all(http, url, ["JSESSIONID=replayed"] * 200) == Counter({302: 200})
     assert app.paths["/logout"] == 1
@@ -128,9 +129,9 @@ async def test_the_apps_logout_is_called_once_per_app_cookie(start_upstream, sta
 
 
 async def test_a_gateway_process_flooded_with_large_cookie_headers_keeps_its_memory(start_upstream,
-                                                                                   start_sandbox, gateway_process,
+                                                                                   start_okta_sandbox, gateway_process,
                                                                                    http):
-    sandbox = await start_sandbox()
+    sandbox = await start_okta_sandbox()
     upstream = await start_upstream(App().web)
     gateway = gateway_process([route(upstream, policy="enforce", app_profile="servlet")],
                               okta={"org_url": sandbox.issuer, "api_token": "${OKTA_API_TOKEN}"},
@@ -146,12 +147,12 @@ async def test_a_gateway_process_flooded_with_large_cookie_headers_keeps_its_mem
 
 
 async def test_a_flood_of_unbound_requests_does_not_keep_a_revoked_bound_session_from_its_logout(
-        start_upstream, start_gateway, start_sandbox, http):
+        start_upstream, start_gateway, start_okta_sandbox, http):
     # the rate of server-side logouts is for app sessions no binding vouches for: a flood of them spent it, and
     # then a revoked bound session's app logout was skipped too, its server-side session left alive
-    app, gateway, sandbox = await enforced(start_upstream, start_gateway, start_sandbox)
+    app, gateway, sandbox = await enforced(start_upstream, start_gateway, start_okta_sandbox)
     url = f"http://{gateway.host}:{gateway.port}"
-    user = sandbox.org.add_user("alice@example.com", "Alice-pw-1")
+    user = sandbox.org.user(ALICE[0])
     session = sandbox.org.sign_in(user.login)
     saml_app = sandbox.org.add_saml_app("app", url + "/saml/acs", "urn:test:app")
     now = sandbox.org.clock.now()
@@ -183,9 +184,9 @@ async def test_a_flood_of_unbound_requests_does_not_keep_a_revoked_bound_session
     (["cookie"], "allow", False),
 ])
 async def test_a_route_that_can_bind_nothing_yet_ends_what_is_unbound_is_named_at_start(
-        start_upstream, start_gateway, start_sandbox, caplog, sources, unbound, warned):
+        start_upstream, start_gateway, start_okta_sandbox, caplog, sources, unbound, warned):
     # a claimed session id no longer binds: without "saml" such a route would end every app session it sees
     extra = {"session_id_header_from": ["127.0.0.1"]} if "header" in sources else {}
     with caplog.at_level("WARNING", logger="gateway.sessions"):
-        await enforced(start_upstream, start_gateway, start_sandbox, sid_sources=sources, unbound=unbound, **extra)
+        await enforced(start_upstream, start_gateway, start_okta_sandbox, sid_sources=sources, unbound=unbound, **extra)
     assert any("can be bound" in r.getMessage() for r in caplog.records) is warned

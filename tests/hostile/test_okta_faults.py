@@ -11,7 +11,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from stack_support import ALICE, BOB, Browser
+from okta_sandbox_support import ALICE, BOB
+from stack_support import Browser
 from yarl import URL
 
 from gateway.sandbox.okta.saml import read_autopost_form
@@ -29,7 +30,7 @@ CLOSED, GRACE = AppRoute("hr", prefix="/hr"), AppRoute("wiki", prefix="/wiki", t
 
 @pytest.fixture
 def stacks(start) -> Callable[..., Awaitable[Stack]]:
-    """The whole stack (`start`, tests/conftest.py: the Okta sandbox on 127.0.0.2 with Alice and Bob, the gateway)
+    """The whole stack (`start`, tests/conftest.py: the Okta sandbox on OKTA_HOST with Alice and Bob, the gateway)
     with the two apps, one per fail mode, and `okta=` options on top of OKTA."""
 
     async def make(**okta: Any) -> Stack:

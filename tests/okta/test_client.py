@@ -6,9 +6,9 @@ import asyncio
 import logging
 
 import pytest
+from okta_sandbox_support import ALICE, API_TOKEN, BOB, Okta
 from yarl import URL
 
-from conftest import API_TOKEN, Sandbox
 from gateway.metrics import Metrics
 from gateway.okta.client import (
     CredentialsRejected,
@@ -25,10 +25,8 @@ UNKNOWN = "idx" + "Q" * 22
 
 
 @pytest.fixture
-async def okta(start_sandbox):
-    sandbox: Sandbox = await start_sandbox()
-    sandbox.org.add_user("alice@example.com", "correct horse")
-    sandbox.org.add_user("bob@example.com", "battery staple")
+async def okta(okta_sandbox: Okta):
+    sandbox = okta_sandbox
     clients: list[OktaClient] = []
 
     async def client(token: str = API_TOKEN, **options) -> OktaClient:
@@ -44,9 +42,9 @@ async def okta(start_sandbox):
 
 async def test_get_session_returns_a_typed_session(okta):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     got = await (await client()).get_session(session.id)
-    assert (got.id, got.login, got.status, got.active) == (session.id, "alice@example.com", "ACTIVE", True)
+    assert (got.id, got.login, got.status, got.active) == (session.id, ALICE[0], "ACTIVE", True)
     assert got.expires_at > sandbox.clock()
 
 
@@ -58,7 +56,7 @@ async def test_an_unknown_session_is_gone(okta):
 
 async def test_a_wrong_token_is_our_problem_not_the_users(okta, caplog):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     c = await client(token="not-the-token-1234")
     with pytest.raises(CredentialsRejected):
         await c.get_session(session.id)
@@ -88,7 +86,7 @@ async def test_hostile_ids_never_reach_okta(okta):
 
 async def test_5xx_on_a_get_is_retried_within_bounds(okta):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     sandbox.org.faults.fail_status, sandbox.org.faults.fail_count = 503, 1
     assert (await (await client(retries=2)).get_session(session.id)).id == session.id
     assert sandbox.calls("GET", "/api/v1/sessions/") == 2
@@ -96,7 +94,7 @@ async def test_5xx_on_a_get_is_retried_within_bounds(okta):
 
 async def test_5xx_that_persists_is_unavailable_after_the_retries(okta):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     sandbox.org.faults.fail_status, sandbox.org.faults.fail_count = 500, None
     with pytest.raises(OktaUnavailable):
         await (await client(retries=2)).get_session(session.id)
@@ -105,7 +103,7 @@ async def test_5xx_that_persists_is_unavailable_after_the_retries(okta):
 
 async def test_a_refresh_is_not_retried(okta):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     sandbox.org.faults.fail_status, sandbox.org.faults.fail_count = 502, 1
     with pytest.raises(OktaUnavailable):
         await (await client(retries=2)).refresh_session(session.id)
@@ -114,7 +112,7 @@ async def test_a_refresh_is_not_retried(okta):
 
 async def test_a_hung_call_ends_within_the_timeout(okta):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     sandbox.org.faults.hang = True
     c = await client(timeout=0.5)
     started = asyncio.get_running_loop().time()
@@ -126,7 +124,7 @@ async def test_a_hung_call_ends_within_the_timeout(okta):
 
 async def test_after_a_429_no_call_goes_out_until_the_reset(okta):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     c = await client()
     sandbox.org.faults.rate_limited = True
     with pytest.raises(RateLimited):
@@ -145,7 +143,7 @@ async def test_a_429_on_session_reads_holds_back_only_session_reads(okta):
     """Okta counts rate limits per endpoint family: a flood of reads must not stop a logout's DELETE, a refresh or
     a Universal Logout's user calls."""
     sandbox, client = okta
-    alice, bob = sandbox.org.sign_in("alice@example.com"), sandbox.org.sign_in("bob@example.com")
+    alice, bob = sandbox.org.sign_in(ALICE[0]), sandbox.org.sign_in(BOB[0])
     c = await client()
     sandbox.org.faults.rate_limited = True
     with pytest.raises(RateLimited):
@@ -159,29 +157,29 @@ async def test_a_429_on_session_reads_holds_back_only_session_reads(okta):
     assert sandbox.calls("GET", "/api/v1/sessions/") == before  # held back, not sent
     await c.refresh_session(alice.id)
     assert await c.close_session(alice.id) is True
-    user_id, login = await c.get_user("bob@example.com")
-    assert (user_id, login) == (sandbox.org.user("bob@example.com").id, "bob@example.com")
+    user_id, login = await c.get_user(BOB[0])
+    assert (user_id, login) == (sandbox.org.user(BOB[0]).id, BOB[0])
     await c.end_user_sessions(user_id)
     assert sandbox.org.session(bob.id) is None
 
 
 async def test_a_429_on_user_calls_holds_back_only_user_calls(okta):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     c = await client()
     sandbox.org.faults.rate_limited = True
     with pytest.raises(RateLimited):
-        await c.get_user("alice@example.com")
+        await c.get_user(ALICE[0])
     sandbox.org.faults.rate_limited = False
     with pytest.raises(RateLimited):
-        await c.end_user_sessions(sandbox.org.user("alice@example.com").id)
+        await c.end_user_sessions(sandbox.org.user(ALICE[0]).id)
     assert (await c.get_session(session.id)).id == session.id
     assert c.blocked_until(Family.SESSION_READS) == 0.0
 
 
 async def test_rate_limit_headers_are_kept(okta):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     c = await client()
     await c.get_session(session.id)
     assert c.rate_limit is not None and c.rate_limit.limit > 0
@@ -192,7 +190,7 @@ async def test_rate_limit_headers_are_kept(okta):
 
 async def test_refresh_moves_expires_at(okta):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     c = await client()
     before = (await c.get_session(session.id)).expires_at
     sandbox.org.clock.advance(600)
@@ -202,7 +200,7 @@ async def test_refresh_moves_expires_at(okta):
 
 async def test_close_session_then_it_is_gone(okta):
     sandbox, client = okta
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     c = await client()
     assert await c.close_session(session.id) is True
     assert await c.close_session(session.id) is False
@@ -212,8 +210,8 @@ async def test_close_session_then_it_is_gone(okta):
 
 async def test_end_user_sessions_ends_every_session_of_that_user_only(okta):
     sandbox, client = okta
-    a1, a2 = sandbox.org.sign_in("alice@example.com"), sandbox.org.sign_in("alice@example.com")
-    b = sandbox.org.sign_in("bob@example.com")
+    a1, a2 = sandbox.org.sign_in(ALICE[0]), sandbox.org.sign_in(ALICE[0])
+    b = sandbox.org.sign_in(BOB[0])
     c = await client()
     alice = await c.get_session(a1.id)
     await c.end_user_sessions(alice.user_id, oauth_tokens=True)

@@ -1,5 +1,7 @@
-"""Helpers for the Okta sandbox's tests: an org served on 127.0.0.2 over real loopback HTTP, browsers that keep
-their own cookies, API calls with the org's token, and a hook receiver on 127.0.0.1."""
+"""The Okta sandbox as every test meets it: where it lives (OKTA_HOST), its one API token, its users Alice and Bob,
+an org served there over real loopback HTTP (`Sandboxes`, behind tests/conftest.py's `okta_sandbox` and
+`start_okta_sandbox` fixtures), browsers that keep their own cookies, API calls with the org's token, and a hook
+receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,9 +20,20 @@ from gateway.sandbox.okta.app import build_okta_app
 from gateway.sandbox.okta.org import OktaOrg
 from gateway.sandbox.stack import free_port
 
-HOST = "127.0.0.2"  # Okta's stand-in; the gateway and hook receivers live on 127.0.0.1
-TOKEN = "sandbox-test-token"
-ALICE, BOB = ("alice@example.com", "Alice-pw-1"), ("bob@example.com", "Bob-pw-2")
+OKTA_HOST = "127.0.0.2"  # Okta's stand-in lives on another host than the gateway, apps and hook receivers (127.0.0.1)
+API_TOKEN = "sandbox-api-token-for-tests"  # the org's API token; OKTA_API_TOKEN in every test's environment
+ALICE, BOB = ("alice@example.com", "Alice-pw-1"), ("bob@example.com", "Bob-pw-2")  # (login, password)
+
+
+def sandbox_org(port: int, *, users: bool = True, **options: Any) -> OktaOrg:
+    """An org to serve on OKTA_HOST:port with the API token, and Alice and Bob unless users=False; `options` are
+    OktaOrg's (clock, engine, lifetimes, rate limit, another issuer). Its server is the caller's to start."""
+    options.setdefault("api_token", API_TOKEN)
+    org = OktaOrg(issuer=options.pop("issuer", f"http://{OKTA_HOST}:{port}"), **options)
+    if users:
+        org.add_user(*ALICE, first_name="Alice", last_name="Liddell")
+        org.add_user(*BOB, first_name="Bob", last_name="Builder")
+    return org
 
 
 @dataclass
@@ -42,8 +55,20 @@ class Okta:
         self._clients: list[aiohttp.ClientSession] = []
         self.http = self.client(cookies=False)
 
+    @property
+    def issuer(self) -> str:
+        return self.org.issuer
+
     def url(self, path: str) -> str:
         return f"{self.org.issuer}{path}"
+
+    def clock(self) -> float:
+        """The org's clock in epoch seconds: the gateway under test keeps time with it."""
+        return self.org.clock.timestamp()
+
+    def calls(self, method: str, path_prefix: str) -> int:
+        """How many API calls of this method came to paths that start so."""
+        return sum(1 for c in self.org.api_calls if c.method == method and c.path.startswith(path_prefix))
 
     def client(self, *, cookies: bool = True) -> aiohttp.ClientSession:
         """A browser (its own cookie jar; unsafe=True keeps cookies of IP-address hosts; the org's loopback origin is
@@ -58,7 +83,7 @@ class Okta:
     browser = client
 
     async def call(self, method: str, path: str, *, client: aiohttp.ClientSession | None = None,
-                   token: str | None = TOKEN, **kwargs: Any) -> Answer:
+                   token: str | None = API_TOKEN, **kwargs: Any) -> Answer:
         headers = dict(kwargs.pop("headers", {}))
         if token is not None:
             headers["Authorization"] = f"SSWS {token}"
@@ -81,7 +106,7 @@ class Okta:
     def cookie(self, browser: aiohttp.ClientSession, name: str | None = None) -> str | None:
         name = name or self.org.cookie_name
         for morsel in browser.cookie_jar:
-            if morsel.key == name and morsel["domain"] == HOST:
+            if morsel.key == name and morsel["domain"] == OKTA_HOST:
                 return morsel.value
         return None
 
@@ -98,13 +123,10 @@ class Sandboxes:
         self._started: list[Okta] = []
 
     async def start(self, *, users: bool = True, **options: Any) -> Okta:
-        port = free_port(HOST)
-        options.setdefault("api_token", TOKEN)
-        org = OktaOrg(issuer=options.pop("issuer", f"http://{HOST}:{port}"), **options)
-        if users:
-            org.add_user(*ALICE, first_name="Alice", last_name="Liddell")
-            org.add_user(*BOB, first_name="Bob", last_name="Builder")
-        server = await self._aiohttp_server(build_okta_app(org), host=HOST, port=port)
+        """Serve sandbox_org(port, users=users, **options) on OKTA_HOST."""
+        port = free_port(OKTA_HOST)
+        org = sandbox_org(port, users=users, **options)
+        server = await self._aiohttp_server(build_okta_app(org), host=OKTA_HOST, port=port)
         okta = Okta(org, server)
         self._started.append(okta)
         return okta

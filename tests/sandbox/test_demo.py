@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+from okta_sandbox_support import OKTA_HOST
+
 from conftest import REPO
 from gateway.sandbox.demo import run_scripted
 from gateway.sandbox.stack import free_port
@@ -16,7 +18,7 @@ from gateway.sandbox.stack import free_port
 
 async def test_the_scripted_story_comes_out_as_told():
     lines: list[str] = []
-    assert await run_scripted(okta_port=free_port("127.0.0.2"), gateway_port=free_port(), out=lines.append)
+    assert await run_scripted(okta_port=free_port(OKTA_HOST), gateway_port=free_port(), out=lines.append)
     table = "\n".join(lines)
     assert "UNEXPECTED" not in table
     signed_out_of_okta = next(line for line in lines if line.startswith("She signs out of Okta"))
@@ -24,7 +26,7 @@ async def test_the_scripted_story_comes_out_as_told():
 
 
 def test_the_interactive_demo_prints_its_urls_and_stops_on_ctrl_c():
-    port, okta_port = free_port(), free_port("127.0.0.2")
+    port, okta_port = free_port(), free_port(OKTA_HOST)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OKTA_", "GATEWAY_"))}
     child = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--port", str(port), "--okta-port",
                               str(okta_port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,6 +1,6 @@
 """The legacy SAML app against the Okta sandbox: sign-in, what it refuses, its own sessions, logout, API and WebSocket.
 
-Real servers on loopback: Okta's sandbox on 127.0.0.2, the legacy app on 127.0.0.1, browsers with their own jars.
+Real servers on loopback: Okta's sandbox on OKTA_HOST, the legacy app on 127.0.0.1, browsers with their own jars.
 The app keeps time with the org's clock, so moving the org clock ages assertions and app sessions alike.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from lxml import etree
-from okta_sandbox_support import ALICE, BOB, Answer, Okta, Sandboxes, free_port
+from okta_sandbox_support import ALICE, BOB, OKTA_HOST, Answer, Okta, free_port
 from yarl import URL
 
 from gateway.sandbox.legacy import LEGACY_STATE, LegacyAppConfig, LegacyState, build_legacy_app
@@ -35,9 +35,8 @@ class Legacy:
 
 
 @pytest.fixture
-async def okta(aiohttp_server: Any) -> Any:
-    async with Sandboxes(aiohttp_server) as sandboxes:
-        yield await sandboxes.start()
+def okta(okta_sandbox: Okta) -> Okta:
+    return okta_sandbox
 
 
 @pytest.fixture
@@ -444,14 +443,14 @@ async def test_the_websocket_closes_once_the_session_ends(okta, legacy):
     {"base_path": "/app/"}, {"acs_path": "saml/acs"}, {"logout_path": "/saml/acs"}, {"session_idle_seconds": 0},
 ])
 def test_a_bad_configuration_is_refused(overrides):
-    options = {"name": "x", "external_url": "http://127.0.0.1:1", "idp_sso_url": "http://127.0.0.2:1/sso",
+    options = {"name": "x", "external_url": "http://127.0.0.1:1", "idp_sso_url": f"http://{OKTA_HOST}:1/sso",
                "idp_certificate_pem": "", "audience": "urn:x", **overrides}
     with pytest.raises(ValueError):
         LegacyAppConfig(**options)
 
 
 def test_a_bad_idp_certificate_fails_at_build_time():
-    config = LegacyAppConfig(name="x", external_url="http://127.0.0.1:1", idp_sso_url="http://127.0.0.2:1/sso",
+    config = LegacyAppConfig(name="x", external_url="http://127.0.0.1:1", idp_sso_url=f"http://{OKTA_HOST}:1/sso",
                              idp_certificate_pem="not a certificate", audience="urn:x")
     with pytest.raises(ValueError):
         build_legacy_app(config)

@@ -6,22 +6,20 @@ from __future__ import annotations
 from http.cookies import SimpleCookie
 
 import pytest
-from okta_sandbox_support import ALICE, BOB, HOST, Okta, Sandboxes
+from okta_sandbox_support import ALICE, BOB, OKTA_HOST, Okta
 from yarl import URL
 
 APP_ORIGIN = "http://127.0.0.1:8080"  # where the gateway would be; registered as a trusted origin
 
 
 @pytest.fixture
-async def start(aiohttp_server):
-    async with Sandboxes(aiohttp_server) as sandboxes:
+def start(start_okta_sandbox):
+    async def start(**options) -> Okta:
+        okta = await start_okta_sandbox(**options)
+        okta.org.add_trusted_origin(APP_ORIGIN)
+        return okta
 
-        async def start(**options) -> Okta:
-            okta = await sandboxes.start(**options)
-            okta.org.add_trusted_origin(APP_ORIGIN)
-            return okta
-
-        yield start
+    return start
 
 
 async def redirect_with_token(okta: Okta, browser, token: str, target: str = f"{APP_ORIGIN}/home"):
@@ -59,8 +57,8 @@ async def test_the_session_cookie_is_host_only_httponly_samesite_none(start, eng
 async def test_the_cookie_is_secure_when_the_issuer_is_https(start):
     okta = await start(issuer="https://sandbox.okta.test")  # served on loopback http all the same
     token, _ = okta.org.issue_session_token(okta.org.user(ALICE[0]))
-    async with okta.http.get(f"http://{HOST}:{okta.server.port}/login/sessionCookieRedirect", allow_redirects=False,
-                             params={"token": token, "redirectUrl": "/"}) as r:
+    async with okta.http.get(f"http://{OKTA_HOST}:{okta.server.port}/login/sessionCookieRedirect",
+                             allow_redirects=False, params={"token": token, "redirectUrl": "/"}) as r:
         morsel, _ = parsed_cookie(r.headers.getall("Set-Cookie"), "idx")
     assert morsel["secure"] and morsel["samesite"] == "None"
 
@@ -68,10 +66,10 @@ async def test_the_cookie_is_secure_when_the_issuer_is_https(start):
 @pytest.mark.parametrize("issuer,secure", [("http://sandbox.okta.test", False), ("http://localhost:1", True),
                                            ("http://[::1]:1", True), ("http://10.0.0.2:1", False)])
 async def test_an_http_issuer_gets_secure_cookies_on_loopback_only(start, issuer, secure):
-    okta = await start(issuer=issuer)  # served on 127.0.0.2 all the same; the issuer decides
+    okta = await start(issuer=issuer)  # served on OKTA_HOST all the same; the issuer decides
     token, _ = okta.org.issue_session_token(okta.org.user(ALICE[0]))
-    async with okta.http.get(f"http://{HOST}:{okta.server.port}/login/sessionCookieRedirect", allow_redirects=False,
-                             params={"token": token, "redirectUrl": "/"}) as r:
+    async with okta.http.get(f"http://{OKTA_HOST}:{okta.server.port}/login/sessionCookieRedirect",
+                             allow_redirects=False, params={"token": token, "redirectUrl": "/"}) as r:
         morsel, _ = parsed_cookie(r.headers.getall("Set-Cookie"), "idx")
     assert bool(morsel["secure"]) is secure and morsel["samesite"] == "None"
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 import pytest
-from okta_sandbox_support import ALICE, Okta, Sandboxes
+from okta_sandbox_support import ALICE, Okta
 
 from gateway.sandbox.okta.org import Clock
 
@@ -18,13 +18,11 @@ RATE_HEADERS = ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Re
 
 
 @pytest.fixture
-async def start(aiohttp_server):
-    async with Sandboxes(aiohttp_server) as sandboxes:
+def start(start_okta_sandbox):
+    async def start(**options) -> Okta:
+        return await start_okta_sandbox(clock=Clock(START, frozen=True), **options)
 
-        async def start(**options) -> Okta:
-            return await sandboxes.start(clock=Clock(START, frozen=True), **options)
-
-        yield start
+    return start
 
 
 def rate(answer) -> tuple[int, int, int]:

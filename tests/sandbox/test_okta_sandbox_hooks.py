@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from okta_sandbox_support import ALICE, BOB, Okta, Receiver, Sandboxes, start_receiver
+from okta_sandbox_support import ALICE, BOB, Okta, Receiver, start_receiver
 
 from gateway.sandbox.okta.timefmt import parse_iso
 
@@ -18,22 +18,19 @@ ENVELOPE_KEYS = {"eventType", "eventTypeVersion", "cloudEventsVersion", "source"
 
 
 @pytest.fixture
-async def setup(aiohttp_server):
-    async with Sandboxes(aiohttp_server) as sandboxes:
+def setup(aiohttp_server, start_okta_sandbox):
+    async def setup(event_types=("user.session.end", "user.session.clear", "user.lifecycle.suspend",
+                                 "user.lifecycle.deactivate"), verify: bool = True,
+                    **receiver_options) -> tuple[Okta, Receiver]:
+        okta = await start_okta_sandbox()
+        okta.org.add_trusted_origin("http://127.0.0.1:8080")
+        receiver = await start_receiver(aiohttp_server, **receiver_options)
+        hook = okta.org.add_event_hook(receiver.url, list(event_types), auth_header="Authorization", secret=SECRET)
+        if verify:
+            assert await okta.org.verify_hook(hook)
+        return okta, receiver
 
-        async def setup(event_types=("user.session.end", "user.session.clear", "user.lifecycle.suspend",
-                                     "user.lifecycle.deactivate"), verify: bool = True,
-                        **receiver_options) -> tuple[Okta, Receiver]:
-            okta = await sandboxes.start()
-            okta.org.add_trusted_origin("http://127.0.0.1:8080")
-            receiver = await start_receiver(aiohttp_server, **receiver_options)
-            hook = okta.org.add_event_hook(receiver.url, list(event_types), auth_header="Authorization",
-                                           secret=SECRET)
-            if verify:
-                assert await okta.org.verify_hook(hook)
-            return okta, receiver
-
-        yield setup
+    return setup
 
 
 async def browser_session(okta: Okta, who=ALICE):

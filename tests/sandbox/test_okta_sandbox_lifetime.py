@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from okta_sandbox_support import ALICE, Okta, Sandboxes
+from okta_sandbox_support import ALICE, BOB, Okta
 from yarl import URL
 
 from gateway.sandbox.okta.org import Clock
@@ -15,14 +15,12 @@ MINUTE = 60
 
 
 @pytest.fixture
-async def start(aiohttp_server):
-    async with Sandboxes(aiohttp_server) as sandboxes:
+def start(start_okta_sandbox):
+    async def start(**options) -> Okta:
+        clock = Clock(datetime.now(UTC).replace(microsecond=0), frozen=True)
+        return await start_okta_sandbox(clock=clock, **options)
 
-        async def start(**options) -> Okta:
-            clock = Clock(datetime.now(UTC).replace(microsecond=0), frozen=True)
-            return await sandboxes.start(clock=clock, **options)
-
-        yield start
+    return start
 
 
 async def signed_in_browser(okta: Okta):
@@ -99,12 +97,12 @@ async def test_an_expired_session_cookie_no_longer_counts_as_signed_in(start):
     okta.org.clock.advance(5 * MINUTE)
     async with browser.get(okta.url("/"), allow_redirects=False) as r:
         assert (r.status, r.headers["Location"]) == (302, "/login/login.htm")
-    bob_token = await okta.session_token("bob@example.com", "Bob-pw-2")
+    bob_token = await okta.session_token(*BOB)
     async with browser.get(okta.url("/login/sessionCookieRedirect"), allow_redirects=False,
                            params={"token": bob_token, "redirectUrl": "/"}):
         pass  # the dead cookie does not block a new sign-in (seed 004 is about a *live* session)
     me = await okta.call("GET", "/api/v1/sessions/me", client=browser, token=None)
-    assert me.json["login"] == "bob@example.com"
+    assert me.json["login"] == BOB[0]
 
 
 async def test_policy_changes_apply_to_existing_sessions(start):

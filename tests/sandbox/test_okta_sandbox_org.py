@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from okta_sandbox_support import ALICE, BOB, OKTA_HOST, sandbox_org
 
 from gateway.sandbox.okta.faults import Faults, RateLimiter
 from gateway.sandbox.okta.org import Clock, OktaOrg
@@ -15,10 +16,7 @@ URL_SAFE_22 = r"[A-Za-z0-9_-]{22}"
 
 
 def make_org(**options: object) -> OktaOrg:
-    org = OktaOrg(issuer="http://127.0.0.2:8999", clock=Clock(START, frozen=True), **options)  # type: ignore[arg-type]
-    org.add_user("alice@example.com", "pw-a", "Alice", "Liddell")
-    org.add_user("bob@example.com", "pw-b")
-    return org
+    return sandbox_org(8999, clock=Clock(START, frozen=True), **options)
 
 
 def test_the_clock_is_utc_and_moves_only_forward():
@@ -42,9 +40,9 @@ def test_a_running_clock_follows_the_wall_clock_plus_what_was_added():
 
 def test_ids_follow_okta_formats_per_engine():
     identity, classic = make_org(engine="identity"), make_org(engine="classic")
-    alice = identity.user("alice@example.com")
+    alice = identity.user(ALICE[0])
     assert alice is not None and re.fullmatch(r"00u[A-Za-z0-9]{17}", alice.id)
-    ie, ce = identity.sign_in("alice@example.com"), classic.sign_in("alice@example.com")
+    ie, ce = identity.sign_in(ALICE[0]), classic.sign_in(ALICE[0])
     assert re.fullmatch("idx" + URL_SAFE_22, ie.id) and re.fullmatch("102" + URL_SAFE_22, ce.id)
     assert classic.cookie_for(ce) == ("sid", ce.id)  # Classic: the sid cookie's value is the session id
     name, value = identity.cookie_for(ie)
@@ -55,7 +53,7 @@ def test_ids_follow_okta_formats_per_engine():
 
 def test_expires_at_is_the_idle_end_capped_by_the_lifetime():
     org = make_org(idle_minutes=10, lifetime_minutes=25)
-    session = org.sign_in("alice@example.com")
+    session = org.sign_in(ALICE[0])
     assert session.expires_at == START + timedelta(minutes=10)
     org.clock.advance(9 * 60)
     org.touch(session)
@@ -72,7 +70,7 @@ def test_expires_at_is_the_idle_end_capped_by_the_lifetime():
 
 def test_lifetime_zero_means_no_absolute_limit():
     org = make_org(idle_minutes=10, lifetime_minutes=0)
-    session = org.sign_in("alice@example.com")
+    session = org.sign_in(ALICE[0])
     for _ in range(100):  # 15 hours of activity every 9 minutes
         org.clock.advance(9 * 60)
         org.touch(session)
@@ -81,7 +79,7 @@ def test_lifetime_zero_means_no_absolute_limit():
 
 def test_session_tokens_are_single_use_and_short_lived():
     org = make_org()
-    alice = org.user("alice@example.com")
+    alice = org.user(ALICE[0])
     assert alice is not None
     token, expires = org.issue_session_token(alice)
     assert expires == START + timedelta(minutes=5)
@@ -95,17 +93,17 @@ def test_session_tokens_are_single_use_and_short_lived():
 
 def test_authenticate_checks_password_and_status():
     org = make_org()
-    assert org.authenticate("ALICE@example.com", "pw-a") is org.user("alice@example.com")
-    assert org.authenticate("alice@example.com", "pw-b") is None
-    assert org.authenticate("nobody@example.com", "pw-a") is None
+    assert org.authenticate(ALICE[0].upper(), ALICE[1]) is org.user(ALICE[0])
+    assert org.authenticate(ALICE[0], BOB[1]) is None
+    assert org.authenticate("nobody@example.com", ALICE[1]) is None
     with pytest.raises(ValueError):
-        org.add_user("alice@example.com", "again")
-    alice = org.user("alice@example.com")
+        org.add_user(ALICE[0], "again")
+    alice = org.user(ALICE[0])
     assert alice is not None
     org.suspend_user(alice.id)
-    assert org.authenticate("alice@example.com", "pw-a") is None
+    assert org.authenticate(ALICE[0], ALICE[1]) is None
     org.unsuspend_user(alice.id)
-    assert org.authenticate("alice@example.com", "pw-a") is alice
+    assert org.authenticate(ALICE[0], ALICE[1]) is alice
 
 
 def test_faults_fail_for_a_count_or_for_ever_and_reset():
@@ -140,7 +138,7 @@ def test_redirect_targets_must_be_the_org_or_a_trusted_origin():
     org.add_trusted_origin("https://cors-only.example", redirect=False)
     assert org.safe_redirect("http://127.0.0.1:8080/app?x=1") == "http://127.0.0.1:8080/app?x=1"
     assert org.safe_redirect("/app/legacy/sso/saml") == "/app/legacy/sso/saml"
-    assert org.safe_redirect("http://127.0.0.2:8999/") == "http://127.0.0.2:8999/"
+    assert org.safe_redirect(f"http://{OKTA_HOST}:8999/") == f"http://{OKTA_HOST}:8999/"
     for bad in ["http://127.0.0.1:8081/", "https://127.0.0.1:8080/", "//evil.example/", "https://cors-only.example/",
                 "javascript:alert(1)", "/\\evil.example", "", None]:
         assert org.safe_redirect(bad) is None, bad
@@ -154,8 +152,8 @@ def test_saml_apps_accept_only_known_expressions():
     app = org.add_saml_app("legacy", "http://127.0.0.1:8080/acs", "urn:legacy",
                            attributes={"okta_session_id": "session.id", "mail": "user.email"})
     assert re.fullmatch(r"0oa[A-Za-z0-9]{17}", app.id) and app.issuer.startswith("http://www.okta.com/exk")
-    session = org.sign_in("alice@example.com")
-    assert org.attribute_values(app, session) == {"okta_session_id": session.id, "mail": "alice@example.com"}
+    session = org.sign_in(ALICE[0])
+    assert org.attribute_values(app, session) == {"okta_session_id": session.id, "mail": ALICE[0]}
     with pytest.raises(ValueError):
         org.add_saml_app("other", "http://127.0.0.1:8080/acs", "urn:x", attributes={"x": "user.password"})
     with pytest.raises(ValueError):
@@ -164,9 +162,9 @@ def test_saml_apps_accept_only_known_expressions():
 
 def test_the_system_log_records_who_ended_which_session():
     org = make_org()
-    alice = org.user("alice@example.com")
+    alice = org.user(ALICE[0])
     assert alice is not None
-    own, by_admin = org.sign_in("alice@example.com"), org.sign_in("alice@example.com")
+    own, by_admin = org.sign_in(ALICE[0]), org.sign_in(ALICE[0])
     org.sign_out(own)
     org.end_session(by_admin)
     ends = [e for e in org.system_log if e["eventType"] == "user.session.end"]
@@ -180,7 +178,7 @@ def test_the_system_log_records_who_ended_which_session():
 
 def test_suspend_and_deactivate_end_every_session_of_the_user():
     org = make_org()
-    alice, bob = org.user("alice@example.com"), org.user("bob@example.com")
+    alice, bob = org.user(ALICE[0]), org.user(BOB[0])
     assert alice is not None and bob is not None
     a1, a2, b = org.sign_in(alice.login), org.sign_in(alice.login), org.sign_in(bob.login)
     org.suspend_user(alice.id)

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from lxml import etree
-from okta_sandbox_support import ALICE, BOB, Okta, Sandboxes
+from okta_sandbox_support import ALICE, BOB, Okta
 from signxml import InvalidSignature, XMLVerifier
 from yarl import URL
 
@@ -22,14 +22,12 @@ NS = {"saml2p": saml.SAML2P, "saml2": saml.SAML2, "ds": saml.DS, "md": saml.MD}
 
 
 @pytest.fixture
-async def okta(aiohttp_server):
-    async with Sandboxes(aiohttp_server) as sandboxes:
-        okta = await sandboxes.start()
-        okta.org.add_trusted_origin("http://127.0.0.1:8080")
-        okta.org.add_saml_app("legacy", ACS, AUDIENCE, attributes={"okta_session_id": "session.id"},
-                              default_relay_state="/home")
-        okta.org.add_saml_app("plain", ACS, "urn:example:plain")
-        yield okta
+def okta(okta_sandbox: Okta) -> Okta:
+    okta_sandbox.org.add_trusted_origin("http://127.0.0.1:8080")
+    okta_sandbox.org.add_saml_app("legacy", ACS, AUDIENCE, attributes={"okta_session_id": "session.id"},
+                                  default_relay_state="/home")
+    okta_sandbox.org.add_saml_app("plain", ACS, "urn:example:plain")
+    return okta_sandbox
 
 
 async def signed_in(okta: Okta, who=ALICE):

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
-from okta_sandbox_support import ALICE, BOB, HOST, TOKEN, Okta, Sandboxes, free_port
+from okta_sandbox_support import ALICE, API_TOKEN, BOB, OKTA_HOST, Okta, free_port, sandbox_org
 
-from gateway.sandbox.okta.org import Clock, OktaOrg
+from gateway.sandbox.okta.org import Clock
 from gateway.sandbox.okta.serve import serve_okta
 from gateway.sandbox.okta.timefmt import parse_iso
 
@@ -27,9 +27,8 @@ def frozen() -> Clock:
 
 
 @pytest.fixture
-async def start(aiohttp_server):
-    async with Sandboxes(aiohttp_server) as sandboxes:
-        yield sandboxes.start
+def start(start_okta_sandbox):
+    return start_okta_sandbox
 
 
 def assert_error(answer, status: int, code: str, summary: str | None = None) -> None:
@@ -173,7 +172,8 @@ async def test_the_deprecated_put_extends_like_refresh(start):
     assert answer.status == 200 and parse_iso(answer.json["expiresAt"]) == okta.org.clock.now() + timedelta(hours=2)
 
 
-@pytest.mark.parametrize("authorization", [None, "SSWS wrong-token", f"Bearer {TOKEN}", "SSWS", f"ssws {TOKEN}"])
+@pytest.mark.parametrize("authorization", [None, "SSWS wrong-token", f"Bearer {API_TOKEN}", "SSWS",
+                                           f"ssws {API_TOKEN}"])
 async def test_admin_calls_need_the_api_token(start, authorization):
     okta = await start()
     session = okta.org.sign_in(ALICE[0])
@@ -257,14 +257,13 @@ async def test_every_api_call_is_recorded_with_its_status(start):
 
 
 async def test_serve_okta_serves_an_org_until_cleaned_up():
-    port = free_port(HOST)
-    org = OktaOrg(issuer=f"http://{HOST}:{port}", api_token=TOKEN)
-    org.add_user(*ALICE)
+    port = free_port(OKTA_HOST)
+    org = sandbox_org(port)
     session = org.sign_in(ALICE[0])
-    runner = await serve_okta(HOST, port, org)
+    runner = await serve_okta(OKTA_HOST, port, org)
     try:
         async with aiohttp.ClientSession() as http, http.get(
-            f"{org.issuer}/api/v1/sessions/{session.id}", headers={"Authorization": f"SSWS {TOKEN}"}
+            f"{org.issuer}/api/v1/sessions/{session.id}", headers={"Authorization": f"SSWS {API_TOKEN}"}
         ) as r:
             assert r.status == 200 and (await r.json())["id"] == session.id
     finally:

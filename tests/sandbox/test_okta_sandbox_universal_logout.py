@@ -13,7 +13,7 @@ import jwt
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
-from okta_sandbox_support import ALICE, Okta, Sandboxes
+from okta_sandbox_support import ALICE, Okta
 
 from gateway.sandbox.okta import universal_logout
 from gateway.sandbox.okta.org import Clock
@@ -24,14 +24,8 @@ START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def sandboxes(aiohttp_server):
-    async with Sandboxes(aiohttp_server) as sandboxes:
-        yield sandboxes
-
-
-@pytest.fixture
-async def okta(sandboxes) -> Okta:
-    return await sandboxes.start()
+def okta(okta_sandbox: Okta) -> Okta:
+    return okta_sandbox
 
 
 async def published_keys(okta: Okta) -> jwt.PyJWKSet:
@@ -104,8 +98,8 @@ async def test_the_token_verifies_against_the_jwks_with_okta_claims(okta):
     assert again["jti"] != claims["jti"]
 
 
-async def test_times_come_from_the_org_clock(sandboxes):
-    okta = await sandboxes.start(clock=Clock(START, frozen=True))
+async def test_times_come_from_the_org_clock(start_okta_sandbox):
+    okta = await start_okta_sandbox(clock=Clock(START, frozen=True))
     first = jwt.decode(token_of(okta.org.universal_logout_request(ENDPOINT, ALICE[0])[0]),
                        options={"verify_signature": False})
     okta.org.clock.advance(600)

@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from okta_sandbox_support import ALICE, API_TOKEN, Okta
 from yarl import URL
 
-from conftest import API_TOKEN, Sandbox
 from gateway.metrics import Metrics
 from gateway.okta.client import OktaClient
 from gateway.sessions.cache import ValidationCache
@@ -19,12 +19,11 @@ UNKNOWN = "idx" + "Q" * 22
 
 
 @pytest.fixture
-async def setup(start_sandbox):
+async def setup(start_okta_sandbox):
     made: list[SessionValidator] = []
 
-    async def make(org: dict[str, Any] | None = None, **policy: Any) -> tuple[Sandbox, SessionValidator]:
-        sandbox: Sandbox = await start_sandbox(**(org or {}))
-        sandbox.org.add_user("alice@example.com", "pw")
+    async def make(org: dict[str, Any] | None = None, **policy: Any) -> tuple[Okta, SessionValidator]:
+        sandbox: Okta = await start_okta_sandbox(**(org or {}))
         metrics = Metrics()
         client = OktaClient(URL(sandbox.issuer), API_TOKEN, clock=sandbox.clock, metrics=metrics, timeout=1)
         await client.start()
@@ -40,13 +39,13 @@ async def setup(start_sandbox):
         await v.client.close()
 
 
-def gets(sandbox: Sandbox, session_id: str) -> int:
+def gets(sandbox: Okta, session_id: str) -> int:
     return sandbox.calls("GET", f"/api/v1/sessions/{session_id}")
 
 
 async def test_a_thousand_concurrent_cold_lookups_make_one_okta_call(setup):
     sandbox, validator = await setup()
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     sandbox.org.faults.latency = 0.2  # all of them arrive while the one call is out
     results = await asyncio.gather(*(validator.validate(session.id) for _ in range(1000)))
     assert all(r.signed_in for r in results)
@@ -56,7 +55,7 @@ async def test_a_thousand_concurrent_cold_lookups_make_one_okta_call(setup):
 
 async def test_a_warm_entry_is_answered_without_a_call(setup):
     sandbox, validator = await setup()
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     await validator.validate(session.id)
     for _ in range(100):
         assert (await validator.validate(session.id)).via == "hit"
@@ -76,7 +75,7 @@ async def test_a_404_is_served_from_the_negative_cache(setup):
 
 async def test_an_entry_dies_at_expires_at_even_inside_its_ttl(setup):
     sandbox, validator = await setup({"idle_minutes": 5}, ttl=3600)
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     assert (await validator.validate(session.id)).signed_in
     sandbox.org.clock.advance(5 * 60 + 1)  # the idle timeout passes; the cache's TTL has not
     result = await validator.validate(session.id)
@@ -86,7 +85,7 @@ async def test_an_entry_dies_at_expires_at_even_inside_its_ttl(setup):
 
 async def test_an_entry_near_its_ttl_is_served_and_refreshed_in_the_background(setup):
     sandbox, validator = await setup(ttl=100, revalidate=50)
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     await validator.validate(session.id)
     sandbox.org.clock.advance(110)
     sandbox.org.faults.latency = 0.3
@@ -101,7 +100,7 @@ async def test_an_entry_near_its_ttl_is_served_and_refreshed_in_the_background(s
 
 async def test_a_failed_revalidation_hands_the_next_request_to_the_fail_mode(setup):
     sandbox, validator = await setup(ttl=10, revalidate=30)
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     await validator.validate(session.id)
     sandbox.org.clock.advance(11)
     sandbox.org.faults.fail_status = 503
@@ -112,7 +111,7 @@ async def test_a_failed_revalidation_hands_the_next_request_to_the_fail_mode(set
 
 async def test_background_refreshes_are_bounded(setup):
     sandbox, validator = await setup(ttl=100, revalidate=50, max_background=2)
-    sessions = [sandbox.org.sign_in("alice@example.com") for _ in range(5)]
+    sessions = [sandbox.org.sign_in(ALICE[0]) for _ in range(5)]
     for s in sessions:
         await validator.validate(s.id)
     sandbox.org.clock.advance(110)
@@ -125,7 +124,7 @@ async def test_background_refreshes_are_bounded(setup):
 
 async def test_ttls_stretch_when_rate_limit_headroom_is_low(setup):
     sandbox, validator = await setup({"rate_limit_per_minute": 10}, ttl=60, low_headroom=0.5, stretch=4)
-    sessions = [sandbox.org.sign_in("alice@example.com") for _ in range(8)]
+    sessions = [sandbox.org.sign_in(ALICE[0]) for _ in range(8)]
     for s in sessions:
         await validator.validate(s.id)
     sandbox.org.clock.advance(100)  # past a normal TTL, inside a stretched one
@@ -136,7 +135,7 @@ async def test_ttls_stretch_when_rate_limit_headroom_is_low(setup):
 
 async def test_a_429_stops_all_calls_until_the_reset(setup):
     sandbox, validator = await setup()
-    a, b = sandbox.org.sign_in("alice@example.com"), sandbox.org.sign_in("alice@example.com")
+    a, b = sandbox.org.sign_in(ALICE[0]), sandbox.org.sign_in(ALICE[0])
     sandbox.org.faults.rate_limited = True
     assert (await validator.validate(a.id)).verdict is Verdict.UNAVAILABLE
     sandbox.org.faults.rate_limited = False
@@ -150,7 +149,7 @@ async def test_a_429_stops_all_calls_until_the_reset(setup):
 
 async def test_fail_mode_closed_refuses_while_okta_is_down(setup):
     sandbox, validator = await setup(ttl=10, revalidate=0)
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     await validator.validate(session.id)
     sandbox.org.clock.advance(11)
     sandbox.org.faults.fail_status = 503
@@ -161,7 +160,7 @@ async def test_fail_mode_closed_refuses_while_okta_is_down(setup):
 
 async def test_fail_mode_grace_serves_a_session_last_seen_active_for_n_more_seconds(setup):
     sandbox, validator = await setup(ttl=10, revalidate=0)
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     await validator.validate(session.id)
     sandbox.org.faults.fail_status = 503
     sandbox.org.clock.advance(11)
@@ -169,14 +168,14 @@ async def test_fail_mode_grace_serves_a_session_last_seen_active_for_n_more_seco
     assert (result.verdict, result.via, result.signed_in) == (Verdict.ALIVE, "grace", True)
     sandbox.org.clock.advance(60)  # now 61 s past the entry's end
     assert (await validator.validate(session.id, grace=60)).verdict is Verdict.UNAVAILABLE
-    never_seen = sandbox.org.sign_in("alice@example.com")
+    never_seen = sandbox.org.sign_in(ALICE[0])
     assert (await validator.validate(never_seen.id, grace=60)).verdict is Verdict.UNAVAILABLE
     assert validator._metrics.value("gateway_validation_outage_answers_total", mode="grace") == 3
 
 
 async def test_a_hung_okta_is_an_outage_not_a_hung_request(setup):
     sandbox, validator = await setup()
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     sandbox.org.faults.hang = True
     result = await asyncio.wait_for(validator.validate(session.id), 3)
     assert result.verdict is Verdict.UNAVAILABLE
@@ -192,7 +191,7 @@ async def test_hostile_ids_are_no_session_and_never_reach_okta(setup, hostile):
 
 async def test_mfa_required_is_alive_but_not_signed_in(setup):
     sandbox, validator = await setup()
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     session.status = "MFA_REQUIRED"
     result = await validator.validate(session.id)
     assert result.verdict is Verdict.ALIVE and not result.signed_in
