@@ -254,7 +254,7 @@ def okta_api_token(monkeypatch: pytest.MonkeyPatch) -> None:
     """conf/gateway.example.toml reads its secrets from the environment, as every real configuration must."""
     monkeypatch.setenv("OKTA_API_TOKEN", API_TOKEN)
     monkeypatch.setenv("GATEWAY_BINDING_KEYS", BINDING_KEY)
-    monkeypatch.setenv("OKTA_HOOK_SECRET", "hook-secret-for-tests-0123456789")
+    monkeypatch.setenv("OKTA_HOOK_SECRET", HOOK_SECRET)
 
 
 # --- the whole stack: the Okta sandbox on OKTA_HOST, legacy apps, the gateway, and browsers (tests/e2e, hostile) --

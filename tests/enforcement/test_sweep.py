@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from okta_sandbox_support import ALICE, API_TOKEN, Okta
 from yarl import URL
 
-from conftest import API_TOKEN, Sandbox
 from gateway.enforcement.sweep import SocketSweep
 from gateway.metrics import Metrics
 from gateway.okta.client import OktaClient
@@ -16,9 +16,8 @@ from gateway.settings import CachePolicy
 
 
 @pytest.fixture
-async def sweep(start_sandbox):
-    sandbox: Sandbox = await start_sandbox()
-    sandbox.org.add_user("alice@example.com", "pw")
+async def sweep(okta_sandbox: Okta):
+    sandbox = okta_sandbox
     metrics = Metrics()
     client = OktaClient(URL(sandbox.issuer), API_TOKEN, clock=sandbox.clock, metrics=metrics, timeout=1, retries=0)
     await client.start()
@@ -32,7 +31,7 @@ async def sweep(start_sandbox):
 
 async def test_the_sockets_of_a_session_okta_ended_close_and_the_others_stay_open(sweep):
     sandbox, sockets, sweeper, metrics = sweep
-    ending, staying = sandbox.org.sign_in("alice@example.com"), sandbox.org.sign_in("alice@example.com")
+    ending, staying = sandbox.org.sign_in(ALICE[0]), sandbox.org.sign_in(ALICE[0])
     first, second = sockets.opened(ending.id), sockets.opened(ending.id)
     other = sockets.opened(staying.id)
     assert await sweeper.once() == 0
@@ -45,7 +44,7 @@ async def test_the_sockets_of_a_session_okta_ended_close_and_the_others_stay_ope
 
 async def test_an_okta_outage_closes_no_socket(sweep):
     sandbox, sockets, sweeper, _ = sweep
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     stop = sockets.opened(session.id)
     sandbox.org.faults.fail_status = 503
     assert await sweeper.once() == 0
@@ -54,7 +53,7 @@ async def test_an_okta_outage_closes_no_socket(sweep):
 
 async def test_a_session_whose_expiry_passed_closes_its_sockets(sweep):
     sandbox, sockets, sweeper, _ = sweep
-    session = sandbox.org.sign_in("alice@example.com")
+    session = sandbox.org.sign_in(ALICE[0])
     stop = sockets.opened(session.id)
     sandbox.org.clock.advance((session.expires_at - sandbox.org.clock.now()).total_seconds() + 1)
     assert await sweeper.once() == 1

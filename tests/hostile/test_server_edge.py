@@ -11,14 +11,13 @@ import time
 import pytest
 from aiohttp import web
 from raw_http import send_raw, statuses
+from stack_support import ADMIN_TOKEN
 from yarl import URL
 
 from conftest import route
 from gateway.sandbox.stack import AppRoute, start_stack
 
 pytestmark = pytest.mark.hostile
-
-ADMIN_TOKEN = "operator-token-for-tests-0123456789"
 
 
 async def ask(gateway, target: bytes, headers: bytes = b"") -> bytes:

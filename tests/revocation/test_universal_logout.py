@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
-from okta_sandbox_support import ALICE, BOB, Sandboxes
+from okta_sandbox_support import ALICE, BOB
 from revocation.jwt_support import ISSUER, token
 
 from gateway.revocation.jwks import KeySet, jwks_fetcher
@@ -118,14 +118,13 @@ async def test_a_bad_or_oversized_body_is_400(aiohttp_client, verifier, clock):
 
 # --- over loopback, against the sandbox org ----------------------------------------------------------------------
 
-async def test_a_universal_logout_from_the_sandbox_org_over_loopback(aiohttp_server):
+async def test_a_universal_logout_from_the_sandbox_org_over_loopback(aiohttp_server, okta_sandbox):
     port = free_port("127.0.0.1")
     endpoint = f"http://127.0.0.1:{port}/okta/universal-logout"
     known_logins = {ALICE[0]}
     revoked: list[LogoutSubject] = []
-    async with Sandboxes(aiohttp_server) as sandboxes, aiohttp.ClientSession() as http:
-        okta = await sandboxes.start()
-        org = okta.org
+    async with aiohttp.ClientSession() as http:
+        org = okta_sandbox.org
         carol = org.add_user("carol@example.com", "Carol-pw-3")
         bob = org.user(BOB[0])
         known_ids = {bob.id}

@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 
 from gateway.sessions.binding import Binding, BindingCodec
 from gateway.sessions.binding_cookie import BindingStorage
-from gateway.sessions.settings import CookieSettings
+from gateway.settings import CookieSettings
 
 KEY, OLD_KEY = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 COOKIE = CookieSettings(name="gw_hr", path="/hr", samesite="Strict")
