@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from yarl import URL
 
-from .plugin import AppProfile, PluginError, SourceOptions, app_profile, source_factory
+from .plugin import AppProfile, PluginError, SourceOptions, UnusablePlugin, app_profile, source_factory
 from .routing import Route, RouteTable, normalize_prefix
 from .sessions.binding import BindingCodec, BindingKeyError
 from .settings import (
@@ -401,7 +401,7 @@ def _route_sessions(s: _Section, okta: bool) -> RouteSessions | None:
         try:
             source_factory(name) if isinstance(name, str) else None
         except PluginError as exc:
-            raise s.error("sid_sources", str(exc), name) from None
+            raise s.error("sid_sources", str(exc), name, show_value=not isinstance(exc, UnusablePlugin)) from None
         if not isinstance(name, str):
             raise s.error("sid_sources", "a list of source names", name)
     options = _source_options(s, sources)
@@ -466,7 +466,7 @@ def _profile(s: _Section) -> AppProfile:
     try:
         base = app_profile(name)
     except PluginError as exc:
-        raise s.error("app_profile", str(exc), name) from None
+        raise s.error("app_profile", str(exc), name, show_value=not isinstance(exc, UnusablePlugin)) from None
     cookies = tuple(s.get("app_cookies", list, "a list of cookie names", list(base.session_cookies)))
     for c in cookies:
         s.check("app_cookies", c, lambda v: isinstance(v, str) and _COOKIE_NAME.fullmatch(v) is not None

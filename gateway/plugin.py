@@ -7,20 +7,32 @@ Two kinds, each a Protocol of one method or a plain value:
   session, from what the browser posts to the app's ACS; only it binds. A source plugin is a factory
   `(SourceOptions) -> SidSource | SignInReader`, called once per route.
 - an app profile (`AppProfile`) is a preset of an app's session cookies, ACS path, sign-in URL and logout paths.
-Built-ins live in the `plugins` package (`plugins.SOURCES`, `plugins.PROFILES`); third-party plugins are entry
-points in the group `session_gateway.plugins`: the entry point's name is the plugin's name, and it loads either an
-`AppProfile` or a source factory. A built-in name cannot be taken over.
+
+Every plugin, built-in or not, is an entry point of the group `session_gateway.plugins`: the entry point's name is
+the plugin's name (one name, one plugin, of either kind), and it loads either an `AppProfile` or a source factory.
+The built-ins are the entry points of the gateway's own distribution (session-gateway, see pyproject.toml); this
+module imports nothing of them. A built-in name cannot be taken over: the gateway's own entry point of a name wins
+over any other distribution's; between two third-party ones, the first distribution on sys.path wins.
+
+Loading is lazy and by name: an entry point is loaded (its module imported) the first time a configuration uses
+its name, and never otherwise, so that a third-party plugin that fails to import spoils only a configuration that
+names it. For that one the failure is a `PluginError` naming the plugin and its entry point, which the
+configuration reports as its one-line error, as it does an entry point that loads something that is neither an
+`AppProfile` nor a callable. The list of names given for an unknown name loads only the gateway's own entry points
+(to tell sources from profiles) and names the third-party ones without loading them.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 ENTRY_POINT_GROUP = "session_gateway.plugins"
+DISTRIBUTION = "session-gateway"  # the gateway's own distribution: its entry points are the built-in plugins
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,47 +96,94 @@ class AppProfile:
 
 
 class PluginError(LookupError):
-    """No plugin of that kind has that name; the message lists the names there are."""
+    """No plugin of that kind has that name; the message says what was expected (the names there are)."""
+
+
+class UnusablePlugin(PluginError):
+    """A plugin of that name is installed but cannot serve: it fails to load, loads something that is no plugin or
+    a plugin of the other kind. The message names the plugin and its entry point."""
+
+
+_SOURCE, _PROFILE = "a session-id source", "an app profile"
 
 
 def source_factory(name: str) -> SourceFactory:
-    found = _all_sources().get(name)
-    if found is None:
-        raise PluginError(f"one of {', '.join(sorted(_all_sources()))}")
-    return found
+    return cast(SourceFactory, _plugin(name, _SOURCE))
 
 
 def app_profile(name: str) -> AppProfile:
-    found = _all_profiles().get(name)
-    if found is None:
-        raise PluginError(f"one of {', '.join(sorted(_all_profiles()))}")
+    return cast(AppProfile, _plugin(name, _PROFILE))
+
+
+def _plugin(name: str, kind: str) -> object:
+    if name not in _installed():
+        raise PluginError(_known(kind))
+    found = _load(name)
+    if _kind(found) != kind:
+        raise UnusablePlugin(f"{_known(kind)}; {_named(name)} is {_kind(found)}")
     return found
+
+
+def _kind(found: object) -> str:
+    if isinstance(found, AppProfile):
+        return _PROFILE
+    return _SOURCE if callable(found) else "no plugin"
 
 
 @cache
-def _all_sources() -> dict[str, SourceFactory]:
-    from plugins import SOURCES
-
-    found = dict(SOURCES)
-    for name, obj in _entry_points():
-        if callable(obj) and not isinstance(obj, AppProfile) and name not in found:
-            found[name] = obj
-    return found
-
-
-@cache
-def _all_profiles() -> dict[str, AppProfile]:
-    from plugins import PROFILES
-
-    found = {p.name: p for p in PROFILES}
-    for name, obj in _entry_points():
-        if isinstance(obj, AppProfile) and name not in found:
-            found[name] = obj
-    return found
-
-
-def _entry_points() -> list[tuple[str, object]]:
-    loaded = []
+def _installed() -> dict[str, importlib.metadata.EntryPoint]:
+    """Every plugin name and the entry point that provides it, read from the distributions' metadata: none loaded."""
+    chosen: dict[str, importlib.metadata.EntryPoint] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        loaded.append((ep.name, ep.load()))
-    return loaded
+        if ep.name not in chosen or (_built_in(ep) and not _built_in(chosen[ep.name])):
+            chosen[ep.name] = ep
+    return chosen
+
+
+@cache
+def _load(name: str) -> object:
+    """The object the entry point of that name loads, once (a failure is not remembered: it is tried again)."""
+    try:
+        found = _installed()[name].load()
+    except Exception as exc:
+        raise UnusablePlugin(f"a loadable plugin; {_named(name)} failed to load: {_said(exc)}") from None
+    if _kind(found) == "no plugin":
+        raise UnusablePlugin(f"a loadable plugin; {_named(name)} loads a value of type {type(found).__name__}, "
+                             "neither an app profile nor a source factory")
+    return found
+
+
+def _known(kind: str) -> str:
+    """The names a plugin of that kind may have: the built-ins of that kind (the only ones loaded to tell), then
+    every third-party name."""
+    ours, theirs = [], []
+    for name, ep in sorted(_installed().items()):
+        if not _built_in(ep):
+            theirs.append(name)
+            continue
+        try:
+            if _kind(_load(name)) == kind:
+                ours.append(name)
+        except UnusablePlugin:
+            pass  # a broken installation: said by name to a configuration that uses it, not in every list
+    listed = f"one of {', '.join(ours)}" if ours else ""
+    if theirs:
+        listed += f"{', or ' if ours else ''}an installed plugin ({', '.join(theirs)})"
+    return listed or (f"{kind}, and no plugin is installed (the built-in ones are the entry points of the "
+                      f"{DISTRIBUTION} distribution: install it)")
+
+
+def _built_in(ep: importlib.metadata.EntryPoint) -> bool:
+    name = ep.dist.name if ep.dist is not None else None
+    return isinstance(name, str) and re.sub(r"[-_.]+", "-", name).lower() == DISTRIBUTION
+
+
+def _named(name: str) -> str:
+    return f'plugin "{name}" (entry point {_installed()[name].value})'
+
+
+def _said(exc: Exception) -> str:
+    """An exception as one short line: its type and its message."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:299] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

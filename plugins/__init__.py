@@ -1,12 +1,5 @@
-"""Built-in plugins: sources of the Okta session id and app profiles (gateway/plugin.py says how they are found)."""
+"""Built-in plugins: sources of the Okta session id (sources.py) and app profiles (profiles.py).
 
-from __future__ import annotations
-
-from gateway.plugin import SourceFactory
-
-from .profiles import PROFILES
-from .sources import OktaCookie, SamlSignIn, TrustedHeader
-
-SOURCES: dict[str, SourceFactory] = {"saml": SamlSignIn, "cookie": OktaCookie, "header": TrustedHeader}
-
-__all__ = ["PROFILES", "SOURCES"]
+Each is an entry point of the group `session_gateway.plugins` in pyproject.toml, found by name like any third-party
+plugin (gateway/plugin.py says how); nothing imports this package but the entry points' loading.
+"""

@@ -1,7 +1,8 @@
 """App profiles: where the SAML stacks that legacy apps run on keep their session and their endpoints.
 
 Paths are each stack's defaults; a route picks a profile and overrides any key (`app_cookies`, `acs_path`,
-`sign_in_url`, `logout_paths`, `app_logout_url`) where the app was set up differently.
+`sign_in_url`, `logout_paths`, `app_logout_url`) where the app was set up differently. Each is an entry point in
+pyproject.toml under the name it has here.
 """
 
 from __future__ import annotations
@@ -31,5 +32,3 @@ ASPNET = AppProfile(
     "aspnet", (".AspNetCore.Cookies*", "ASP.NET_SessionId", ".ASPXAUTH"), "/Saml2/Acs", "/Saml2/SignIn",
     ("/Saml2/Logout", "/Account/LogOff"), None,
 )
-
-PROFILES = (GENERIC, SHIBBOLETH, MELLON, SIMPLESAMLPHP, SPRING, SERVLET, PHP, ASPNET)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from plugin_support import write_distribution
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = "conf/gateway.example.toml"
@@ -86,6 +89,30 @@ def test_check_config_on_a_missing_file_exits_2(tmp_path):
     result = cli("check-config", "--config", str(missing))
     assert result.returncode == 2
     assert str(missing) in one_line(result.stderr) and "Traceback" not in result.stderr
+
+
+def cli_beside(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with the distributions in `site` installed too (on PYTHONPATH)."""
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(site)})
+
+
+def test_check_config_naming_a_plugin_that_fails_to_load_exits_2_with_one_line(tmp_path):
+    site = write_distribution(tmp_path / "site", "acme-plugins", {"acme": "acme_plugin.sources:Acme"})
+    config = write(tmp_path, GOOD_ROUTE + 'sid_sources = ["saml", "acme"]\n')
+    result = cli_beside(site, "check-config", "--config", str(config))
+    assert result.returncode == 2 and result.stdout == ""
+    assert one_line(result.stderr) == (
+        f'session-gateway: {config}: route[0] (a).sid_sources: expected a loadable plugin; plugin "acme" (entry point '
+        "acme_plugin.sources:Acme) failed to load: ModuleNotFoundError: No module named 'acme_plugin'")
+
+
+def test_check_config_of_built_ins_only_is_valid_beside_a_plugin_that_fails_to_load(tmp_path):
+    site = write_distribution(tmp_path / "site", "acme-plugins", {"acme": "acme_plugin.sources:Acme"})
+    config = write(tmp_path, GOOD_ROUTE + 'sid_sources = ["saml", "cookie"]\napp_profile = "servlet"\n')
+    result = cli_beside(site, "check-config", "--config", str(config))
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.splitlines()[0] == f"{config}: valid"
 
 
 def test_no_command_is_a_usage_error():
