@@ -1,4 +1,4 @@
-"""gateway/config.py: TOML → frozen, validated settings.
+"""gateway/config/ (load, parse): TOML → frozen, validated settings.
 
 Every error is one ConfigError whose message names the file, the key path and what was expected; these tests
 check all three on every error they provoke. Plain dicts go through `parse()`; real files through `load()`.
