@@ -5,7 +5,7 @@ Two kinds, each a Protocol of one method or a plain value:
   header); that id is only compared with the bound session (a different one ends the app session), it never binds
   and is never looked up in Okta. A sign-in reader (`SignInReader`) reads who signed in, and with which Okta
   session, from what the browser posts to the app's ACS; only it binds. A source plugin is a factory
-  `(SourceOptions) -> SidSource | SignInReader`, called once per route.
+  `(SourceOptions) -> SidSource | SignInReader`, called once per route (by `make_source`).
 - an app profile (`AppProfile`) is a preset of an app's session cookies, ACS path, sign-in URL and logout paths.
 
 Every plugin, built-in or not, is an entry point of the group `session_gateway.plugins`: the entry point's name is
@@ -20,6 +20,34 @@ names it. For that one the failure is a `PluginError` naming the plugin and its 
 configuration reports as its one-line error, as it does an entry point that loads something that is neither an
 `AppProfile` nor a callable. The list of names given for an unknown name loads only the gateway's own entry points
 (to tell sources from profiles) and names the third-party ones without loading them.
+
+A source may have options of its own, in the route's table `[route.plugin.<name>]`. They are the plugin's to check:
+its factory has an `options` hook, a callable attribute (a classmethod, say) that takes the table as a read-only
+`Mapping[str, object]` (a `${NAME}` in a string value or a list's strings already expanded; `{}` when the route
+has no table, so that a missing required option is refused too) and returns any value, or raises `PluginOptionError(key,
+expected)`; the configuration reports that as `<file>: route[i] (name).plugin.<name>.<key>: expected <expected>`
+(never showing the value: the gateway cannot tell which of a plugin's options are secrets). Unknown keys are the
+hook's to refuse. The factory then finds what the hook returned as `SourceOptions.own`:
+
+    class Acme:
+        @classmethod
+        def options(cls, table: Mapping[str, object]) -> AcmeOptions:
+            unknown = sorted(table.keys() - {"realm"})
+            if unknown:
+                raise PluginOptionError(unknown[0], "one of realm; this key is unknown")
+            realm = table.get("realm")
+            if not isinstance(realm, str):
+                raise PluginOptionError("realm", "a realm name")
+            return AcmeOptions(realm)
+
+        def __init__(self, options: SourceOptions) -> None:
+            assert isinstance(options.own, AcmeOptions)
+            self._realm = options.own.realm
+
+A factory without the hook takes no table (the built-ins read route keys: `saml_session_attribute`, `okta_cookie`,
+`session_id_header`, `session_id_header_from`), and its `own` is None. A table for a plugin that the route's
+`sid_sources` do not name is refused (and that plugin not loaded). A hook that raises anything else is the
+plugin's failure, reported like a failure to load.
 """
 
 from __future__ import annotations
@@ -27,7 +55,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Protocol, cast, runtime_checkable
 
@@ -54,12 +82,18 @@ class SignIn:
 
 @dataclass(frozen=True, slots=True)
 class SourceOptions:
-    """A route's settings that sources read; each source uses the ones it needs."""
+    """A route's settings that sources read; each source uses the ones it needs.
+
+    `plugins` holds what each source's `options` hook returned for the route, by plugin name; `make_source` hands a
+    source its own as `own` (None for a source without the hook).
+    """
 
     saml_attribute: str = "okta_session_id"
     okta_cookie: str = "sid"
     session_header: str = "X-Okta-Session-Id"
     session_header_from: tuple[str, ...] = ()  # addresses or networks whose header is trusted
+    plugins: Mapping[str, object] = field(default_factory=dict, hash=False)
+    own: object = field(default=None, hash=False)
 
 
 @runtime_checkable
@@ -75,6 +109,7 @@ class SignInReader(Protocol):
 
 
 SourceFactory = Callable[[SourceOptions], "SidSource | SignInReader"]
+OptionsHook = Callable[[Mapping[str, object]], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +136,15 @@ class PluginError(LookupError):
 
 class UnusablePlugin(PluginError):
     """A plugin of that name is installed but cannot serve: it fails to load, loads something that is no plugin or
-    a plugin of the other kind. The message names the plugin and its entry point."""
+    a plugin of the other kind, or its options hook fails. The message names the plugin and its entry point."""
+
+
+class PluginOptionError(ValueError):
+    """Raised by a plugin's `options` hook: the key of its table that is wrong (or missing), and what it expects."""
+
+    def __init__(self, key: str, expected: str) -> None:
+        super().__init__(f"{key}: expected {expected}")
+        self.key, self.expected = key, expected
 
 
 _SOURCE, _PROFILE = "a session-id source", "an app profile"
@@ -113,6 +156,35 @@ def source_factory(name: str) -> SourceFactory:
 
 def app_profile(name: str) -> AppProfile:
     return cast(AppProfile, _plugin(name, _PROFILE))
+
+
+def options_hook(name: str) -> OptionsHook | None:
+    """The source's `options` hook, or None when it has none; a hook that fails but with PluginOptionError raises
+    UnusablePlugin."""
+    factory = source_factory(name)
+    try:
+        hook = getattr(factory, "options", None)
+    except Exception as exc:
+        raise UnusablePlugin(f"a loadable plugin; {_named(name)} fails on its options hook: {_said(exc)}") from None
+    if hook is None:
+        return None
+    if not callable(hook):
+        raise UnusablePlugin(f"a loadable plugin; {_named(name)} has an options hook that is not callable")
+
+    def guarded(table: Mapping[str, object]) -> object:
+        try:
+            return hook(table)
+        except PluginOptionError:
+            raise
+        except Exception as exc:
+            raise UnusablePlugin(f"options {_named(name)} can read; its options hook failed: {_said(exc)}") from None
+
+    return guarded
+
+
+def make_source(name: str, options: SourceOptions) -> SidSource | SignInReader:
+    """The route's source `name`, made by its factory with the route's options and, as `own`, its own ones."""
+    return source_factory(name)(replace(options, own=options.plugins.get(name)))
 
 
 def _plugin(name: str, kind: str) -> object:

@@ -9,8 +9,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gateway import plugin
+from gateway.config import ConfigError, parse
 
 
 def write_distribution(root: Path, name: str, entry_points: dict[str, str],
@@ -56,3 +60,19 @@ def on_path(*roots: Path) -> Iterator[None]:
                 del sys.modules[module_name]
         importlib.invalidate_caches()
         forget_plugins()
+
+
+def bound(**route: Any) -> dict[str, Any]:
+    """A configuration of one route "hr" that binds sessions, with `route`'s keys."""
+    return {"okta": {"org_url": "https://example.okta.com", "api_token": "${OKTA_API_TOKEN}"},
+            "binding": {"keys": "${GATEWAY_BINDING_KEYS}"},
+            "route": [{"name": "hr", "upstream": "http://127.0.0.1:9000", **route}]}
+
+
+def config_error(data: dict[str, Any]) -> str:
+    """The one-line message of the ConfigError that parsing `data` (as "gw.toml") raises."""
+    with pytest.raises(ConfigError) as caught:
+        parse(data, "gw.toml")
+    message = str(caught.value)
+    assert "\n" not in message, message
+    return message

@@ -16,10 +16,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from plugin_support import on_path, write_distribution
+from plugin_support import bound, config_error, on_path, write_distribution
 
 from conftest import REPO
-from gateway.config import ConfigError, parse
+from gateway.config import parse
 from gateway.plugin import (
     DISTRIBUTION,
     ENTRY_POINT_GROUP,
@@ -339,18 +339,6 @@ def broken(root: Path, marker: Path) -> Path:
     module = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('imported')\nraise ImportError('needs sdk')\n"
     return write_distribution(root / "broken", "broken-plugin", {"broken": "broken_plugin:Thing"},
                               {"broken_plugin": module})
-
-
-def bound(**route: Any) -> dict[str, Any]:
-    return {"okta": {"org_url": "https://example.okta.com", "api_token": "${OKTA_API_TOKEN}"},
-            "binding": {"keys": "${GATEWAY_BINDING_KEYS}"},
-            "route": [{"name": "hr", "upstream": "http://127.0.0.1:9000", **route}]}
-
-
-def config_error(data: dict[str, Any]) -> str:
-    with pytest.raises(ConfigError) as caught:
-        parse(data, "gw.toml")
-    return str(caught.value)
 
 
 def test_a_distribution_on_the_path_is_found_and_forgotten_once_off_it(tmp_path):

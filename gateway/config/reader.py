@@ -40,7 +40,7 @@ class Section:
         self.from_env: set[str] = set()
 
     def error(self, key: str, expected: str, value: Any = None, show_value: bool = True) -> ConfigError:
-        key = key if _BARE_KEY.fullmatch(key) else repr(key)  # "", "a.b", "x y": a key the reader can find
+        key = shown_key(key)
         where = f"{self.path}.{key}" if self.path else key
         if key in self.from_env:
             got = ", got a value from the environment (not shown)"
@@ -49,9 +49,21 @@ class Section:
         return ConfigError(f"{self.source}: {where}: expected {expected}{got}")
 
     def get(self, key: str, kind: type[T] | tuple[type, ...], expected: str, default: Any = None) -> Any:
-        self.known.append(key)
         if key not in self.table:
+            self.known.append(key)
             return default
+        value = self.value(key)
+        accepts_bool = kind is bool or (isinstance(kind, tuple) and bool in kind)
+        if isinstance(value, bool) and not accepts_bool:  # TOML's true is a Python int too
+            raise self.error(key, expected, value)
+        if not isinstance(value, kind):
+            raise self.error(key, expected, value)
+        return value
+
+    def value(self, key: str) -> Any:
+        """The key's value as written, of any type, but for `${NAME}` references in a string or a list's strings,
+        which are expanded (and the key remembered as from the environment). The key is known from then on."""
+        self.known.append(key)
         value = self.table[key]
         if isinstance(value, str) and "${" in value:
             self.from_env.add(key)
@@ -59,11 +71,6 @@ class Section:
         elif isinstance(value, list) and any(isinstance(v, str) and "${" in v for v in value):
             self.from_env.add(key)
             value = [self._expand(key, v) if isinstance(v, str) else v for v in value]
-        accepts_bool = kind is bool or (isinstance(kind, tuple) and bool in kind)
-        if isinstance(value, bool) and not accepts_bool:  # TOML's true is a Python int too
-            raise self.error(key, expected, value)
-        if not isinstance(value, kind):
-            raise self.error(key, expected, value)
         return value
 
     def check(self, key: str, value: T, ok: Callable[[T], bool], expected: str) -> T:
@@ -86,6 +93,11 @@ class Section:
             return os.environ[name]
 
         return _ENV_REF.sub(variable, value)
+
+
+def shown_key(key: str) -> str:
+    """A key as a message shows it: bare, or quoted when it is not a bare TOML key ("", "a.b", "x y")."""
+    return key if _BARE_KEY.fullmatch(key) else repr(key)
 
 
 def env_secret(s: Section, key: str, variable: str, why: str, *, min_length: int = 0) -> str:

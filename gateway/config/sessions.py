@@ -5,10 +5,20 @@ which loads one only when a route names it."""
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 
-from ..plugin import AppProfile, PluginError, SourceOptions, UnusablePlugin, app_profile, source_factory
+from ..plugin import (
+    AppProfile,
+    PluginError,
+    PluginOptionError,
+    SourceOptions,
+    UnusablePlugin,
+    app_profile,
+    options_hook,
+    source_factory,
+)
 from ..settings import CookieSettings, LogoutRules, Mode, RouteSessions, SessionRules, Unbound
-from .reader import Section, network, optional_seconds, path_or_url, subsection, url_prefix
+from .reader import Section, network, optional_seconds, path_or_url, shown_key, subsection, url_prefix
 
 _MODES = tuple(m.value for m in Mode)
 _COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -85,7 +95,43 @@ def _source_options(s: Section, sources: tuple[str, ...]) -> SourceOptions:
     if "header" in sources and not trusted:
         raise s.error("session_id_header_from", "the addresses of the component that sets "
                       f"{header} (the header source trusts no one else)", show_value=False)
-    return SourceOptions(attribute, okta_cookie, header, tuple(trusted))
+    return SourceOptions(attribute, okta_cookie, header, tuple(trusted), plugins=_plugin_options(s, sources))
+
+
+def _plugin_options(s: Section, sources: tuple[str, ...]) -> dict[str, object]:
+    """What each source's options hook makes of its table [route.plugin.<name>] (of {} when the route has none),
+    by name. The keys of a table are the plugin's to check; a table for a plugin the route does not use is refused
+    without loading that plugin."""
+    tables = Section(s.source, f"{s.path}.plugin",
+                     s.get("plugin", dict, "a table of plugin options, [route.plugin.<name>] for each", {}))
+    for name, table in tables.table.items():
+        if name not in sources:
+            named = ", ".join(sources) or "none"
+            raise tables.error(name, f"a table only for a plugin in this route's sid_sources ({named})",
+                               show_value=False)
+        if not isinstance(table, dict):
+            raise tables.error(name, f"a table [route.plugin.{shown_key(name)}] of the plugin's options",
+                               show_value=False)
+    found: dict[str, object] = {}
+    for name in dict.fromkeys(sources):
+        try:
+            hook = options_hook(name)
+        except PluginError as exc:
+            raise tables.error(name, str(exc), show_value=False) from None
+        if hook is None:
+            if name in tables.table:
+                raise tables.error(name, f'a table only for a plugin with options of its own; plugin "{name}" has '
+                                   "none", show_value=False)
+            continue
+        own = Section(s.source, f"{tables.path}.{shown_key(name)}", tables.table.get(name, {}))
+        values = MappingProxyType({key: own.value(key) for key in own.table})
+        try:
+            found[name] = hook(values)
+        except PluginOptionError as exc:
+            raise own.error(str(exc.key), str(exc.expected), show_value=False) from None
+        except PluginError as exc:
+            raise tables.error(name, str(exc), show_value=False) from None
+    return found
 
 
 def _logout_rules(s: Section) -> LogoutRules:

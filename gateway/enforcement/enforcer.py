@@ -30,7 +30,7 @@ from yarl import URL
 from .. import answers
 from ..buckets import Budget
 from ..metrics import Metrics
-from ..plugin import RequestInfo, SidSource, SignInReader, source_factory
+from ..plugin import RequestInfo, SidSource, SignInReader, make_source
 from ..proxy.http import Forwarder, error_response
 from ..proxy.upstream import UpstreamPools
 from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
@@ -100,7 +100,7 @@ class Enforcer:
         self._validator, self._storage, self._http, self._ws = validator, storage, http, websocket
         self._pools, self._sockets, self._metrics, self._clock = pools, sockets, metrics, clock
         self._bus, self._store = bus, bus.store
-        made = [source_factory(name)(sessions.source_options) for name in sessions.sources]
+        made = [make_source(name, sessions.source_options) for name in sessions.sources]
         self._identifiers = [s for s in made if isinstance(s, SidSource)]
         self._reader = next((s for s in made if isinstance(s, SignInReader)), None)
         if self._reader is None and _ends_what_it_cannot_bind(sessions):
