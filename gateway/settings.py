@@ -3,8 +3,8 @@
 Rules of this module:
 - A leaf: plain frozen dataclasses and enums, no behaviour beyond defaults. It imports nothing of the gateway but
   the plugin interfaces (an app profile and a source's options are settings too), so that proxy/, sessions/,
-  okta/, store/ and revocation/ may all import it while config.py, above them, parses TOML into it.
-- Defaults here are the documented defaults; config.py checks every value before it builds one.
+  okta/, store/ and revocation/ may all import it while gateway/config/, above them, parses TOML into it.
+- Defaults here are the documented defaults; gateway/config/ checks every value before it builds one.
 """
 
 from __future__ import annotations
