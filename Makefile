@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine: `make run` (the demo) and `make test` (every test).
 # Each creates .venv and installs what it needs; `make test` also installs the Debian packages of the browser
-# tests (chromium, chromium-driver) when they are missing.
+# tests (chromium, chromium-driver) and of the store tests (redis-server, redis-sentinel) when they are missing.
 
 SYSTEM_PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 CHROMEDRIVER ?= /usr/bin/chromedriver
 
-.PHONY: run test test-hostile bench clean browser
+.PHONY: run test test-hostile bench clean browser redis
 
 $(VENV)/.installed: pyproject.toml
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -30,10 +30,25 @@ browser:
 		fi; \
 	fi
 
+# Debian's redis-server and redis-sentinel for the tests of the shared store (tests start their own servers on
+# free loopback ports); installed without recommended packages, only when missing.
+redis:
+	@if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/null; then \
+		if ! command -v apt-get >/dev/null; then \
+			echo "no apt-get: install redis-server and redis-sentinel yourself; the Redis tests skip without them"; \
+		else \
+			sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+			echo "installing Debian's redis-server and redis-sentinel for the store tests"; \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+				redis-server redis-sentinel; \
+		fi; \
+	fi
+
 run: $(VENV)/.installed
 	$(VENV)/bin/session-gateway demo
 
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed browser redis
 	$(VENV)/bin/ruff check gateway plugins tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)

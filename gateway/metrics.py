@@ -108,6 +108,15 @@ class Metrics:
         self.hook_events = Counter("gateway_event_hook_events", "Events of hook deliveries by what came of them",
                                    ["outcome"], registry=self.registry)
 
+        self.store_up = Gauge("gateway_store_up", "1 while the shared store (Redis) answers, 0 while it is away",
+                              registry=self.registry)
+        self.store_buffered = Gauge("gateway_store_buffered_revocations", "Revocations taken by this process and "
+                                    "not yet written to the shared store (Redis away)", registry=self.registry)
+        self.store_replay_lag = Gauge("gateway_store_replay_lag_seconds", "Age of the last revocation this process "
+                                      "read from the fleet's stream when it read it", registry=self.registry)
+        self.store_reloads = Counter("gateway_store_reloads", "Whole-state reloads from the shared store (a gap too "
+                                     "old to replay, or Redis back empty)", ["why"], registry=self.registry)
+
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value, for tests and the status page."""
         found = self.registry.get_sample_value(name, labels)

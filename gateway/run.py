@@ -31,9 +31,6 @@ def serve(settings: Settings) -> None:
     if workers == 1:
         _serve_one(settings, listening_socket(server.host, server.port, reuse_port=False))
         return
-    log.warning(
-        "serving with %d worker processes: each keeps its own in-process state; state that must be shared "
-        "between them needs the shared store", workers)
     sockets = [listening_socket(server.host, server.port, reuse_port=True) for _ in range(workers)]
     context = multiprocessing.get_context("fork")
     children = [context.Process(target=_serve_one, args=(settings, sock), daemon=True) for sock in sockets]

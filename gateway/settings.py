@@ -135,3 +135,31 @@ class RouteSessions:
     cookie: CookieSettings = field(default_factory=CookieSettings)
     app_cookie_domain: str | None = None  # the Domain the app sets its session cookies with, if any
     logout: LogoutRules = field(default_factory=LogoutRules)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """How to reach Redis (or Valkey): a URL, or Sentinel's addresses and the service it watches."""
+
+    url: str | None = field(default=None, repr=False)  # redis://, rediss:// or unix://; may hold a password
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service_name: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sentinel_password: str | None = field(default=None, repr=False)
+    tls_ca_file: str | None = None  # rediss:// (or Sentinel with tls = true): the CA that signs the server's cert
+    tls_cert_file: str | None = None  # a client certificate, when Redis asks for one
+    tls_key_file: str | None = None
+    tls: bool = False  # Sentinel: reach the primary over TLS (a URL says so by its scheme)
+    connect_timeout: float = 1.0
+    timeout: float = 0.25  # each command; past it Redis counts as away until a ping answers again
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """Where the fleet's shared state lives: "memory" (this process only) or "redis"."""
+
+    backend: str = "memory"
+    key_prefix: str = "session-gateway"  # every key of this gateway is "{<key_prefix>}:…": one Cluster slot
+    retention: float = 86_400.0  # seconds a tombstone, watermark, jti or hook delivery id is kept
+    redis: RedisSettings | None = None

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from okta_sandbox_support import API_TOKEN, OKTA_HOST, Answer, Okta, Sandboxes, sandbox_org
+from redis_support import RedisProcess
 from stack_support import ADMIN_TOKEN, FAST_CACHE, HOOK_SECRET, KEYS, Browser
 
 from gateway.config import Settings, parse
@@ -302,3 +303,26 @@ async def browsers() -> AsyncIterator[Callable[[Stack], Browser]]:
     yield make
     for browser in made:
         await browser.close()
+
+
+# --- Redis: real redis-server and redis-sentinel processes (tests/redis_support.py) -------------------------------
+
+
+@pytest.fixture
+def start_redis(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
+    """start_redis(replica_of=..., sentinel_of=...): a running redis-server (or sentinel), killed after the test."""
+    started: list[RedisProcess] = []
+
+    def start(**options: Any) -> RedisProcess:
+        process = RedisProcess(tmp_path, **options).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in reversed(started):
+        process.kill()
+
+
+@pytest.fixture
+def redis_server(start_redis: Callable[..., RedisProcess]) -> RedisProcess:
+    return start_redis()

@@ -152,7 +152,8 @@ def test_run_with_several_workers_on_a_port_in_use_exits_1(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        config = write(tmp_path, f'[server]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n' + GOOD_ROUTE)
+        config = write(tmp_path, f'[server]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n'
+                                 '[store]\nbackend = "redis"\nurl = "redis://127.0.0.1:9"\n' + GOOD_ROUTE)
         result = cli("run", "--config", str(config))
     assert result.returncode == 1
     assert "in use" in result.stderr.splitlines()[-1] and "Traceback" not in result.stderr

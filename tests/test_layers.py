@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # plugins/) may import units of lower layers only, never one of its own layer or above.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("gateway", "gateway.plugin", "gateway.answers", "gateway.metrics", "gateway.buckets"),
-    ("gateway.settings", "gateway.store"),
-    ("gateway.routing", "gateway.okta"),
+    ("gateway.settings",),
+    ("gateway.routing", "gateway.okta", "gateway.store"),
     ("gateway.proxy",),
     ("gateway.sessions",),
     ("gateway.revocation", "plugins"),

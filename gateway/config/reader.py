@@ -25,7 +25,7 @@ class ConfigError(Exception):
 
 
 T = TypeVar("T")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
 _SIZE_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -92,7 +92,7 @@ class Section:
                 raise self.error(key, f"environment variable {name} to be set", show_value=False)
             return os.environ[name]
 
-        return _ENV_REF.sub(variable, value)
+        return ENV_REF.sub(variable, value)
 
 
 def shown_key(key: str) -> str:
@@ -103,7 +103,7 @@ def shown_key(key: str) -> str:
 def env_secret(s: Section, key: str, variable: str, why: str, *, min_length: int = 0) -> str:
     """A secret: only ever a reference to the environment, never written into the file, never shown."""
     raw = s.table.get(key)
-    if not isinstance(raw, str) or not _ENV_REF.fullmatch(raw):
+    if not isinstance(raw, str) or not ENV_REF.fullmatch(raw):
         raise s.error(key, f'a reference to the environment such as "${{{variable}}}" ({why})', show_value=False)
     value = str(s.get(key, str, "an environment reference", ""))
     if min_length:
