@@ -20,6 +20,9 @@ Rules of this module:
 - Time limits: `connect_timeout` for the TCP connect (and for a free pool slot), `read_timeout` for each wait on
   the upstream (each read, and each write the upstream is too slow to take); not while reading is paused
   because the gateway's client is slow.
+- Every byte in or out goes through backend.py's `Transport` (write, pause/resume reading, close), opened by the
+  pool's `connect` (a TCP connection of the event loop unless told otherwise); what comes back arrives through the
+  connection's asyncio.Protocol callbacks. Nothing here touches a socket, so tests drive it over memory.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator
 
 import httptools
+
+from .backend import Connect, Transport, tcp_connect
 
 Header = tuple[str, str]
 
@@ -74,8 +79,11 @@ class UpstreamResponse:
 class OriginPool:
     """Keep-alive connections to one upstream origin (scheme, host, port)."""
 
-    def __init__(self, host: str, port: int, *, tls: bool, size: int, keepalive_timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, *, tls: bool, size: int, keepalive_timeout: float, connect: Connect = tcp_connect
+    ) -> None:
         self.host, self.port = host, port
+        self._connect = connect
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
         self._keepalive = keepalive_timeout
         self._idle: collections.deque[tuple[float, _Connection]] = collections.deque()
@@ -144,10 +152,10 @@ class OriginPool:
         return await self._fresh(connect_timeout)
 
     async def _fresh(self, connect_timeout: float) -> tuple[_Connection, bool]:
-        loop = asyncio.get_running_loop()
+        conn = _Connection()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(_Connection, self.host, self.port, ssl=self._ssl), connect_timeout
+            conn.transport = await asyncio.wait_for(
+                self._connect(conn, self.host, self.port, self._ssl), connect_timeout
             )
         except TimeoutError:
             raise UpstreamTimeout("connecting to the upstream timed out") from None
@@ -181,13 +189,14 @@ def _request_head(method: str, target: str, headers: list[Header], length: int |
 
 
 class _Connection(asyncio.Protocol):
-    """One upstream connection; carries one exchange at a time."""
+    """One upstream connection; carries one exchange at a time. Its transport is set once the backend's connect
+    returns; bytes that come before that (none were asked for) leave it closed."""
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
+        self.transport: Transport | None = None
         self.reusable = False
-        self._lost = False
+        self._closed = False
         self._can_write: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
@@ -212,7 +221,7 @@ class _Connection(asyncio.Protocol):
 
     @property
     def usable(self) -> bool:
-        return not self._lost and self.transport is not None and not self.transport.is_closing()
+        return not self._closed and self.transport is not None and not self.transport.is_closing()
 
     @property
     def finished_cleanly(self) -> bool:
@@ -324,14 +333,12 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
+        self._closed = True
         self._drop_timer()
         if self.transport is not None:
             self.transport.close()
 
     # --- asyncio.Protocol ------------------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         if self._parser is None or self._answer_done:  # bytes we did not ask for: framing is lost
@@ -352,7 +359,7 @@ class _Connection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
+        self._closed = True
         self.reusable = False
         self._drop_timer()
         if self._can_write is not None and not self._can_write.done():
