@@ -9,9 +9,9 @@ import time
 import pytest
 
 from gateway.metrics import Metrics
+from gateway.settings import RedisSettings, StoreSettings
 from gateway.store import redis as redis_link
 from gateway.store.redis import RedisLink, StoreUnavailable
-from gateway.settings import RedisSettings, StoreSettings
 
 
 def link_to(url: str, **redis: float) -> RedisLink:
