@@ -134,7 +134,8 @@ async def http() -> Any:
 
 
 def toml_text(routes: list[dict[str, Any]], **sections: dict[str, Any]) -> str:
-    """A configuration file for the values the tests use (strings, numbers, booleans, lists of strings)."""
+    """A configuration file for the values the tests use (strings, numbers, booleans, lists of strings, and
+    tables within tables, such as [okta.event_hook] or a route's [route.binding_cookie])."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -145,16 +146,21 @@ def toml_text(routes: list[dict[str, Any]], **sections: dict[str, Any]) -> str:
             return "[" + ", ".join(value(x) for x in v) + "]"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
+    def table(header: str, items: dict[str, Any]) -> list[str]:
+        lines = [header]
+        lines.extend(f"{k} = {value(v)}" for k, v in items.items() if not isinstance(v, dict))
+        name = header.strip("[]")
+        for k, v in items.items():
+            if isinstance(v, dict):
+                lines.extend(table(f"[{name}.{k}]", v))
+        return lines
+
     lines: list[str] = []
-    for name, table in sections.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {value(v)}" for k, v in table.items())
+    for name, section in sections.items():
+        lines.extend(table(f"[{name}]", section))
     for r in routes:
-        lines.append("[[route]]")
-        lines.extend(f"{k} = {value(v)}" for k, v in r.items())
+        lines.extend(table("[[route]]", r))
     return "\n".join(lines) + "\n"
-
-
 
 
 class GatewayProcess:

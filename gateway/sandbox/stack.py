@@ -71,8 +71,45 @@ async def start_stack(
     apps: list[AppRoute], *, org: OktaOrg | None = None, okta_host: str = "127.0.0.2", okta_port: int = 0,
     gateway_host: str = "127.0.0.1", gateway_port: int = 0, okta: dict[str, Any] | None = None,
     server: dict[str, Any] | None = None, clock: Callable[[], float] | None = None, admin: bool = False,
+    store: dict[str, Any] | None = None,
 ) -> Stack:
     """Start everything; `org` may be made by the caller (users, policy, clock), else one is made with no users."""
+    world = await start_world(apps, org=org, okta_host=okta_host, okta_port=okta_port, gateway_host=gateway_host,
+                              gateway_port=gateway_port, okta=okta, server=server, admin=admin, store=store)
+    try:
+        settings = parse(world.config, "stack.toml")
+        gateway = build_app(settings, clock=clock or world.org.clock.timestamp)
+        host, port = settings.server.host, settings.server.port
+        world.runners.append(await start_app(gateway, host, port, **handler_options(settings.server)))
+    except BaseException:
+        await world.close()
+        raise
+    return Stack(world.org, settings, world.gateway_url, world.apps, gateway, world.runners)
+
+
+@dataclass
+class World:
+    """The Okta sandbox and the legacy apps, and the configuration of a gateway in front of them (a TOML table), for
+    whoever starts the gateway: start_stack in this process, or a test or bench as `session-gateway run`."""
+
+    org: OktaOrg
+    gateway_url: str
+    apps: dict[str, LegacyState]
+    config: dict[str, Any]
+    runners: list[web.AppRunner]
+
+    async def close(self) -> None:
+        for runner in reversed(self.runners):
+            await runner.cleanup()
+        self.runners.clear()
+
+
+async def start_world(
+    apps: list[AppRoute], *, org: OktaOrg | None = None, okta_host: str = "127.0.0.2", okta_port: int = 0,
+    gateway_host: str = "127.0.0.1", gateway_port: int = 0, okta: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None, admin: bool = False, store: dict[str, Any] | None = None,
+) -> World:
+    """Start the Okta sandbox and the apps; the gateway that fronts them is to listen on gateway_host:gateway_port."""
     okta_port = okta_port or free_port(okta_host)
     gateway_port = gateway_port or free_port(gateway_host)
     gateway_url = f"http://{gateway_host}:{gateway_port}"
@@ -88,23 +125,22 @@ async def start_stack(
             runners.append(await start_app(app, gateway_host, port))
             states[spec.name] = app[LEGACY_STATE]
             routes.append(_route(spec, f"http://{gateway_host}:{port}"))
-        okta = dict(okta or {})
-        if "universal_logout" in okta:  # its audience is this gateway's URL, known only now
-            okta["universal_logout"] = {"endpoint_url": gateway_url + UNIVERSAL_LOGOUT, **okta["universal_logout"]}
-        settings = parse({
-            "server": {"listen": f"{gateway_host}:{gateway_port}", **(server or {})},
-            "okta": {"org_url": org.issuer, "api_token": "${OKTA_API_TOKEN}", **okta},
-            "binding": {"keys": "${GATEWAY_BINDING_KEYS}"},
-            "route": routes,
-            **({"admin": {"token": "${GATEWAY_ADMIN_TOKEN}"}} if admin else {}),
-        }, "stack.toml")
-        gateway = build_app(settings, clock=clock or org.clock.timestamp)
-        runners.append(await start_app(gateway, gateway_host, gateway_port, **handler_options(settings.server)))
     except BaseException:
         for runner in reversed(runners):
             await runner.cleanup()
         raise
-    return Stack(org, settings, gateway_url, states, gateway, runners)
+    okta = dict(okta or {})
+    if "universal_logout" in okta:  # its audience is this gateway's URL, known only now
+        okta["universal_logout"] = {"endpoint_url": gateway_url + UNIVERSAL_LOGOUT, **okta["universal_logout"]}
+    config: dict[str, Any] = {
+        "server": {"listen": f"{gateway_host}:{gateway_port}", **(server or {})},
+        "okta": {"org_url": org.issuer, "api_token": "${OKTA_API_TOKEN}", **okta},
+        "binding": {"keys": "${GATEWAY_BINDING_KEYS}"},
+        "route": routes,
+        **({"admin": {"token": "${GATEWAY_ADMIN_TOKEN}"}} if admin else {}),
+        **({"store": store} if store else {}),
+    }
+    return World(org, gateway_url, states, config, runners)
 
 
 def _legacy_config(org: OktaOrg, spec: AppRoute, gateway_url: str) -> LegacyAppConfig:
