@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from fleet_support import Fleet, replica_config, start_replica
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from okta_sandbox_support import API_TOKEN, OKTA_HOST, Answer, Okta, Sandboxes, sandbox_org
@@ -25,7 +26,7 @@ from redis_support import RedisProcess
 from stack_support import ADMIN_TOKEN, FAST_CACHE, HOOK_SECRET, KEYS, Browser
 
 from gateway.config import Settings, parse
-from gateway.sandbox.stack import AppRoute, Stack, free_port, start_stack
+from gateway.sandbox.stack import AppRoute, Stack, free_port, start_stack, start_world
 from gateway.server import build_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -332,3 +333,41 @@ def start_redis(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
 @pytest.fixture
 def redis_server(start_redis: Callable[..., RedisProcess]) -> RedisProcess:
     return start_redis()
+
+
+# --- a fleet: several `session-gateway run` replicas sharing one redis-server (tests/e2e/fleet_support.py) --------
+
+StartFleet = Callable[..., Awaitable[Fleet]]
+
+
+@pytest.fixture
+async def start_fleet(binding_keys: list[str], start_redis: Callable[..., RedisProcess],
+                      tmp_path: Path) -> AsyncIterator[StartFleet]:
+    """start_fleet(AppRoute(...), ..., replicas=3, okta={...}, store={...}, org_options={...}): the Okta sandbox and
+    the apps in this process, `replicas` gateway processes with the Redis store, one redis-server."""
+    fleets: list[Fleet] = []
+
+    async def make(*apps: AppRoute, replicas: int = 3, org_options: dict[str, Any] | None = None,
+                   store: dict[str, Any] | None = None, **kwargs: Any) -> Fleet:
+        redis = start_redis()
+        port = free_port(OKTA_HOST)
+        org = sandbox_org(port, **(org_options or {}))
+        kwargs.setdefault("okta", FAST_CACHE)
+        shared = {"backend": "redis", "url": redis.url, **(store or {})}
+        world = await start_world(list(apps) or [AppRoute("hr")], org=org, okta_host=OKTA_HOST, okta_port=port,
+                                  store=shared, admin=True, **kwargs)
+        fleet = Fleet(world, redis)
+        fleets.append(fleet)
+        for i in range(replicas):
+            config = replica_config(world, i)
+            routes = config.pop("route")
+            listen_port = int(config["server"]["listen"].rpartition(":")[2])
+            fleet.replicas.append(await start_replica(GatewayProcess, toml_text(routes, **config),
+                                                      tmp_path / f"replica-{i}.toml", listen_port))
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        for process in fleet.replicas:
+            await asyncio.to_thread(process.stop)
+        await fleet.world.close()
