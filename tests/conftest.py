@@ -353,7 +353,7 @@ async def start_fleet(binding_keys: list[str], start_redis: Callable[..., RedisP
         port = free_port(OKTA_HOST)
         org = sandbox_org(port, **(org_options or {}))
         kwargs.setdefault("okta", FAST_CACHE)
-        shared = {"backend": "redis", "url": redis.url, **(store or {})}
+        shared = {"backend": "redis", **({} if "sentinels" in (store or {}) else {"url": redis.url}), **(store or {})}
         world = await start_world(list(apps) or [AppRoute("hr")], org=org, okta_host=OKTA_HOST, okta_port=port,
                                   store=shared, admin=True, **kwargs)
         fleet = Fleet(world, redis)
