@@ -27,6 +27,7 @@ from stack_support import ADMIN_TOKEN, FAST_CACHE, HOOK_SECRET, KEYS, Browser
 
 from gateway.config import Settings, parse
 from gateway.sandbox.stack import AppRoute, Stack, free_port, start_stack, start_world
+from gateway.sandbox.toml import toml_text as write_toml
 from gateway.server import build_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,33 +136,8 @@ async def http() -> Any:
 
 
 def toml_text(routes: list[dict[str, Any]], **sections: dict[str, Any]) -> str:
-    """A configuration file for the values the tests use (strings, numbers, booleans, lists of strings, and
-    tables within tables, such as [okta.event_hook] or a route's [route.binding_cookie])."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    def table(header: str, items: dict[str, Any]) -> list[str]:
-        lines = [header]
-        lines.extend(f"{k} = {value(v)}" for k, v in items.items() if not isinstance(v, dict))
-        name = header.strip("[]")
-        for k, v in items.items():
-            if isinstance(v, dict):
-                lines.extend(table(f"[{name}.{k}]", v))
-        return lines
-
-    lines: list[str] = []
-    for name, section in sections.items():
-        lines.extend(table(f"[{name}]", section))
-    for r in routes:
-        lines.extend(table("[[route]]", r))
-    return "\n".join(lines) + "\n"
+    """A configuration file of these sections and routes (gateway/sandbox/toml.py writes it)."""
+    return write_toml({**sections, "route": routes})
 
 
 class GatewayProcess:
