@@ -55,11 +55,17 @@ async def test_status_json_shows_routes_counters_and_revocations(start, browsers
     assert ALICE[1] not in str(data)
 
 
-async def test_put_switches_the_policy_on_the_next_request_and_is_audited(start, browsers, caplog):
+async def signed_out_of_okta(start, browsers, caplog):
+    """The admin stack, whose browser's Okta session has ended (enforce refuses it), with audit lines captured."""
     stack, browser = await admin_stack(start, browsers)
     await browser.okta_sign_out()
     stack.org.clock.advance(3601)
     caplog.set_level(logging.INFO, logger="gateway.audit")
+    return stack, browser
+
+
+async def test_put_switches_the_policy_on_the_next_request_and_is_audited(start, browsers, caplog):
+    stack, browser = await signed_out_of_okta(start, browsers, caplog)
     async with aiohttp.ClientSession() as http:
         async with http.put(stack.url("/.gateway/admin/routes/hr/policy"), json={"mode": "off"}, headers=BEARER) as r:
             assert r.status == 200
@@ -80,10 +86,7 @@ async def test_put_switches_the_policy_on_the_next_request_and_is_audited(start,
 
 
 async def test_delete_returns_the_route_to_its_configured_policy_with_the_memory_store(start, browsers, caplog):
-    stack, browser = await admin_stack(start, browsers)
-    await browser.okta_sign_out()
-    stack.org.clock.advance(3601)
-    caplog.set_level(logging.INFO, logger="gateway.audit")
+    stack, browser = await signed_out_of_okta(start, browsers, caplog)
     async with aiohttp.ClientSession() as http:
         async with http.put(stack.url("/.gateway/admin/routes/hr/policy"), json={"mode": "off"}, headers=BEARER) as r:
             assert r.status == 200

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from store.links import started, wait_until
+from store.links import linked, wait_until
 
 from gateway.metrics import Metrics
 from gateway.revocation.bus import RevocationBus
@@ -79,10 +79,8 @@ async def post(url: str, body: bytes) -> tuple[int, float]:
 
 @pytest.fixture
 async def links(redis_server):
-    made = [await started(redis_server.url, timeout=0.2) for _ in range(2)]
-    yield made
-    for link in made:
-        await link.close()
+    async with linked(redis_server.url, timeout=0.2) as made:
+        yield made
 
 
 async def test_a_delivery_sent_to_two_replicas_is_acted_on_once(aiohttp_server, links):

@@ -14,7 +14,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from okta_sandbox_support import ALICE, BOB
 from revocation.jwt_support import AUDIENCE, ISSUER, Clock, Org, token
-from store.links import started
+from store.links import linked
 
 from gateway.revocation.jwks import KeySet, jwks_fetcher
 from gateway.revocation.refusal import Refused
@@ -126,10 +126,8 @@ async def test_a_bad_or_oversized_body_is_400(aiohttp_client, verifier, clock):
 @pytest.fixture
 async def links(redis_server, monkeypatch):
     monkeypatch.setattr(redis_link, "PROBE_EVERY", 0.05)
-    made = [await started(redis_server.url, timeout=0.2) for _ in range(2)]
-    yield made
-    for link in made:
-        await link.close()
+    async with linked(redis_server.url, timeout=0.2) as made:
+        yield made
 
 
 def fleet_verifier(link: RedisLink, org: Org, clock: Clock) -> TokenVerifier:

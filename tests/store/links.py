@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from gateway.metrics import Metrics
 from gateway.settings import RedisSettings, StoreSettings
@@ -19,6 +20,17 @@ async def started(url: str, **redis: float) -> RedisLink:
     link = link_to(url, **redis)
     await link.start()
     return link
+
+
+@contextlib.asynccontextmanager
+async def linked(url: str, count: int = 2, **redis: float) -> AsyncIterator[list[RedisLink]]:
+    """`count` replicas' links to one Redis, started, and closed afterwards."""
+    made = [await started(url, **redis) for _ in range(count)]
+    try:
+        yield made
+    finally:
+        for link in made:
+            await link.close()
 
 
 async def wait_until(condition: Callable[[], bool], limit: float = 5.0) -> float:

@@ -8,7 +8,7 @@ import asyncio
 import time
 
 import pytest
-from store.links import started, wait_until
+from store.links import linked, wait_until
 
 from gateway.store import redis as redis_link
 from gateway.store.redis_seen import RedisSeen
@@ -25,10 +25,8 @@ def fast_probe(monkeypatch):
 @pytest.fixture
 async def two(redis_server):
     """Two replicas' links to one Redis."""
-    links = [await started(redis_server.url, timeout=0.2) for _ in range(2)]
-    yield links
-    for link in links:
-        await link.close()
+    async with linked(redis_server.url, timeout=0.2) as links:
+        yield links
 
 
 async def test_an_id_accepted_on_one_replica_is_a_replay_on_the_other(two, redis_server):
