@@ -14,8 +14,13 @@ Rules of this module:
   and their token is not even compared.
 - Every input is hostile until read: any cookie, token or form value (odd bytes, other digits than ASCII, another
   charset, multipart, deep JSON) is a 4xx, never an exception. Forms are urlencoded UTF-8 of at most 4 KiB.
-- A policy switch takes effect on the next request, is held in memory (configured values come back at restart),
-  and writes one audit line: who (bearer, the operator cookie, the CLI's user agent), the route, from and to.
+- A policy switch takes effect on the next request and writes one audit line: who (bearer, the operator cookie, the
+  CLI's user agent), the route, from and to. It is an override kept by the policy store (store/policies.py): this
+  process's memory (configured values come back at restart), or Redis, where every replica takes it at once and a
+  replica that starts adopts the fleet's overrides before it serves (`RoutePolicies.start`). Clearing it (DELETE,
+  Bearer; the status page's "configured" button; `session-gateway admin policy ROUTE --clear`) returns the route to
+  its configured policy everywhere, with an audit line too. An override for a route this configuration does not
+  bind sessions on is ignored, and logged once.
 - Without `[admin]` none of these endpoints exist (404).
 """
 
@@ -47,8 +52,10 @@ from .routing import Route, plain_host
 from .sessions.sockets import OpenSockets
 from .settings import IPNetwork, Mode
 from .status import MODES, RevocationView, RouteView, login_html, status_data, status_html
+from .store.policies import MAX_BY, MemoryPolicies, Override, PolicyStore
 
 audit = logging.getLogger("gateway.audit")
+log = logging.getLogger("gateway.admin")
 
 COOKIE = "gateway_operator"
 COOKIE_LIFETIME = 8 * 3600
@@ -57,7 +64,11 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM = 4096
 _UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _ISSUED = re.compile(r"[0-9]{1,12}")
-_NOTICE = re.compile(r"Route [A-Za-z0-9_.-]{1,64}: policy (enforce|observe|off) -> (enforce|observe|off)\.")
+_NOTICE = re.compile(r"Route [A-Za-z0-9_.-]{1,64}: policy (enforce|observe|off) -> (enforce|observe|off)"
+                     r"(, as configured)?\.")
+NOT_SHARED = ("the store (Redis) is away: this replica only for now; every replica takes it when the store is "
+              "back")
+CONFIGURED = "configured"  # the status page's value for "clear the override"
 
 
 class Operator:
@@ -121,14 +132,75 @@ class SignInThrottle:
         self._budget.give_back(address)
 
 
+class RoutePolicies:
+    """Each route's policy now: its configured one, or the override the policy store holds, applied to the route's
+    enforcer as soon as the store has it (a switch made here, or one taken from the fleet). Built whether or not
+    `[admin]` is configured: a replica without the endpoints still follows the fleet's switches."""
+
+    def __init__(self, routes: tuple[Route, ...], enforcers: dict[str, Enforcer], store: PolicyStore | None = None,
+                 *, clock: Callable[[], float] = time.time) -> None:
+        self._routes, self._enforcers = routes, enforcers
+        self.store: PolicyStore = store if store is not None else MemoryPolicies()
+        self._clock = clock
+        self._ignored: set[str] = set()
+        self.store.on_change.append(self._apply)
+
+    async def start(self) -> None:
+        """Adopt the fleet's overrides: before the gateway serves."""
+        await self.store.start()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    def override(self, name: str) -> Override | None:
+        return self.store.overrides.get(name) if name in self._enforcers else None
+
+    def unswitchable(self, name: str) -> web.Response | None:
+        """The error answer for a route whose policy cannot be switched, or None."""
+        if name in self._enforcers:
+            return None
+        known = any(r.name == name for r in self._routes)
+        return _json_error(409 if known else 404, "this route binds no sessions (it has no [okta] policy)"
+                           if known else "no such route")
+
+    async def switch(self, name: str, mode: Mode, by: str) -> PolicySwitch:
+        enforcer = self._enforcers[name]
+        before = enforcer.mode
+        shared = await self.store.put(name, Override(mode, by[:MAX_BY], self._clock(), before))
+        return PolicySwitch(name, before, enforcer.mode, enforcer.sessions.mode, shared)
+
+    async def clear(self, name: str) -> PolicySwitch:
+        enforcer = self._enforcers[name]
+        before = enforcer.mode
+        shared = await self.store.clear(name, self._clock())
+        return PolicySwitch(name, before, enforcer.mode, enforcer.sessions.mode, shared)
+
+    def _apply(self, route: str, override: Override | None) -> None:
+        enforcer = self._enforcers.get(route)
+        if enforcer is None:
+            if route not in self._ignored and len(self._ignored) < 1000:
+                self._ignored.add(route)
+                log.warning("policy override for route %r ignored: this configuration binds no sessions on it",
+                            route[:64])
+            return
+        mode = enforcer.sessions.mode if override is None else override.mode
+        if enforcer.mode is not mode:
+            log.info("policy route=%s now %s (%s)", route, mode.value,
+                     "configured" if override is None else f"switched by {override.by}")
+        enforcer.mode = mode
+
+
 class Admin:
     def __init__(self, operator: Operator, prefix: str, routes: tuple[Route, ...], enforcers: dict[str, Enforcer],
                  metrics: Metrics, bus: RevocationBus | None, sockets: OpenSockets, *,
-                 trusted_proxies: Sequence[IPNetwork] = (), throttle: SignInThrottle | None = None) -> None:
+                 trusted_proxies: Sequence[IPNetwork] = (), throttle: SignInThrottle | None = None,
+                 policies: RoutePolicies | None = None) -> None:
+        """policies: the routes' policies and where their overrides are kept (by default this process's memory)."""
         self._operator, self._prefix, self._routes = operator, prefix, routes
         self._enforcers, self._metrics, self._bus, self._sockets = enforcers, metrics, bus, sockets
         self._trusted = tuple(trusted_proxies)
         self._throttle = throttle or SignInThrottle(operator.clock)
+        self.policies = policies if policies is not None else RoutePolicies(routes, enforcers, clock=operator.clock)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         p = self._prefix
@@ -138,6 +210,7 @@ class Admin:
         router.add_get(p + "metrics", self.metrics)
         router.add_put(p + "admin/routes/{name}/policy", self.put_policy)
         router.add_post(p + "admin/routes/{name}/policy", self.post_policy)
+        router.add_delete(p + "admin/routes/{name}/policy", self.delete_policy)
 
     # --- reading ---------------------------------------------------------------------------------------------
 
@@ -161,15 +234,20 @@ class Admin:
                             headers={"Content-Type": CONTENT_TYPE_LATEST, **NO_STORE})
 
     def data(self) -> dict[str, Any]:
-        routes = [RouteView(r.name, r.host, r.path, r.upstream_origin,
-                            r.sessions.profile.name if r.sessions else None,
-                            r.sessions.mode.value if r.sessions else "off",
-                            self._enforcers[r.name].mode.value if r.name in self._enforcers else "off")
-                  for r in self._routes]
+        routes = [self._route_view(r) for r in self._routes]
         revocations = [RevocationView(a.revocation.source, a.revocation.reason, a.revocation.session_id,
                                       a.revocation.user_id, a.revocation.login, a.revocation.happened_at, a.acted_at)
                        for a in (self._bus.recent if self._bus is not None else ())]
         return status_data(routes, self._counters(), revocations)
+
+    def _route_view(self, r: Route) -> RouteView:
+        override = self.policies.override(r.name)
+        return RouteView(r.name, r.host, r.path, r.upstream_origin, r.sessions.profile.name if r.sessions else None,
+                         r.sessions.mode.value if r.sessions else "off",
+                         self._enforcers[r.name].mode.value if r.name in self._enforcers else "off",
+                         switched_by=override.by if override else None,
+                         switched_at=override.at if override else None,
+                         switched_from=override.before.value if override else None)
 
     def _counters(self) -> dict[str, Any]:
         m = self._metrics
@@ -195,21 +273,20 @@ class Admin:
     # --- switching a route's policy --------------------------------------------------------------------------
 
     async def put_policy(self, request: web.Request) -> web.Response:
-        who = self._who(request)
-        if who != "bearer":
+        if self._who(request) != "bearer":
             return _refused()
         try:
             body = load_json(await read_body(request, MAX_FORM) or b"[]")  # too large: not an object
         except NotJson:
             return _json_error(400, "expected a JSON body such as {\"mode\": \"observe\"}")
         mode = body.get("mode") if isinstance(body, dict) else None
-        agent = request.headers.get("User-Agent", "no user agent")[:60].encode("ascii", "backslashreplace").decode()
-        by = f"bearer ({agent})"  # odd bytes in the audit line escaped, never a logging error
-        switched = self._switch(request.match_info["name"], mode, by, request.remote)
-        if isinstance(switched, web.Response):
-            return switched
-        return web.json_response({"route": switched.route, "from": switched.before.value, "to": switched.after.value,
-                                  "configured": switched.configured.value}, headers=NO_STORE)
+        return _switched(await self._switch(request.match_info["name"], mode, _bearer(request), request.remote))
+
+    async def delete_policy(self, request: web.Request) -> web.Response:
+        """Back to the configured policy, on every replica."""
+        if self._who(request) != "bearer":
+            return _refused()
+        return _switched(await self._clear(request.match_info["name"], _bearer(request), request.remote))
 
     async def post_policy(self, request: web.Request) -> web.Response:
         if self._who(request) != "operator cookie":
@@ -219,27 +296,36 @@ class Admin:
             return form
         if not self._operator.csrf_ok(request, form.get("csrf", "")) or not self._same_origin(request):
             return _json_error(403, "the form did not come from this status page")
-        switched = self._switch(request.match_info["name"], form.get("mode"), "operator cookie (status page)",
-                                request.remote)
+        name, mode, by = request.match_info["name"], form.get("mode"), "operator cookie (status page)"
+        switched = await (self._clear(name, by, request.remote) if mode == CONFIGURED
+                          else self._switch(name, mode, by, request.remote))
         if isinstance(switched, web.Response):
             return switched
-        notice = f"Route {switched.route}: policy {switched.before.value} -> {switched.after.value}."
+        notice = f"Route {switched.route}: policy {switched.before.value} -> {switched.after.value}"
+        notice += ", as configured." if mode == CONFIGURED else "."
         raise web.HTTPSeeOther(str(URL(self._prefix + "status").with_query(notice=notice)))
 
-    def _switch(self, name: str, mode: object, by: str, peer: str | None) -> PolicySwitch | web.Response:
+    async def _switch(self, name: str, mode: object, by: str, peer: str | None) -> PolicySwitch | web.Response:
         """Switch the route's policy and audit it; the error answer when it cannot be switched."""
-        enforcer = self._enforcers.get(name)
-        if enforcer is None:
-            known = any(r.name == name for r in self._routes)
-            return _json_error(409 if known else 404, "this route binds no sessions (it has no [okta] policy)"
-                               if known else "no such route")
+        refused = self.policies.unswitchable(name)
+        if refused is not None:
+            return refused
         if mode not in MODES:
             return _json_error(400, f"mode must be one of {', '.join(MODES)}")
-        before = enforcer.mode
-        enforcer.mode = Mode(str(mode))
-        audit.info("policy route=%s from=%s to=%s by=%s peer=%s", name, before.value, enforcer.mode.value, by,
-                   peer or "-")
-        return PolicySwitch(name, before, enforcer.mode, enforcer.sessions.mode)
+        switched = await self.policies.switch(name, Mode(str(mode)), by)
+        audit.info("policy route=%s from=%s to=%s by=%s peer=%s", name, switched.before.value, switched.after.value,
+                   by, peer or "-")
+        return switched
+
+    async def _clear(self, name: str, by: str, peer: str | None) -> PolicySwitch | web.Response:
+        """Return the route to its configured policy and audit it; the error answer when it has none to return to."""
+        refused = self.policies.unswitchable(name)
+        if refused is not None:
+            return refused
+        cleared = await self.policies.clear(name)
+        audit.info("policy cleared route=%s from=%s to=%s by=%s peer=%s", name, cleared.before.value,
+                   cleared.after.value, by, peer or "-")
+        return cleared
 
     # --- the browser's sign-in -------------------------------------------------------------------------------
 
@@ -320,6 +406,23 @@ class PolicySwitch:
     before: Mode
     after: Mode
     configured: Mode
+    shared: bool = True  # it reached the policy store (for Redis: every replica), not only this process
+
+
+def _bearer(request: web.Request) -> str:
+    """Who a Bearer request is, for the audit line: odd bytes of its user agent escaped, never a logging error."""
+    agent = request.headers.get("User-Agent", "no user agent")[:60].encode("ascii", "backslashreplace").decode()
+    return f"bearer ({agent})"
+
+
+def _switched(switched: PolicySwitch | web.Response) -> web.Response:
+    if isinstance(switched, web.Response):
+        return switched
+    answer = {"route": switched.route, "from": switched.before.value, "to": switched.after.value,
+              "configured": switched.configured.value}
+    if not switched.shared:
+        answer["warning"] = NOT_SHARED
+    return web.json_response(answer, headers=NO_STORE)
 
 
 async def _form(request: web.Request) -> dict[str, str] | web.Response:

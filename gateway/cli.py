@@ -55,9 +55,11 @@ def _parser() -> argparse.ArgumentParser:
 
     admin = sub.add_parser("admin", help="operator actions on a running gateway (token from $GATEWAY_ADMIN_TOKEN)")
     actions = admin.add_subparsers(required=True, metavar="ACTION")
-    policy = actions.add_parser("policy", help="switch a route's binding policy while the gateway runs")
+    policy = actions.add_parser("policy", help="switch a route's binding policy while the gateway runs (on every "
+                                "replica with the Redis store), or return it to the configured one with --clear")
     policy.add_argument("route", help="the route's name")
-    policy.add_argument("mode", choices=("enforce", "observe", "off"))
+    policy.add_argument("mode", nargs="?", choices=("enforce", "observe", "off"))
+    policy.add_argument("--clear", action="store_true", help="drop the switch: the route's configured policy again")
     policy.add_argument("--url", default="http://127.0.0.1:8080/.gateway/",
                         help="the gateway's prefix URL (default http://127.0.0.1:8080/.gateway/)")
     policy.set_defaults(command=_admin_policy)
@@ -120,12 +122,16 @@ def _admin_policy(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
+    if (args.mode is None) == (not args.clear):
+        print("session-gateway: give either a mode (enforce, observe, off) or --clear", file=sys.stderr)
+        return 2
     token = os.environ.get("GATEWAY_ADMIN_TOKEN")
     if not token:
         print("session-gateway: set GATEWAY_ADMIN_TOKEN to the gateway's operator token", file=sys.stderr)
         return 2
     url = args.url.rstrip("/") + f"/admin/routes/{args.route}/policy"
-    request = urllib.request.Request(url, json.dumps({"mode": args.mode}).encode(), method="PUT", headers={
+    body = None if args.clear else json.dumps({"mode": args.mode}).encode()
+    request = urllib.request.Request(url, body, method="DELETE" if args.clear else "PUT", headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json",
         "User-Agent": f"session-gateway-cli ({os.environ.get('USER', 'unknown user')})"})
     try:
@@ -139,8 +145,10 @@ def _admin_policy(args: argparse.Namespace) -> int:
         print(f"session-gateway: cannot reach the gateway at {args.url}: {getattr(exc, 'reason', exc)}",
               file=sys.stderr)
         return 1
-    print(f"route {changed['route']}: policy {changed['from']} -> {changed['to']} "
-          f"(configured: {changed['configured']})")
+    configured = "the configured policy" if args.clear else f"configured: {changed['configured']}"
+    print(f"route {changed['route']}: policy {changed['from']} -> {changed['to']} ({configured})")
+    if "warning" in changed:
+        print(f"session-gateway: {changed['warning']}", file=sys.stderr)
     return 0
 
 

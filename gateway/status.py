@@ -1,8 +1,9 @@
 """The operator's status page: what the gateway is doing, as data and as server-rendered HTML.
 
 Rules of this module:
-- Pure: `status_data()` turns plain values (routes with their configured and current policies, counter values,
-  recent revocations) into one JSON-ready dict; `status_html()` renders that same dict. No aiohttp, no I/O.
+- Pure: `status_data()` turns plain values (routes with their configured and current policies and the override
+  that made the current one: who switched it, when, from what; counter values, recent revocations) into one
+  JSON-ready dict; `status_html()` renders that same dict. No aiohttp, no I/O.
 - The page reads well without JavaScript or CSS frameworks: tables, a form per route, one small style block.
 - Nothing secret appears: session ids are shortened, no token, key or cookie value is ever shown.
 """
@@ -27,6 +28,9 @@ class RouteView:
     profile: str | None
     configured: str
     current: str
+    switched_by: str | None = None  # the override that makes `current`, when there is one: who, when, from what
+    switched_at: float | None = None
+    switched_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +48,17 @@ def status_data(routes: Iterable[RouteView], counters: Mapping[str, Any],
                 revocations: Iterable[RevocationView]) -> dict[str, Any]:
     return {
         "routes": [{"name": r.name, "host": r.host, "path": r.path, "upstream": r.upstream, "profile": r.profile,
-                    "configured_policy": r.configured, "policy": r.current} for r in routes],
+                    "configured_policy": r.configured, "policy": r.current, "policy_switch": _switch(r)}
+                   for r in routes],
         "counters": dict(counters),
         "revocations": [_revocation(r) for r in revocations],
     }
+
+
+def _switch(r: RouteView) -> dict[str, Any] | None:
+    if r.switched_at is None:
+        return None
+    return {"by": r.switched_by, "at": _iso(r.switched_at), "from": r.switched_from}
 
 
 def _revocation(r: RevocationView) -> dict[str, Any]:
@@ -106,8 +117,14 @@ def _route_row(r: Mapping[str, Any], prefix: str, csrf: str) -> str:
     e = html.escape
     changed = r["policy"] != r["configured_policy"]
     current = f'<span class="changed">{e(r["policy"])}</span>' if changed else e(r["policy"])
+    switch = r.get("policy_switch")
+    if switch:
+        current += (f'<br><small>switched from {e(switch["from"] or "")} by {e(switch["by"] or "")} at '
+                    f'{e(switch["at"] or "")}</small>')
     buttons = "".join(
         f'<button name="mode" value="{m}"{" disabled" if m == r["policy"] else ""}>{m}</button>' for m in MODES)
+    if switch:
+        buttons += '<button name="mode" value="configured">back to configured</button>'
     form = (f'<form method="post" action="{e(prefix)}admin/routes/{e(r["name"])}/policy">'
             f'<input type="hidden" name="csrf" value="{e(csrf)}">{buttons}</form>')
     return (f"<tr><td>{e(r['name'])}</td><td>{e(r['host'])}</td><td>{e(r['path'])}</td><td>{e(r['upstream'])}</td>"

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from plugin_support import write_distribution
+from policy_fleet_support import Gateway, PolicyFleet, fleet_settings
+from stack_support import ADMIN_TOKEN
+from store.links import wait_until
+
+from gateway.store import redis as redis_link
+from gateway.store.policies import MemoryPolicies
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = "conf/gateway.example.toml"
@@ -173,3 +181,55 @@ def test_keygen_prints_a_fresh_fernet_key_that_the_configuration_accepts(tmp_pat
     config = write(tmp_path, f'[okta]\norg_url = "https://example.okta.com"\napi_token = "${{OKTA_API_TOKEN}}"\n'
                              f'[binding]\nkeys_file = "{keys}"\n{GOOD_ROUTE}')
     assert cli("check-config", "--config", str(config)).returncode == 0
+
+
+# --- admin policy -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def gateways(aiohttp_server, redis_server, monkeypatch):
+    """Two gateways on one Redis (tests/e2e/policy_fleet_support.py), and the operator token in the environment."""
+    monkeypatch.setattr(redis_link, "PROBE_EVERY", 0.05)
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+    made = PolicyFleet(aiohttp_server, redis_server.url, fleet_settings())
+    yield made
+    await made.close()
+
+
+async def test_admin_policy_clear_returns_the_route_to_its_configured_policy_on_every_replica(gateways):
+    a, b = await gateways.start(), await gateways.start()
+    switched = await asyncio.to_thread(cli, "admin", "policy", "hr", "off", "--url", a.url())
+    assert switched.returncode == 0, switched.stderr
+    assert switched.stdout == "route hr: policy enforce -> off (configured: enforce)\n"
+    await wait_until(lambda: b.modes()["hr"] == "off")
+    cleared = await asyncio.to_thread(cli, "admin", "policy", "hr", "--clear", "--url", b.url())
+    assert cleared.returncode == 0, cleared.stderr
+    assert cleared.stdout == "route hr: policy off -> enforce (the configured policy)\n" and cleared.stderr == ""
+    await wait_until(lambda: a.modes()["hr"] == b.modes()["hr"] == "enforce")
+    assert a.policies.override("hr") is None and b.policies.override("hr") is None
+
+
+async def test_admin_policy_clear_works_on_one_gateway_with_the_memory_store(aiohttp_server, monkeypatch):
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+    gateway = Gateway(fleet_settings(), MemoryPolicies())
+    gateway.server = await aiohttp_server(gateway.app)
+    assert (await asyncio.to_thread(cli, "admin", "policy", "wiki", "enforce", "--url", gateway.url())).returncode == 0
+    assert gateway.modes()["wiki"] == "enforce"
+    cleared = await asyncio.to_thread(cli, "admin", "policy", "wiki", "--clear", "--url", gateway.url())
+    assert cleared.stdout == "route wiki: policy enforce -> off (the configured policy)\n"
+    assert gateway.modes()["wiki"] == "off"
+
+
+@pytest.mark.parametrize("args", [("hr",), ("hr", "off", "--clear")])
+def test_admin_policy_wants_a_mode_or_clear_not_both_nor_neither(args, monkeypatch):
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+    result = cli("admin", "policy", *args, "--url", "http://127.0.0.1:9/.gateway/")
+    assert result.returncode == 2 and "either a mode" in one_line(result.stderr) and "Traceback" not in result.stderr
+
+
+async def test_admin_policy_says_so_when_the_switch_reached_this_replica_only(gateways, redis_server):
+    a = await gateways.start(timeout=0.2)
+    redis_server.kill()
+    result = await asyncio.to_thread(cli, "admin", "policy", "hr", "observe", "--url", a.url())
+    assert result.returncode == 0 and result.stdout == "route hr: policy enforce -> observe (configured: enforce)\n"
+    assert "this replica only" in one_line(result.stderr)

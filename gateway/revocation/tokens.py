@@ -10,8 +10,9 @@ Rules of this module:
   is configured, sub must be it.
 - Times are checked here, on the injected clock (PyJWT reads only the wall clock): exp, nbf and iat, each with
   `leeway` seconds of clock skew.
-- A jti (a non-empty string of at most 256 characters) is accepted once: the replay store (replays.py) keeps it
-  until exp + leeway, after which the token is refused as expired anyway.
+- A jti (a non-empty string of at most 256 characters) is accepted once: the replay store (store/seen.py's "seen
+  once", shared by the fleet with the Redis store) keeps it until exp + leeway, after which the token is refused as
+  expired anyway.
 - Every refusal is Refused(401) with a short reason that names no token content.
 """
 
@@ -26,9 +27,9 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from ..store.seen import MemorySeen, SeenOnce
 from .jwks import ALGORITHM, MAX_KID, KeySet
 from .refusal import Refused, short_text
-from .replays import MemoryReplayStore, ReplayStore
 
 __all__ = ["TokenVerifier"]
 
@@ -41,8 +42,9 @@ _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 class TokenVerifier:
     def __init__(self, *, issuer: str, audience: str, keys: KeySet, clock: Callable[[], float] = time.time,
-                 leeway: float = 60, replays: ReplayStore | None = None, app_id: str | None = None) -> None:
-        """replays: where accepted jtis are kept (by default a MemoryReplayStore of this process).
+                 leeway: float = 60, replays: SeenOnce | None = None, app_id: str | None = None) -> None:
+        """replays: where accepted jtis are kept (by default a MemorySeen of this process; a fleet's is
+        store/redis_seen.py's RedisSeen of kind "jti").
         app_id: when set, the token's sub must be it (Okta puts the app's client id there, or a SAML app's instance
         id)."""
         self.issuer = issuer.rstrip("/")
@@ -51,7 +53,7 @@ class TokenVerifier:
         self._clock = clock
         self._leeway = leeway
         self._app_id = app_id
-        self._replays = replays if replays is not None else MemoryReplayStore()
+        self._replays = replays if replays is not None else MemorySeen()
 
     async def verify(self, authorization: str | None) -> dict[str, Any]:
         """The token's claims, or Refused(401)."""

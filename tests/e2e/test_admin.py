@@ -55,11 +55,17 @@ async def test_status_json_shows_routes_counters_and_revocations(start, browsers
     assert ALICE[1] not in str(data)
 
 
-async def test_put_switches_the_policy_on_the_next_request_and_is_audited(start, browsers, caplog):
+async def signed_out_of_okta(start, browsers, caplog):
+    """The admin stack, whose browser's Okta session has ended (enforce refuses it), with audit lines captured."""
     stack, browser = await admin_stack(start, browsers)
     await browser.okta_sign_out()
     stack.org.clock.advance(3601)
     caplog.set_level(logging.INFO, logger="gateway.audit")
+    return stack, browser
+
+
+async def test_put_switches_the_policy_on_the_next_request_and_is_audited(start, browsers, caplog):
+    stack, browser = await signed_out_of_okta(start, browsers, caplog)
     async with aiohttp.ClientSession() as http:
         async with http.put(stack.url("/.gateway/admin/routes/hr/policy"), json={"mode": "off"}, headers=BEARER) as r:
             assert r.status == 200
@@ -77,6 +83,21 @@ async def test_put_switches_the_policy_on_the_next_request_and_is_audited(start,
                             headers=BEARER) as r:
             assert r.status == 404
     assert (await browser.get("/page/1")).status == 302
+
+
+async def test_delete_returns_the_route_to_its_configured_policy_with_the_memory_store(start, browsers, caplog):
+    stack, browser = await signed_out_of_okta(start, browsers, caplog)
+    async with aiohttp.ClientSession() as http:
+        async with http.put(stack.url("/.gateway/admin/routes/hr/policy"), json={"mode": "off"}, headers=BEARER) as r:
+            assert r.status == 200
+        assert (await browser.get("/page/1")).status == 200  # off
+        async with http.delete(stack.url("/.gateway/admin/routes/hr/policy"), headers=BEARER) as r:
+            assert r.status == 200
+            assert await r.json() == {"route": "hr", "from": "off", "to": "enforce", "configured": "enforce"}
+        async with http.get(stack.url("/.gateway/status.json"), headers=BEARER) as r:
+            assert [x["policy_switch"] for x in (await r.json())["routes"]] == [None, None]
+    assert (await browser.get("/page/1")).status == 302  # enforced again: the ended Okta session is refused
+    assert any(m.startswith("policy cleared route=hr from=off to=enforce by=bearer") for m in caplog.messages)
 
 
 async def test_the_status_page_signs_in_with_a_form_and_switches_with_a_csrf_safe_form(start, browsers):

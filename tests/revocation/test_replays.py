@@ -1,41 +1,18 @@
-"""The jti replay store: the memory store on its own, and the verifier asking the store it is given."""
+"""The jti replay store as the verifier uses it: it asks the store it is given, and with the fleet's store (Redis) a
+token accepted by one replica is a replay at another. The store on its own: tests/store/test_seen.py and
+tests/store/test_redis_seen.py."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from revocation.jwt_support import AUDIENCE, ISSUER, Clock, Org, token
+from store.links import started
 
 from gateway.revocation.jwks import KeySet
 from gateway.revocation.refusal import Refused
-from gateway.revocation.replays import MemoryReplayStore
 from gateway.revocation.tokens import TokenVerifier
-
-
-async def test_remembered_jtis_are_bounded_expired_ones_first_then_the_soonest_to_expire():
-    seen = MemoryReplayStore(3)
-    assert (not await seen.seen("a", until=100, now=0) and not await seen.seen("b", until=50, now=0)
-            and not await seen.seen("c", until=200, now=0))
-    assert await seen.seen("a", until=100, now=10)
-    assert not await seen.seen("d", until=300, now=60)  # b has expired: dropped, nothing live is lost
-    assert len(seen) == 3 and await seen.seen("a", until=100, now=61)
-    assert not await seen.seen("e", until=400, now=61)  # full of live jtis: a, the soonest to expire, goes
-    assert len(seen) == 3 and not await seen.seen("a", until=100, now=62) and await seen.seen("e", until=400, now=62)
-
-
-async def test_a_jti_is_a_replay_until_its_time_and_not_at_it():
-    seen = MemoryReplayStore()
-    assert not await seen.seen("a", until=100, now=0)
-    assert await seen.seen("a", until=500, now=99.5)  # a replay does not move the first until
-    assert not await seen.seen("a", until=200, now=100)
-    assert await seen.seen("a", until=200, now=150)
-
-
-async def test_of_two_callers_with_one_jti_one_hears_it_is_new():
-    seen = MemoryReplayStore()
-    answers = await asyncio.gather(*(seen.seen("a", until=100, now=0) for _ in range(10)))
-    assert answers.count(False) == 1
+from gateway.store.redis_seen import RedisSeen
+from gateway.store.seen import SeenOnce
 
 
 class Recorded:
@@ -45,12 +22,12 @@ class Recorded:
         self.replay = replay
         self.asked: list[tuple[str, float, float]] = []
 
-    async def seen(self, jti: str, until: float, now: float) -> bool:
-        self.asked.append((jti, until, now))
+    async def seen(self, key: str, until: float, now: float) -> bool:
+        self.asked.append((key, until, now))
         return self.replay
 
 
-def verifier_over(store: Recorded, org: Org, clock: Clock) -> TokenVerifier:
+def verifier_over(store: SeenOnce, org: Org, clock: Clock) -> TokenVerifier:
     keys = KeySet(org.fetch_jwks, clock=clock)
     return TokenVerifier(issuer=ISSUER, audience=AUDIENCE, keys=keys, clock=clock, leeway=30, replays=store)
 
@@ -68,3 +45,18 @@ async def test_a_jti_the_store_has_seen_is_refused(org: Org, clock: Clock):
     with pytest.raises(Refused) as caught:
         await verifier_over(Recorded(replay=True), org, clock).verify(f"Bearer {token(clock.now)}")
     assert (caught.value.status, caught.value.message) == (401, "token replayed")
+
+
+async def test_a_token_accepted_by_one_replica_is_a_replay_at_another(org: Org, clock: Clock, redis_server):
+    links = [await started(redis_server.url), await started(redis_server.url)]
+    try:
+        one, other = (verifier_over(RedisSeen(link, "jti"), org, clock) for link in links)
+        presented = f"Bearer {token(clock.now, jti='j-fleet')}"
+        assert (await one.verify(presented))["jti"] == "j-fleet"
+        with pytest.raises(Refused) as caught:
+            await other.verify(presented)
+        assert caught.value.message == "token replayed"
+        assert (await other.verify(f"Bearer {token(clock.now, jti='j-other')}"))["jti"] == "j-other"
+    finally:
+        for link in links:
+            await link.close()

@@ -4,6 +4,7 @@ here), and one run over loopback HTTP against the sandbox org."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,13 +13,17 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from okta_sandbox_support import ALICE, BOB
-from revocation.jwt_support import ISSUER, token
+from revocation.jwt_support import AUDIENCE, ISSUER, Clock, Org, token
+from store.links import linked
 
 from gateway.revocation.jwks import KeySet, jwks_fetcher
 from gateway.revocation.refusal import Refused
 from gateway.revocation.tokens import TokenVerifier
 from gateway.revocation.universal_logout import LogoutSubject, handle, subject_from_body
 from gateway.sandbox.stack import free_port
+from gateway.store import redis as redis_link
+from gateway.store.redis import RedisLink
+from gateway.store.redis_seen import RedisSeen
 
 USER_ID = "00u1a2b3c4d5e6f7g8h9"
 
@@ -114,6 +119,46 @@ async def test_a_bad_or_oversized_body_is_400(aiohttp_client, verifier, clock):
     assert (await post(client, f"Bearer {token(clock.now)}", b"{}"))[::2] == (400, "no-store")
     assert (await post(client, f"Bearer {token(clock.now)}", b"x" * 100_000))[:2] == (400, "body too large\n")
     assert revocations.calls == []
+
+
+# --- the jti set shared by the fleet (one real redis-server) --------------------------------------------------------
+
+@pytest.fixture
+async def links(redis_server, monkeypatch):
+    monkeypatch.setattr(redis_link, "PROBE_EVERY", 0.05)
+    async with linked(redis_server.url, timeout=0.2) as made:
+        yield made
+
+
+def fleet_verifier(link: RedisLink, org: Org, clock: Clock) -> TokenVerifier:
+    return TokenVerifier(issuer=ISSUER, audience=AUDIENCE, keys=KeySet(org.fetch_jwks, clock=clock), clock=clock,
+                         replays=RedisSeen(link, "jti"))
+
+
+async def test_a_token_replayed_to_another_replica_is_401(aiohttp_client, links, org, clock):
+    one, other = [await endpoint_client(aiohttp_client, fleet_verifier(link, org, clock), Revocations())
+                  for link in links]
+    presented = f"Bearer {token(clock.now)}"
+    assert (await post(one, presented))[0] == 204
+    assert (await post(other, presented))[:2] == (401, "token replayed\n")
+
+
+@pytest.mark.parametrize("fault", ["kill", "hang"])
+async def test_redis_away_is_never_a_5xx_nor_a_wait_past_the_store_timeout(aiohttp_client, links, org, clock,
+                                                                          redis_server, fault):
+    revocations = Revocations()
+    client = await endpoint_client(aiohttp_client, fleet_verifier(links[0], org, clock), revocations)
+    getattr(redis_server, fault)()
+    try:
+        presented = f"Bearer {token(clock.now)}"
+        began = time.monotonic()
+        assert (await post(client, presented))[0] == 204  # logged out, by this replica's set alone
+        assert time.monotonic() - began < 0.2 + 0.3  # the store timeout, and the answer's own time
+        assert (await post(client, presented))[:2] == (401, "token replayed\n")  # a replay here is still caught
+        assert len(revocations.calls) == 1
+    finally:
+        if fault == "hang":
+            redis_server.resume()
 
 
 # --- over loopback, against the sandbox org ----------------------------------------------------------------------
