@@ -393,30 +393,34 @@ async def test_a_shared_answer_lives_no_longer_than_this_replicas_ttl(fleet):
     assert result.entry.fresh_until <= now + 60 * 4  # this replica's own TTL at its most stretched (stretch=4)
 
 
+async def shared_by_the_first(f: Fleet) -> str:
+    """A new session looked up on the first replica, its answer in the shared cache; its id."""
+    session = f.sandbox.org.sign_in(ALICE[0])
+    assert (await f.replicas[0].validate(session.id)).signed_in
+    await f.settled()
+    assert f.redis.command("EXISTS", f.shared_of(f.replicas[0]).value_key(session.id)) == "1"
+    return session.id
+
+
 async def test_forget_drops_the_shared_answer_so_the_next_miss_asks_okta(fleet):
     f = await fleet()
-    first, second, third = f.replicas
-    session = f.sandbox.org.sign_in(ALICE[0])
-    assert (await first.validate(session.id)).signed_in
-    await f.settled()
+    session_id = await shared_by_the_first(f)
     for replica in f.replicas:  # the revocation reaches every replica
-        replica.forget(session.id)
+        replica.forget(session_id)
     await f.settled()
-    f.sandbox.org.end_session(session)
-    assert (await third.validate(session.id)).verdict is Verdict.GONE
-    assert gets(f.sandbox, session.id) == 2
+    f.sandbox.org.end_session(f.sandbox.org.session(session_id))
+    assert (await f.replicas[2].validate(session_id)).verdict is Verdict.GONE
+    assert gets(f.sandbox, session_id) == 2
 
 
 async def test_forget_user_drops_the_users_shared_answers(fleet):
     f = await fleet()
+    session_id = await shared_by_the_first(f)
     first, second, _ = f.replicas
-    session = f.sandbox.org.sign_in(ALICE[0])
-    assert (await first.validate(session.id)).signed_in
+    assert first.forget_user([f.sandbox.org.session(session_id).user_id]) == 1
     await f.settled()
-    assert first.forget_user([session.user_id]) == 1
-    await f.settled()
-    assert f.redis.command("EXISTS", f.shared_of(first).value_key(session.id)) == "0"
-    assert (await second.validate(session.id)).via == "miss"
+    assert f.redis.command("EXISTS", f.shared_of(first).value_key(session_id)) == "0"
+    assert (await second.validate(session_id)).via == "miss"
 
 
 async def test_a_warm_hit_does_no_io_even_with_redis_hung(fleet):
