@@ -16,7 +16,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-LOOKUP_RESULTS = ("hit", "refresh", "miss", "coalesced", "negative", "grace", "unavailable", "invalid_id")
+LOOKUP_RESULTS = ("hit", "refresh", "miss", "shared", "coalesced", "negative", "grace", "unavailable",
+                  "invalid_id")
+# What a local miss found in the fleet's shared cache (Redis): another replica's answer (hit), the one it waited
+# for (waited), nothing, so this replica asked Okta for the fleet (claimed), a wait that reached its bound, a
+# rate-limit hold, a value that does not parse (malformed), or no shared cache to ask (unavailable: Redis away).
+SHARED_OUTCOMES = ("hit", "waited", "claimed", "wait_bound", "held", "malformed", "unavailable")
 OKTA_OUTCOMES = ("ok", "gone", "credentials", "rate_limited", "unavailable", "blocked")
 OKTA_OPERATIONS = ("get_session", "refresh_session", "close_session", "end_user_sessions", "get_user")
 
@@ -79,6 +84,9 @@ class Metrics:
         self.fail_open = Counter("gateway_validation_outage_answers",
                                  "Lookups answered by a route's fail mode while Okta was unavailable", ["mode"],
                                  registry=self.registry)
+        shared = Counts("gateway_validation_shared", "Local cache misses by what the fleet's shared cache gave",
+                        ("outcome",), self.registry)
+        self.shared_lookups = {outcome: shared.get(outcome) for outcome in SHARED_OUTCOMES}
 
         self.decisions = Counts("gateway_session_decisions", "Enforcement decisions by route, what was done and why",
                                 ("route", "action", "reason"), self.registry)

@@ -11,6 +11,8 @@ Rules of this module:
   holds back only the family that answered it, until its X-Rate-Limit-Reset; the others go on. A flood of reads
   must never stop an app logout's DELETE or a Universal Logout's user calls. X-Rate-Limit-* are kept per family
   too; `rate_limit` (the headroom the cache stretches on) and the gauges are those of session reads.
+- A fleet shares its holds: each 429 is told to `on_rate_limited` (the validator writes it to the shared store),
+  and `hold_back` takes a hold another replica saw. Both move a family's hold only later, never earlier.
 - Only idempotent calls (GET, DELETE) are retried, on failures that say nothing about the session (network,
   timeout, 5xx), with jittered backoff, all within one time budget per call.
 - The token is never logged, put into an exception message or shown in a repr.
@@ -101,6 +103,7 @@ class OktaClient:
         self._http: aiohttp.ClientSession | None = None
         self.rate_limits: dict[Family, RateLimit] = {}  # the X-Rate-Limit-* of each family's last answer
         self._blocked: dict[Family, float] = dict.fromkeys(Family, 0.0)  # no call of the family before then
+        self.on_rate_limited: list[Callable[[Family, float], None]] = []  # told of each 429: family, reset time
         self.credentials_ok: bool | None = None  # None until the first answer says
 
     def __repr__(self) -> str:
@@ -114,6 +117,14 @@ class OktaClient:
     def blocked_until(self, family: Family) -> float:
         """Until when (epoch seconds) the family is held back after a 429; in the past when it is not."""
         return self._blocked[family]
+
+    def hold_back(self, family: Family, until: float) -> None:
+        """Send nothing of the family before `until` (epoch seconds): a 429 another replica of the fleet saw."""
+        if until <= self._blocked[family] or until <= self._clock():
+            return
+        self._blocked[family] = until
+        log.warning("Okta's rate limit for %s is reached (seen by another replica): none of them until %s",
+                    family.value.replace("_", " "), time.strftime("%H:%M:%SZ", time.gmtime(until)))
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(
@@ -280,6 +291,8 @@ class OktaClient:
             self._count(operation, "rate_limited")
             log.warning("Okta's rate limit for %s is reached: none of them until %s", family.value.replace("_", " "),
                         time.strftime("%H:%M:%SZ", time.gmtime(reset)))
+            for listener in self.on_rate_limited:
+                listener(family, reset)
             return RateLimited(reset)
         self._count(operation, "unavailable")
         return OktaUnavailable(f"Okta {operation} answered HTTP {status} {code or ''}".strip())

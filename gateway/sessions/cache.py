@@ -16,6 +16,8 @@ Rules of this module:
   mode decides the next request, as for any miss.
 - A live entry past its end is kept (not served) as the session's last known good state, for a route's `grace`
   fail mode while Okta is unavailable, until it is replaced or evicted, and never past the session's expiresAt.
+- An entry another replica made (the fleet's shared cache, `adopt`) keeps its fetch time, so that the fleet
+  revalidates a session once per TTL, and is held to this cache's own TTL and to the session's expiresAt.
 - At most `max_entries` entries; the least recently used goes first.
 - Each entry of a live session is indexed under its user's keys (`user_keys`: user id, lower-cased login) while
   it is held, so that a user-wide revocation (suspend, admin clear, Universal Logout) evicts every cached session
@@ -89,6 +91,22 @@ class ValidationCache:
         until = now + self.policy.negative_ttl
         return self._put(session_id, Entry(None, now, until, until, GONE))
 
+    def adopt(self, session_id: str, session: OktaSession | None, fetched_at: float, fresh_until: float, now: float,
+              stretch: float = 1.0) -> Entry | None:
+        """Another replica's answer from Okta (the fleet's shared cache), held to this cache's own bounds: fresh until
+        the earliest of what the writer said, this cache's TTL (× `stretch`, the most it ever stretches; negative_ttl
+        for a gone session) from when it was fetched, and the session's expiresAt. None, and nothing kept, when
+        that moment is not ahead: a miss."""
+        fetched_at = min(fetched_at, now)
+        if session is None:
+            until = min(fresh_until, fetched_at + self.policy.negative_ttl)
+            return self._put(session_id, Entry(None, fetched_at, until, until, GONE)) if until > now else None
+        fresh = min(fresh_until, fetched_at + self.policy.ttl * stretch, session.expires_at)
+        if fresh <= now:
+            return None
+        good = min(fresh + self.policy.revalidate, session.expires_at)
+        return self._put(session_id, Entry(session, fetched_at, fresh, good, view_of(session)))
+
     def stop_serving_stale(self, session_id: str) -> None:
         """A revalidation failed: the entry is no longer served past its TTL (it stays for `last_alive`)."""
         entry = self._entries.get(session_id)
@@ -100,10 +118,14 @@ class ValidationCache:
 
     def evict_user(self, keys: Iterable[str]) -> int:
         """Drop every entry of the user's sessions (a user-wide revocation arrived); how many there were."""
-        ids = set().union(*(self._by_user.get(key, ()) for key in keys))
+        ids = self.sessions_of(keys)
         for session_id in ids:
             self.evict(session_id)
         return len(ids)
+
+    def sessions_of(self, keys: Iterable[str]) -> set[str]:
+        """The ids of the user's sessions held here, by the user's keys (`user_keys`)."""
+        return set().union(*(self._by_user.get(key, ()) for key in keys))
 
     def _put(self, session_id: str, entry: Entry) -> Entry:
         self._unindex(self._entries.get(session_id))

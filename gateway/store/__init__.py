@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import Protocol
 
 
+class StoreUnavailable(Exception):
+    """The shared store (Redis) did not answer (away, slow, refusing): the caller goes on without it."""
+
+
 def user_keys(user_id: str | None, login: str | None) -> tuple[str, ...]:
     """The keys a user's watermark is kept under: the Okta user id and the lower-cased login."""
     return tuple(k for k in (user_id, login.lower() if login else None) if k)

@@ -26,15 +26,12 @@ from redis.exceptions import RedisError
 
 from ..metrics import Metrics
 from ..settings import RedisSettings, StoreSettings
+from . import StoreUnavailable as StoreUnavailable  # defined beside the interfaces; importable from here too
 
 log = logging.getLogger("gateway.store")
 
 T = TypeVar("T")
 PROBE_EVERY = 1.0
-
-
-class StoreUnavailable(Exception):
-    """Redis did not answer (away, slow, refusing): the caller goes on without it."""
 
 
 class RedisLink:

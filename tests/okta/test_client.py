@@ -177,6 +177,34 @@ async def test_a_429_on_user_calls_holds_back_only_user_calls(okta):
     assert c.blocked_until(Family.SESSION_READS) == 0.0
 
 
+async def test_each_429_is_told_with_its_family_and_reset_and_a_hold_from_elsewhere_is_taken(okta, caplog):
+    """A fleet shares its holds: the validator writes what `on_rate_limited` hears and hands what another replica
+    saw to `hold_back`; a hold only ever moves later."""
+    sandbox, client = okta
+    session = sandbox.org.sign_in(ALICE[0])
+    seeing, held = await client(), await client()
+    heard: list[tuple[Family, float]] = []
+    seeing.on_rate_limited.append(lambda family, reset: heard.append((family, reset)))
+    sandbox.org.faults.rate_limited = True
+    with pytest.raises(RateLimited):
+        await seeing.close_session(session.id)
+    with pytest.raises(RateLimited):
+        await seeing.close_session(session.id)  # held back here: not a 429, nothing told
+    sandbox.org.faults.rate_limited = False
+    assert heard == [(Family.SESSION_WRITES, seeing.blocked_until(Family.SESSION_WRITES))]
+    reset = heard[0][1]
+    held.hold_back(Family.SESSION_WRITES, reset)
+    held.hold_back(Family.SESSION_WRITES, reset - 30)  # an older one, told late
+    held.hold_back(Family.USERS, sandbox.clock() - 1)  # already over
+    assert (held.blocked_until(Family.SESSION_WRITES), held.blocked_until(Family.USERS)) == (reset, 0.0)
+    before = len(sandbox.org.api_calls)
+    with pytest.raises(RateLimited):
+        await held.close_session(session.id)
+    assert len(sandbox.org.api_calls) == before
+    assert (await held.get_session(session.id)).id == session.id  # other families go on
+    assert sum("seen by another replica" in r.message for r in caplog.records) == 1
+
+
 async def test_rate_limit_headers_are_kept(okta):
     sandbox, client = okta
     session = sandbox.org.sign_in(ALICE[0])

@@ -120,3 +120,36 @@ def test_the_index_follows_replacement_eviction_and_lru_so_it_stays_bounded():
     for n in range(50):  # far more sessions than the cache holds: the index holds only what the cache holds
         c.store_alive(replace(SESSION, id=f"idx{n:022d}", user_id=f"00u{n:017d}", login=f"u{n}@example.com"), T0)
     assert len(c) == 2 and sum(len(ids) for ids in c._by_user.values()) == 4 and len(c._by_user) == 4
+
+
+def test_an_adopted_answer_keeps_its_fetch_time_so_the_fleet_revalidates_once_per_ttl():
+    c = cache()
+    entry = c.adopt(SESSION.id, SESSION, fetched_at=T0, fresh_until=T0 + 60, now=T0 + 20)
+    assert entry is not None and (entry.fetched_at, entry.fresh_until, entry.good_until) == (T0, T0 + 60, T0 + 75)
+    assert c.lookup(SESSION.id, T0 + 60)[0] is Freshness.REFRESH
+    assert c.sessions_of([SESSION.user_id]) == {SESSION.id}  # indexed under its user, as a stored one
+
+
+def test_an_adopted_answer_is_held_to_this_caches_own_ttl_and_to_expires_at():
+    c = cache()
+    entry = c.adopt(SESSION.id, SESSION, fetched_at=T0, fresh_until=T0 + 10 * 86_400, now=T0)
+    assert entry is not None and entry.fresh_until == T0 + 60  # what the writer says is not the last word
+    stretched = c.adopt(SESSION.id, SESSION, fetched_at=T0, fresh_until=T0 + 10 * 86_400, now=T0, stretch=4)
+    assert stretched is not None and stretched.fresh_until == T0 + 240
+    ending = c.adopt(SESSION.id, replace(SESSION, expires_at=T0 + 30), fetched_at=T0, fresh_until=T0 + 60, now=T0)
+    assert ending is not None and ending.fresh_until == ending.good_until == T0 + 30
+    ahead = c.adopt(SESSION.id, SESSION, fetched_at=T0 + 500, fresh_until=T0 + 560, now=T0)  # a clock ahead
+    assert ahead is not None and (ahead.fetched_at, ahead.fresh_until) == (T0, T0 + 60)
+
+
+def test_an_adopted_answer_that_is_no_longer_fresh_is_a_miss_and_kept_nowhere():
+    c = cache()
+    assert c.adopt(SESSION.id, SESSION, fetched_at=T0, fresh_until=T0 + 60, now=T0 + 60) is None
+    assert c.adopt(SESSION.id, None, fetched_at=T0, fresh_until=T0 + 300, now=T0 + 30) is None  # negative_ttl 30
+    assert len(c) == 0
+
+
+def test_an_adopted_gone_answer_is_a_negative_entry_for_at_most_negative_ttl():
+    c = cache()
+    entry = c.adopt(SESSION.id, None, fetched_at=T0, fresh_until=T0 + 300, now=T0 + 10)
+    assert entry is not None and entry.session is None and entry.fresh_until == entry.good_until == T0 + 30
