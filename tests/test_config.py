@@ -1202,3 +1202,24 @@ def test_an_unknown_logout_key_gets_a_did_you_mean():
     assert "did you mean 'logout_scope'?" in message
     message = error_of(bound_route(after_logout_allow=["https://app.example.com/"]), f"{ROUTE}.after_logout_allow")
     assert "did you mean 'after_logout_allowed'?" in message
+
+
+# --- friction an operator met (issue 13): each error says what is wrong, and only that -----------------------------
+
+
+def test_a_missing_environment_variable_says_so_and_nothing_about_a_value(monkeypatch):
+    monkeypatch.delenv("OKTA_HOOK_SECRET", raising=False)
+    message = error_of(hooked(), "okta.event_hook.secret")
+    assert message == f"{SOURCE}: okta.event_hook.secret: expected environment variable OKTA_HOOK_SECRET to be set"
+
+
+def test_an_empty_api_token_from_the_environment_is_refused(monkeypatch):
+    monkeypatch.setenv("OKTA_API_TOKEN", "")
+    message = error_of(with_okta(), "okta.api_token")
+    assert "OKTA_API_TOKEN" in message and message.endswith("it is set but empty")
+
+
+def test_a_misspelt_required_key_is_named_as_unknown_beside_the_missing_one():
+    data = {"route": [{"name": "app", "upsteam": "http://127.0.0.1:9000"}]}
+    message = error_of(data, "route[0] (app).upstream")
+    assert message.endswith("; it is missing, and upsteam is an unknown key (a misspelling of upstream?)")

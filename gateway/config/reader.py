@@ -40,13 +40,23 @@ class Section:
         self.from_env: set[str] = set()
 
     def error(self, key: str, expected: str, value: Any = None, show_value: bool = True) -> ConfigError:
-        key = shown_key(key)
-        where = f"{self.path}.{key}" if self.path else key
+        shown = shown_key(key)
+        where = f"{self.path}.{shown}" if self.path else shown
         if key in self.from_env:
             got = ", got a value from the environment (not shown)"
         else:
             got = f", got {value!r}" if show_value and value is not None else ""
-        return ConfigError(f"{self.source}: {where}: expected {expected}{got}")
+        return ConfigError(f"{self.source}: {where}: expected {expected}{got}{self._misspelt(key)}")
+
+    def _misspelt(self, key: str) -> str:
+        """For a key that is missing: the unknown key of the table that looks like its misspelling, if any."""
+        if key in self.table:
+            return ""
+        unknown = [k for k in self.table if k not in self.known]
+        near = difflib.get_close_matches(key, unknown, n=1, cutoff=0.8)
+        if not near:
+            return ""
+        return f"; it is missing, and {shown_key(near[0])} is an unknown key (a misspelling of {shown_key(key)}?)"
 
     def get(self, key: str, kind: type[T] | tuple[type, ...], expected: str, default: Any = None) -> Any:
         if key not in self.table:
@@ -89,6 +99,7 @@ class Section:
         def variable(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in os.environ:
+                self.from_env.discard(key)  # no value came: "got a value from the environment" would mislead
                 raise self.error(key, f"environment variable {name} to be set", show_value=False)
             return os.environ[name]
 
@@ -106,6 +117,12 @@ def env_secret(s: Section, key: str, variable: str, why: str, *, min_length: int
     if not isinstance(raw, str) or not ENV_REF.fullmatch(raw):
         raise s.error(key, f'a reference to the environment such as "${{{variable}}}" ({why})', show_value=False)
     value = str(s.get(key, str, "an environment reference", ""))
+    if not value and not min_length:
+        s.from_env.discard(key)
+        variable_set = ENV_REF.fullmatch(raw)
+        name = variable_set.group(1) if variable_set else variable
+        raise s.error(key, f"a value in the environment variable {name} ({why}); it is set but empty",
+                      show_value=False)
     if min_length:
         s.check(key, value, lambda v: len(v) >= min_length, f"a value of at least {min_length} characters")
     return value
