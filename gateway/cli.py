@@ -1,4 +1,4 @@
-"""`session-gateway`: run | check-config | demo.
+"""`session-gateway`: run | check-config | keygen | admin | sandbox | demo.
 
 Exit status: 0 on success, 2 for a configuration the gateway cannot use (one plain message, no traceback),
 1 for anything else that stops it (a port in use, say).
@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import __version__
 from .config import ConfigError, Settings, load
 from .routing import host_specificity
 
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="session-gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"session-gateway {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="serve the gateway")
@@ -60,8 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     policy.add_argument("route", help="the route's name")
     policy.add_argument("mode", nargs="?", choices=("enforce", "observe", "off"))
     policy.add_argument("--clear", action="store_true", help="drop the switch: the route's configured policy again")
-    policy.add_argument("--url", default="http://127.0.0.1:8080/.gateway/",
-                        help="the gateway's prefix URL (default http://127.0.0.1:8080/.gateway/)")
+    policy.add_argument("--url", default="http://127.0.0.1:8080/",
+                        help="the gateway's URL, with its prefix or without it (then /.gateway/); default "
+                             "http://127.0.0.1:8080/")
     policy.set_defaults(command=_admin_policy)
 
     keygen = sub.add_parser("keygen", help="print a new key for the binding cookie ([binding] keys)")
@@ -129,27 +132,50 @@ def _admin_policy(args: argparse.Namespace) -> int:
     if not token:
         print("session-gateway: set GATEWAY_ADMIN_TOKEN to the gateway's operator token", file=sys.stderr)
         return 2
-    url = args.url.rstrip("/") + f"/admin/routes/{args.route}/policy"
+    url = admin_url(args.url) + f"admin/routes/{args.route}/policy"
     body = None if args.clear else json.dumps({"mode": args.mode}).encode()
     request = urllib.request.Request(url, body, method="DELETE" if args.clear else "PUT", headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json",
         "User-Agent": f"session-gateway-cli ({os.environ.get('USER', 'unknown user')})"})
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - the operator's own gateway
-            changed = json.loads(answer.read())
+            changed = _json_object(answer.read())
     except urllib.error.HTTPError as exc:
-        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+        detail = _json_object(exc.read()).get("error", exc.reason)
         print(f"session-gateway: the gateway refused: {detail} ({exc.code})", file=sys.stderr)
         return 1
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError) as exc:
         print(f"session-gateway: cannot reach the gateway at {args.url}: {getattr(exc, 'reason', exc)}",
               file=sys.stderr)
+        return 1
+    if not {"route", "from", "to"} <= changed.keys():
+        print(f"session-gateway: {url} did not answer as the gateway's admin API does (is --url the gateway, "
+              "and its prefix the default?)", file=sys.stderr)
         return 1
     configured = "the configured policy" if args.clear else f"configured: {changed['configured']}"
     print(f"route {changed['route']}: policy {changed['from']} -> {changed['to']} ({configured})")
     if "warning" in changed:
         print(f"session-gateway: {changed['warning']}", file=sys.stderr)
     return 0
+
+
+def admin_url(given: str) -> str:
+    """The gateway's prefix URL, ending in "/": the URL as given when it has a path, else with /.gateway/."""
+    from urllib.parse import urlsplit
+
+    base = given.rstrip("/") + "/"
+    return base if urlsplit(base).path not in ("", "/") else base + ".gateway/"
+
+
+def _json_object(data: bytes) -> dict[str, object]:
+    """The JSON object of an answer, or {} for anything else (an HTML error page, say)."""
+    import json
+
+    try:
+        found = json.loads(data or b"{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _keygen(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from plugin_support import write_distribution
 from policy_fleet_support import Gateway, PolicyFleet, fleet_settings
 from stack_support import ADMIN_TOKEN
@@ -233,3 +234,39 @@ async def test_admin_policy_says_so_when_the_switch_reached_this_replica_only(ga
     result = await asyncio.to_thread(cli, "admin", "policy", "hr", "observe", "--url", a.url())
     assert result.returncode == 0 and result.stdout == "route hr: policy enforce -> observe (configured: enforce)\n"
     assert "this replica only" in one_line(result.stderr)
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/.gateway", "/.gateway/"])
+async def test_admin_takes_the_gateways_url_with_or_without_its_prefix(aiohttp_server, monkeypatch, suffix):
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+    gateway = Gateway(fleet_settings(), MemoryPolicies())
+    gateway.server = await aiohttp_server(gateway.app)
+    base = str(gateway.server.make_url("")).rstrip("/")
+    result = await asyncio.to_thread(cli, "admin", "policy", "wiki", "observe", "--url", base + suffix)
+    assert result.returncode == 0, result.stderr
+    assert gateway.modes()["wiki"] == "observe"
+
+
+async def test_admin_pointed_at_something_else_says_so_in_one_line(aiohttp_server, monkeypatch):
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+
+    async def not_the_gateway(request: web.Request) -> web.Response:
+        return web.Response(text="<html>an app</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", not_the_gateway)
+    server = await aiohttp_server(app)
+    result = await asyncio.to_thread(cli, "admin", "policy", "hr", "off", "--url", str(server.make_url("/app/")))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "did not answer as the gateway's admin API does" in one_line(result.stderr)
+
+
+def test_version_and_the_help_name_every_command():
+    from gateway import __version__
+
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout == f"session-gateway {__version__}\n"
+    shown = cli("--help").stdout
+    for command in ("run", "check-config", "keygen", "admin", "sandbox", "demo"):
+        assert f"\n    {command}" in shown, command
+    assert "run | check-config | keygen | admin | sandbox | demo" in shown
