@@ -10,11 +10,18 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 
 .PHONY: run test test-hostile bench clean browser redis
 
+# The demo needs the gateway and its sandbox; the tests need the test tools too (pytest, mypy, ruff, Playwright).
+$(VENV)/.installed-demo: pyproject.toml
+	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[sandbox]'
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
-	$(SYSTEM_PYTHON) -m venv $(VENV)
+	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,sandbox]'
-	touch $@
+	touch $@ $(VENV)/.installed-demo
 
 # Headless Chromium for tests/browser/ (Playwright drives it; `playwright install` is never run: it downloads a
 # browser of its own). apt-get runs only when a binary is missing; as root directly, else through sudo.
@@ -26,7 +33,7 @@ browser:
 			sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
 			echo "installing Debian's chromium and chromium-driver for the browser tests"; \
 			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
 		fi; \
 	fi
 
@@ -45,7 +52,7 @@ redis:
 		fi; \
 	fi
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed-demo
 	$(VENV)/bin/session-gateway demo
 
 test: $(VENV)/.installed browser redis
