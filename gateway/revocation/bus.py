@@ -9,9 +9,15 @@ Sources: a lookup that found the session gone (`lookup`), an Okta event hook (`e
    their open WebSockets;
 3. writes one audit line (logger `gateway.audit`): what, why, from which source, when the source says it
    happened, when the gateway acted;
-4. observes the revocation latency (source time to action) and hands the revocation to listeners (a later
-   issue fans it out to other replicas through them).
-The interface is one method, `publish()`, and one list, `listeners`.
+4. observes the revocation latency (source time to action) and hands what was acted on (`Acted`: the revocation
+   and when) to the listeners (the fan-out writes it to the fleet's store through them).
+`publish()` is the one entry point of every local source, and the only one that calls the listeners.
+
+A revocation another replica took comes in through `apply_remote()`: steps 1 to 3 on this process (the audit line
+says `fanned_in=<replica>`), with the times that replica used (its `acted_at` caps them, exactly as it did there),
+and no listener is called: a fanned-in revocation is never fanned out again (no echo, no loop). A whole-state
+reload (a gap too old to replay, Redis back empty) goes through `learn()`: only what is new to this process is
+recorded, and only for that are cache entries evicted and sockets closed; no audit line per record.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..metrics import Metrics
@@ -60,11 +66,21 @@ class Revocation:
             return []
         return list(user_keys(self.user_id, self.login))
 
+    def ended_at(self, acted_at: float) -> float:
+        """When the session is recorded as ended: the source's time, never past the action."""
+        return min(self.happened_at or acted_at, acted_at)
+
+    def user_cutoff(self, acted_at: float) -> float:
+        """User-wide: bindings made before this are void (the cutoff, else the source's time; never past the action:
+        a binding made after it would otherwise die too)."""
+        return min(self.cutoff if self.cutoff is not None else self.happened_at or acted_at, acted_at)
+
 
 @dataclass(frozen=True, slots=True)
 class Acted:
     revocation: Revocation
-    acted_at: float
+    acted_at: float  # by the replica that took it (what its times are capped at)
+    origin: str | None = None  # the replica it was fanned in from; None when taken here
 
     @property
     def latency(self) -> float | None:
@@ -80,34 +96,76 @@ class RevocationBus:
         self._sockets = sockets
         self._metrics = metrics
         self._clock = clock
-        self.listeners: list[Callable[[Revocation], None]] = []
+        self.listeners: list[Callable[[Acted], None]] = []
         self.recent: deque[Acted] = deque(maxlen=remember)  # for the status page
 
     def publish(self, revocation: Revocation) -> Acted:
+        """A revocation taken by this process: acted on here, then handed to every listener."""
         now = self._clock()
         r = revocation
-        if r.session_id:
-            self.store.end_session(r.session_id, min(r.happened_at or now, now))
-            if self._validator is not None:
-                self._validator.forget(r.session_id)
-            self._metrics.sockets_closed.inc(self._sockets.end(r.session_id))
-        keys = r.user_keys()
-        cutoff = min(r.cutoff if r.cutoff is not None else r.happened_at or now, now)
-        for key in keys:
-            self.store.end_user(key, cutoff, in_okta=r.in_okta)
-        if keys:
-            if self._validator is not None:
-                self._validator.cache.evict_user(keys)
-            self._metrics.sockets_closed.inc(self._sockets.end_user(keys))
+        self._act(r, now)
         acted = Acted(r, now)
         self.recent.appendleft(acted)
         self._metrics.revocations.labels(r.source).inc()
         if acted.latency is not None:
             self._metrics.revocation_latency.labels(r.source).observe(acted.latency)
-        audit.info("revocation source=%s reason=%s scope=%s session=%s user=%s login=%s happened_at=%s "
-                   "acted_at=%.3f", r.source, r.reason, "user" if r.user_wide else "session", r.session_id or "-",
-                   r.user_id or "-", r.login or "-",
-                   f"{r.happened_at:.3f}" if r.happened_at is not None else "-", now)
+        self._audit(r, now, "")
         for listener in self.listeners:
-            listener(r)
+            listener(acted)
         return acted
+
+    def apply_remote(self, revocation: Revocation, acted_at: float, origin: str) -> Acted:
+        """A revocation that replica `origin` took at its `acted_at`: acted on here as it was there, and no listener
+        hears of it (it is already in the fleet's store)."""
+        self._act(revocation, acted_at)
+        now = self._clock()
+        self._audit(revocation, now, f" fanned_in={origin}")
+        acted = Acted(revocation, now, origin)
+        self.recent.appendleft(acted)
+        return acted
+
+    def learn(self, sessions: Mapping[str, float], users: Mapping[str, float], okta: Mapping[str, float]) -> int:
+        """Records read from the fleet's store in a whole-state reload: what this process did not know yet is
+        recorded, its cache entries evicted and its sockets closed; how many records were new."""
+        store = self.store
+        ended = [s for s in sessions if store.session_ended(s) is None]
+        for session_id in ended:
+            store.end_session(session_id, sessions[session_id])
+            self._session_ended(session_id)
+        advanced = [key for key, before in users.items() if before > store.user_ended_before(key)]
+        for key in advanced:
+            store.end_user(key, users[key])
+        in_okta = [key for key, before in okta.items() if before > store.okta_ended_before(key)]
+        for key in in_okta:
+            store.end_user(key, okta[key], in_okta=True)
+        if advanced:
+            self._user_ended(advanced)
+        return len(ended) + len(advanced) + len(in_okta)
+
+    def _act(self, r: Revocation, acted_at: float) -> None:
+        if r.session_id:
+            self.store.end_session(r.session_id, r.ended_at(acted_at))
+            self._session_ended(r.session_id)
+        keys = r.user_keys()
+        cutoff = r.user_cutoff(acted_at)
+        for key in keys:
+            self.store.end_user(key, cutoff, in_okta=r.in_okta)
+        if keys:
+            self._user_ended(keys)
+
+    def _session_ended(self, session_id: str) -> None:
+        if self._validator is not None:
+            self._validator.forget(session_id)
+        self._metrics.sockets_closed.inc(self._sockets.end(session_id))
+
+    def _user_ended(self, keys: list[str]) -> None:
+        if self._validator is not None:
+            self._validator.cache.evict_user(keys)
+        self._metrics.sockets_closed.inc(self._sockets.end_user(keys))
+
+    @staticmethod
+    def _audit(r: Revocation, now: float, origin: str) -> None:
+        audit.info("revocation source=%s reason=%s scope=%s session=%s user=%s login=%s happened_at=%s "
+                   "acted_at=%.3f%s", r.source, r.reason, "user" if r.user_wide else "session", r.session_id or "-",
+                   r.user_id or "-", r.login or "-",
+                   f"{r.happened_at:.3f}" if r.happened_at is not None else "-", now, origin)

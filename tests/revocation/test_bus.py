@@ -12,7 +12,7 @@ from yarl import URL
 from gateway.metrics import Metrics
 from gateway.okta.client import OktaClient
 from gateway.okta.model import OktaSession
-from gateway.revocation.bus import SOURCES, Revocation, RevocationBus
+from gateway.revocation.bus import SOURCES, Acted, Revocation, RevocationBus
 from gateway.sessions.cache import Freshness, ValidationCache
 from gateway.sessions.sockets import OpenSockets
 from gateway.sessions.validation import SessionValidator
@@ -230,14 +230,15 @@ def test_recent_keeps_the_newest_first_and_is_bounded():
     assert [a.acted_at for a in parts.bus.recent] == [NOW + 5, NOW + 4, NOW + 3]
 
 
-def test_every_listener_receives_each_revocation_in_order(parts):
-    first: list[Revocation] = []
-    second: list[Revocation] = []
+def test_every_listener_receives_each_revocation_in_order_with_when_it_was_acted_on(parts):
+    first: list[Acted] = []
+    second: list[Acted] = []
     parts.bus.listeners.extend([first.append, second.append])
     published = [Revocation("event_hook", "okta_session_ended", S1), Revocation("operator", "x", None, BOB_ID)]
     for r in published:
+        parts.clock.now += 1
         parts.bus.publish(r)
-    assert first == published and second == published
+    assert first == second == [Acted(published[0], NOW + 1), Acted(published[1], NOW + 2)]
 
 
 def test_a_listener_sees_the_revocation_after_it_was_acted_on(parts):
@@ -246,6 +247,60 @@ def test_a_listener_sees_the_revocation_after_it_was_acted_on(parts):
     parts.cached(S1)
     parts.bus.publish(Revocation("event_hook", "okta_session_ended", S1))
     assert seen == [(NOW, False)]
+
+
+# --- taken elsewhere: apply_remote(), learn() -----------------------------------------------------------------
+
+
+def test_a_revocation_from_another_replica_acts_here_with_its_times_and_reaches_no_listener(parts):
+    """Its times are capped at when the other replica acted, as they were there (a cutoff capped at this replica's
+    later now would void bindings made since); and no listener hears of it, so the fan-out never echoes it."""
+    heard: list[Acted] = []
+    parts.bus.listeners.append(heard.append)
+    parts.cached(S1)
+    parts.cached(S3, BOB_ID, BOB_LOGIN)
+    stop = parts.sockets.opened(S3, (BOB_ID, BOB_LOGIN))
+    parts.clock.now = NOW + 300
+    parts.bus.apply_remote(Revocation("event_hook", "okta_session_ended", S1), NOW, "other")
+    acted = parts.bus.apply_remote(Revocation("universal_logout", "ul", None, BOB_ID, BOB_LOGIN, in_okta=False),
+                                   NOW + 1, "other")
+    assert parts.store.session_ended(S1) == NOW and not parts.is_cached(S1)
+    assert parts.store.user_ended_before(BOB_LOGIN) == NOW + 1 and parts.store.okta_ended_before(BOB_ID) == 0.0
+    assert stop.is_set() and not parts.is_cached(S3)
+    assert heard == [] and acted == Acted(acted.revocation, NOW + 300, "other")
+    assert parts.metrics.value("gateway_revocations_total", source="event_hook") == 0  # counted where taken
+
+
+def test_the_audit_line_of_a_fanned_in_revocation_says_from_where(parts, caplog):
+    caplog.set_level(logging.INFO, logger="gateway.audit")
+    parts.bus.apply_remote(Revocation("event_hook", "okta_session_ended", S1, happened_at=NOW - 2), NOW - 1, "pod-b")
+    [line] = audit_lines(caplog)
+    assert line["fanned_in"] == "pod-b" and line["session"] == S1 and line["acted_at"] == f"{NOW:.3f}"
+
+
+def test_learn_records_only_what_is_new_and_acts_only_on_that(parts):
+    """A reload is a merge: a known tombstone keeps its first time, a watermark only moves forward, and only what is
+    new evicts cache entries and closes sockets (a user's sockets stay open for an old watermark)."""
+    parts.bus.publish(Revocation("lookup", "okta_session_ended", S1, happened_at=NOW - 10))
+    parts.bus.publish(Revocation("operator", "x", None, ALICE_ID, happened_at=NOW - 5))
+    alices = parts.sockets.opened(S2, (ALICE_ID,))
+    bobs = parts.sockets.opened(S3, (BOB_ID,))
+    parts.cached(S2)
+    new = parts.bus.learn({S1: NOW - 1, S3: NOW - 2}, {ALICE_ID: NOW - 50, BOB_ID: NOW - 3}, {BOB_ID: NOW - 3})
+    assert new == 3
+    assert parts.store.session_ended(S1) == NOW - 10 and parts.store.session_ended(S3) == NOW - 2
+    assert parts.store.user_ended_before(ALICE_ID) == NOW - 5 and parts.store.user_ended_before(BOB_ID) == NOW - 3
+    assert parts.store.okta_ended_before(BOB_ID) == NOW - 3
+    assert bobs.is_set() and not alices.is_set() and parts.is_cached(S2)
+    assert parts.bus.learn({S1: NOW}, {BOB_ID: NOW - 3}, {BOB_ID: NOW - 4}) == 0
+
+
+def test_learn_with_equal_user_and_okta_watermarks_still_evicts_the_users_sessions(parts):
+    parts.cached(S1)
+    stop = parts.sockets.opened(S1, ALICE_KEYS)
+    parts.bus.learn({}, {ALICE_ID: NOW - 1}, {ALICE_ID: NOW - 1})
+    assert stop.is_set() and not parts.is_cached(S1)
+    assert parts.store.okta_ended_before(ALICE_ID) == NOW - 1
 
 
 # --- audit --------------------------------------------------------------------------------------------------------
