@@ -41,6 +41,10 @@ class MemoryStore:
     def okta_ended_before(self, user_key: str) -> float:
         return self._in_okta.get(user_key, 0.0)
 
+    def snapshot(self) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        """Copies of the tombstones, the user watermarks and the Okta watermarks (to write them back elsewhere)."""
+        return dict(self._sessions), dict(self._users), dict(self._in_okta)
+
     def forget_older_than(self, now: float) -> None:
         """Drop what is past its retention (called now and then, not per request)."""
         for table in (self._sessions, self._users, self._in_okta):
