@@ -1,6 +1,11 @@
 """Build the aiohttp application: wire the parts together, and run their background tasks for the app's lifetime.
 
 What a request reaches is dispatch.py's; the parts are built here once, from the settings, and nowhere else.
+
+With `[store] backend = "redis"` there is one RedisLink for the process; the bus records in an in-process mirror
+(a MemoryStore: the hot path reads only it) that the fan-out keeps current. The link and the fan-out start before
+the app serves (the fleet's state is loaded into the mirror first; Redis away then is not fatal) and close after.
+The memory store is the same MemoryStore, with no link, no fan-out and no task.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder
 from .revocation.bus import RevocationBus
 from .revocation.event_hooks import EventHookReceiver
+from .revocation.fanout import FanOut
 from .revocation.jwks import KeySet, jwks_fetcher
 from .revocation.tokens import TokenVerifier
 from .revocation.universal_logout import handle, user_revoker
@@ -39,6 +45,8 @@ from .sessions.sockets import OpenSockets
 from .sessions.validation import SessionValidator
 from .settings import OktaSettings
 from .store.memory import MemoryStore
+from .store.redis import RedisLink
+from .store.redis_revocations import RedisRevocations
 
 log = logging.getLogger("gateway")
 
@@ -50,6 +58,8 @@ ENFORCERS = web.AppKey("enforcers", dict[str, Enforcer])
 SOCKETS = web.AppKey("sockets", OpenSockets)
 BUS = web.AppKey("bus", RevocationBus)
 SWEEP = web.AppKey("sweep", SocketSweep)
+STORE_LINK = web.AppKey("store_link", RedisLink)
+FANOUT = web.AppKey("fanout", FanOut)
 
 
 def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
@@ -61,13 +71,19 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     app[POOLS] = pools
     app[METRICS] = metrics = Metrics()
     app.cleanup_ctx.append(_pools_ctx)
+    if settings.store.backend == "redis":
+        app[STORE_LINK] = RedisLink(settings.store, metrics)
+        app.cleanup_ctx.append(_store_ctx)
     http = Forwarder(pools, settings.server)
     ws = WebSocketForwarder(pools, settings.server, settings.proxy)
     app[ENFORCERS] = {}
     app[SOCKETS] = OpenSockets()
     if settings.okta is not None:
         app[VALIDATOR] = validator = _validator(settings.okta, metrics, clock)
-        app[BUS] = bus = RevocationBus(MemoryStore(), validator, app[SOCKETS], metrics, clock=clock)
+        mirror = MemoryStore(retention=settings.store.retention) if STORE_LINK in app else MemoryStore()
+        app[BUS] = bus = RevocationBus(mirror, validator, app[SOCKETS], metrics, clock=clock)
+        if STORE_LINK in app:
+            app[FANOUT] = FanOut(bus, mirror, RedisRevocations(app[STORE_LINK]), metrics, clock=clock)
         app[ENFORCERS] = _enforcers(settings, validator, http, ws, pools, app[SOCKETS], bus, metrics, clock)
         app[SWEEP] = SocketSweep(validator, app[SOCKETS], metrics, clock=clock)
         app.cleanup_ctx.append(_okta_ctx)
@@ -153,6 +169,18 @@ async def _pools_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[POOLS].start()
     yield
     await app[POOLS].close()
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Redis before the app serves: the link (away is not fatal), then the fleet's state into the mirror."""
+    link, fanout = app[STORE_LINK], app.get(FANOUT)
+    await link.start()
+    if fanout is not None:
+        await fanout.start()
+    yield
+    if fanout is not None:
+        await fanout.close()
+    await link.close()
 
 
 def _validator(okta: OktaSettings, metrics: Metrics, clock: Callable[[], float]) -> SessionValidator:
