@@ -8,13 +8,12 @@ import asyncio
 import time
 from typing import Any
 
+from store.links import link_to
+
 from conftest import settings
-from gateway.metrics import Metrics
 from gateway.revocation.bus import Revocation
 from gateway.server import BUS, ENFORCERS, FANOUT, STORE_LINK, build_app
-from gateway.settings import RedisSettings, StoreSettings
 from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisLink
 from gateway.store.redis_revocations import Change, RedisRevocations
 
 S1, S2 = "idxAAAAAAAAAAAAAAAAAAAAAA", "idxBBBBBBBBBBBBBBBBBBBBBB"
@@ -28,7 +27,7 @@ def gateway_settings(store: dict[str, Any]) -> Any:
 
 async def seed(url: str, session_id: str) -> None:
     """A tombstone in Redis, as another replica would have written it."""
-    link = RedisLink(StoreSettings("redis", "gw", 3600.0, RedisSettings(url=url)), Metrics())
+    link = link_to(url, "gw")
     await link.start()
     try:
         await RedisRevocations(link).write([Change({"kind": "revocation", "replica": "other"}, (session_id, 1.0))])

@@ -46,8 +46,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..metrics import Metrics
+from ..store import StoreUnavailable
 from ..store.memory import MemoryStore
-from ..store.redis import StoreUnavailable
 from ..store.redis_revocations import START, Change, Entry, RedisRevocations, State, id_order
 from .bus import Acted, Revocation, RevocationBus
 

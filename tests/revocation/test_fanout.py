@@ -11,10 +11,10 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from store.links import wait_until
 from yarl import URL
 
 from gateway.metrics import Metrics
@@ -49,13 +49,6 @@ def fast(monkeypatch):
     monkeypatch.setattr(redis_link, "PROBE_EVERY", 0.05)
     monkeypatch.setattr(fanout_module, "BLOCK", 0.2)
     monkeypatch.setattr(fanout_module, "RETRY", 0.05)
-
-
-async def wait_until(condition: Callable[[], bool], limit: float = 8.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 class Replica:

@@ -10,16 +10,14 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
+from store.links import link_to
 
-from gateway.metrics import Metrics
-from gateway.settings import RedisSettings, StoreSettings
+from gateway.store import StoreUnavailable, redis_revocations
 from gateway.store import redis as redis_link
-from gateway.store import redis_revocations
-from gateway.store.redis import RedisLink, StoreUnavailable
 from gateway.store.redis_revocations import START, Change, RedisRevocations, State, StreamInfo, id_order
 
 NOW = time.time()
-RETENTION = 3600.0
+RETENTION = 3600.0  # what store.links gives a link
 S1, S2 = "idxAAAAAAAAAAAAAAAAAAAAAA", "idxBBBBBBBBBBBBBBBBBBBBBB"
 ALICE = "00u1a2b3c4d5e6f7g8h9"
 PREFIX = "{fleet}:revocations:"
@@ -33,7 +31,7 @@ def fast_probe(monkeypatch):
 
 @pytest.fixture
 async def shared(redis_server):
-    link = RedisLink(StoreSettings("redis", "fleet", RETENTION, RedisSettings(url=redis_server.url)), Metrics())
+    link = link_to(redis_server.url, "fleet")
     await link.start()
     yield RedisRevocations(link)
     await link.close()
