@@ -18,6 +18,11 @@ says `fanned_in=<replica>`), with the times that replica used (its `acted_at` ca
 and no listener is called: a fanned-in revocation is never fanned out again (no echo, no loop). A whole-state
 reload (a gap too old to replay, Redis back empty) goes through `learn()`: only what is new to this process is
 recorded, and only for that are cache entries evicted and sockets closed; no audit line per record.
+
+With a fleet's shared cache (sessions/validation.py), a session's end drops its shared entry too, from the replica
+that took it and from each that fans it in (one delete each: a lookup in flight elsewhere may have put it back);
+a user's end drops, on every replica, the shared entries of the sessions that replica holds. A reload evicts
+only this process's entries (a start-up load would otherwise delete once per tombstone).
 """
 
 from __future__ import annotations
@@ -131,7 +136,7 @@ class RevocationBus:
         ended = [s for s in sessions if store.session_ended(s) is None]
         for session_id in ended:
             store.end_session(session_id, sessions[session_id])
-            self._session_ended(session_id)
+            self._session_ended(session_id, shared=False)
         advanced = [key for key, before in users.items() if before > store.user_ended_before(key)]
         for key in advanced:
             store.end_user(key, users[key])
@@ -153,14 +158,20 @@ class RevocationBus:
         if keys:
             self._user_ended(keys)
 
-    def _session_ended(self, session_id: str) -> None:
+    def _session_ended(self, session_id: str, *, shared: bool = True) -> None:
+        """Its cache entry goes (with `shared`, from the fleet's shared cache too), its sockets close."""
         if self._validator is not None:
-            self._validator.forget(session_id)
+            if shared:
+                self._validator.forget(session_id)
+            else:
+                self._validator.cache.evict(session_id)
         self._metrics.sockets_closed.inc(self._sockets.end(session_id))
 
     def _user_ended(self, keys: list[str]) -> None:
+        """The entries of the user's sessions that this process holds go, here and from the shared cache (each
+        replica drops those it holds), and their sockets close."""
         if self._validator is not None:
-            self._validator.cache.evict_user(keys)
+            self._validator.forget_user(keys)
         self._metrics.sockets_closed.inc(self._sockets.end_user(keys))
 
     @staticmethod

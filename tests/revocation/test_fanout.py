@@ -31,6 +31,7 @@ from gateway.store import redis as redis_link
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisLink
 from gateway.store.redis_revocations import RedisRevocations
+from gateway.store.redis_sessions import RedisSessions
 
 RETENTION = 3600.0
 TIMEOUT = 0.2
@@ -54,7 +55,8 @@ def fast(monkeypatch):
 class Replica:
     """One gateway process's revocation parts: bus, mirror, sockets, a validator (its cache) and the fan-out."""
 
-    def __init__(self, url: str, name: str, *, max_buffered: int = fanout_module.MAX_BUFFERED) -> None:
+    def __init__(self, url: str, name: str, *, max_buffered: int = fanout_module.MAX_BUFFERED,
+                 shared_cache: bool = False) -> None:
         self.name = name
         self.metrics = Metrics()
         store = StoreSettings("redis", "fleet", RETENTION,
@@ -64,7 +66,8 @@ class Replica:
         self.sockets = OpenSockets()
         self.cache = ValidationCache(CachePolicy())
         client = OktaClient(URL("http://127.0.0.1:9"), "00-token", metrics=self.metrics)  # never called
-        self.validator = SessionValidator(client, self.cache, self.metrics)
+        self.lookups = RedisSessions(self.link, 1.0) if shared_cache else None
+        self.validator = SessionValidator(client, self.cache, self.metrics, shared=self.lookups)
         self.bus = RevocationBus(self.mirror, self.validator, self.sockets, self.metrics)
         self.fanout = FanOut(self.bus, self.mirror, RedisRevocations(self.link), self.metrics, replica=name,
                              max_buffered=max_buffered)
@@ -277,6 +280,35 @@ async def test_an_entry_that_is_no_revocation_is_skipped_and_reading_goes_on(fle
     a.publish("operator", "operator", sid(1))
     await wait_until(lambda: b.knows(sid(1)))
     assert "is no revocation; skipped" in caplog.text
+
+
+async def test_with_a_shared_cache_the_taker_and_each_replica_that_fans_in_drop_its_shared_entries(fleet, redis_server):
+    """A session's shared entry goes; a user's: every replica drops the shared entries of the sessions it holds."""
+    a, b = await fleet("a", shared_cache=True), await fleet("b", shared_cache=True)
+    assert a.lookups is not None
+    key = a.lookups.value_key
+    for i in (1, 2, 3):
+        redis_server.command("SET", key(sid(i)), "cached")
+    b.cached(sid(2))  # only b holds this one of Alice's sessions
+    a.publish("event_hook", "okta_session_ended", sid(1))
+    a.publish("event_hook", "user_suspended", None, ALICE_ID)
+    await wait_until(lambda: redis_server.command("EXISTS", key(sid(1))) == "0"
+                     and redis_server.command("EXISTS", key(sid(2))) == "0")
+    assert not b.is_cached(sid(2)) and redis_server.command("EXISTS", key(sid(3))) == "1"
+
+
+async def test_a_load_does_not_delete_a_shared_entry_per_tombstone(fleet, redis_server):
+    """A start-up load (or any reload) evicts this process's entries only: a delete per tombstone would cost a
+    replica that starts one Redis command per revocation of the retention."""
+    a = await fleet("a")
+    a.publish("lookup", "okta_session_ended", sid(1))
+    await wait_until(lambda: a.fanout.buffered == 0)
+    key = RedisSessions(a.link, 1.0).value_key(sid(1))
+    redis_server.command("SET", key, "cached")
+    later = await fleet("later", shared_cache=True)
+    assert later.knows(sid(1))
+    await asyncio.sleep(0.1)  # a delete would be a background write
+    assert redis_server.command("EXISTS", key) == "1"
 
 
 # --- a replica that starts later ----------------------------------------------------------------------------------
