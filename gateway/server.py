@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from .admin import Admin, Operator
+from .admin import Admin, Operator, RoutePolicies
 from .config import Settings
 from .dispatch import ClientFaultsAtDebug, expect_continue_only, expect_later, not_found, plainly_spelled, proxy_handler
 from .enforcement.enforcer import Enforcer
@@ -45,8 +45,13 @@ from .sessions.sockets import OpenSockets
 from .sessions.validation import SessionValidator
 from .settings import OktaSettings
 from .store.memory import MemoryStore
+from .store.policies import MemoryPolicies
 from .store.redis import RedisLink
+from .store.redis_policies import RedisPolicies
 from .store.redis_revocations import RedisRevocations
+from .store.redis_seen import RedisSeen
+from .store.redis_sessions import RedisSessions
+from .store.seen import MemorySeen, SeenOnce
 
 log = logging.getLogger("gateway")
 
@@ -60,6 +65,8 @@ BUS = web.AppKey("bus", RevocationBus)
 SWEEP = web.AppKey("sweep", SocketSweep)
 STORE_LINK = web.AppKey("store_link", RedisLink)
 FANOUT = web.AppKey("fanout", FanOut)
+POLICIES = web.AppKey("policies", RoutePolicies)
+HOOKS = web.AppKey("hooks", EventHookReceiver)
 
 
 def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
@@ -71,37 +78,46 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     app[POOLS] = pools
     app[METRICS] = metrics = Metrics()
     app.cleanup_ctx.append(_pools_ctx)
-    if settings.store.backend == "redis":
-        app[STORE_LINK] = RedisLink(settings.store, metrics)
-        app.cleanup_ctx.append(_store_ctx)
+    link = RedisLink(settings.store, metrics) if settings.store.backend == "redis" else None
+    if link is not None:
+        app[STORE_LINK] = link
+        app.cleanup_ctx.append(_store_ctx)  # before the validator's and the policies': up first, closed last
     http = Forwarder(pools, settings.server)
     ws = WebSocketForwarder(pools, settings.server, settings.proxy)
     app[ENFORCERS] = {}
     app[SOCKETS] = OpenSockets()
     if settings.okta is not None:
-        app[VALIDATOR] = validator = _validator(settings.okta, metrics, clock)
-        mirror = MemoryStore(retention=settings.store.retention) if STORE_LINK in app else MemoryStore()
+        app[VALIDATOR] = validator = _validator(settings.okta, metrics, clock, link)
+        mirror = MemoryStore(retention=settings.store.retention) if link is not None else MemoryStore()
         app[BUS] = bus = RevocationBus(mirror, validator, app[SOCKETS], metrics, clock=clock)
-        if STORE_LINK in app:
-            app[FANOUT] = FanOut(bus, mirror, RedisRevocations(app[STORE_LINK]), metrics, clock=clock)
+        if link is not None:
+            app[FANOUT] = FanOut(bus, mirror, RedisRevocations(link), metrics, clock=clock)
         app[ENFORCERS] = _enforcers(settings, validator, http, ws, pools, app[SOCKETS], bus, metrics, clock)
         app[SWEEP] = SocketSweep(validator, app[SOCKETS], metrics, clock=clock)
         app.cleanup_ctx.append(_okta_ctx)
+    # always, so that a replica without [admin] follows the fleet's switches too
+    app[POLICIES] = RoutePolicies(settings.routes.routes, app[ENFORCERS],
+                                  RedisPolicies(link) if link is not None else MemoryPolicies(), clock=clock)
+    app.cleanup_ctx.append(_policies_ctx)
 
     prefix = settings.server.prefix
     own = web.UrlDispatcher()  # the gateway's endpoints, gathered here and then added behind plainly_spelled
     if settings.okta is not None and settings.okta.event_hook is not None:
         hook = settings.okta.event_hook
-        receiver = EventHookReceiver(hook.secret, hook.header, app[BUS], metrics)
+        app[HOOKS] = receiver = EventHookReceiver(
+            hook.secret, hook.header, app[BUS], metrics, seen=RedisSeen(link, "hook") if link is not None else None,
+            retention=settings.store.retention, clock=clock)
         own.add_get(prefix + "okta/events", receiver.verify)
         own.add_post(prefix + "okta/events", receiver.deliver)
     if settings.okta is not None and settings.okta.universal_logout is not None:
-        own.add_post(prefix + "okta/universal-logout", _universal_logout(app, settings.okta, clock))
+        replays = RedisSeen(link, "jti") if link is not None else MemorySeen()
+        own.add_post(prefix + "okta/universal-logout", _universal_logout(app, settings.okta, clock, replays))
     if settings.admin_token is not None:
         admin = Admin(Operator(settings.admin_token, prefix, clock), prefix, settings.routes.routes, app[ENFORCERS],
-                      metrics, app.get(BUS), app[SOCKETS], trusted_proxies=settings.server.trusted_proxies)
+                      metrics, app.get(BUS), app[SOCKETS], trusted_proxies=settings.server.trusted_proxies,
+                      policies=app[POLICIES])
         admin.add_routes(own)
-    health = Health(pools, app[VALIDATOR].client if VALIDATOR in app else None, len(settings.routes.routes))
+    health = Health(pools, app[VALIDATOR].client if VALIDATOR in app else None, len(settings.routes.routes), link)
     own.add_get(prefix + "healthz", health.healthz, allow_head=True)
     own.add_get(prefix + "readyz", health.readyz, allow_head=True)
     limits = settings.server
@@ -119,8 +135,8 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
 JWKS_HTTP = web.AppKey("jwks_http", aiohttp.ClientSession)
 
 
-def _universal_logout(app: web.Application, okta: OktaSettings,
-                      clock: Callable[[], float]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _universal_logout(app: web.Application, okta: OktaSettings, clock: Callable[[], float],
+                      replays: SeenOnce) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The Universal Logout endpoint: Okta's JWT checked against the org's keys, then the user revoked."""
     assert okta.universal_logout is not None
     issuer = str(okta.org_url)
@@ -131,7 +147,7 @@ def _universal_logout(app: web.Application, okta: OktaSettings,
 
     ul = okta.universal_logout
     verifier = TokenVerifier(issuer=issuer, audience=ul.endpoint_url, keys=KeySet(fetch, clock=clock), clock=clock,
-                             leeway=ul.leeway)
+                             leeway=ul.leeway, replays=replays)
     revoke = user_revoker(app[VALIDATOR].client, app[BUS])
     app.cleanup_ctx.append(_jwks_http_ctx)
 
@@ -183,11 +199,22 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await link.close()
 
 
-def _validator(okta: OktaSettings, metrics: Metrics, clock: Callable[[], float]) -> SessionValidator:
+def _validator(okta: OktaSettings, metrics: Metrics, clock: Callable[[], float],
+               link: RedisLink | None) -> SessionValidator:
     client = OktaClient(okta.org_url, okta.api_token, timeout=okta.timeout, retries=okta.retries, metrics=metrics,
                         clock=clock)
+    shared = RedisSessions(link, okta.timeout) if link is not None else None
     return SessionValidator(client, ValidationCache(okta.cache), metrics, clock=clock, low_headroom=okta.low_headroom,
-                            stretch=okta.stretch, max_background=okta.max_background_refreshes)
+                            stretch=okta.stretch, max_background=okta.max_background_refreshes, shared=shared)
+
+
+async def _policies_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The fleet's policy switches adopted before the first request (after the store's link is up)."""
+    await app[POLICIES].start()
+    yield
+    if HOOKS in app:
+        await app[HOOKS].close()  # deliveries being acted on finish first
+    await app[POLICIES].close()
 
 
 async def _okta_ctx(app: web.Application) -> AsyncIterator[None]:
