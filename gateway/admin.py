@@ -53,6 +53,7 @@ from .sessions.sockets import OpenSockets
 from .settings import IPNetwork, Mode
 from .status import MODES, RevocationView, RouteView, login_html, status_data, status_html
 from .store.policies import MAX_BY, MemoryPolicies, Override, PolicyStore
+from .store.redis import RedisLink
 
 audit = logging.getLogger("gateway.audit")
 log = logging.getLogger("gateway.admin")
@@ -194,8 +195,9 @@ class Admin:
     def __init__(self, operator: Operator, prefix: str, routes: tuple[Route, ...], enforcers: dict[str, Enforcer],
                  metrics: Metrics, bus: RevocationBus | None, sockets: OpenSockets, *,
                  trusted_proxies: Sequence[IPNetwork] = (), throttle: SignInThrottle | None = None,
-                 policies: RoutePolicies | None = None) -> None:
+                 policies: RoutePolicies | None = None, store: RedisLink | None = None) -> None:
         """policies: the routes' policies and where their overrides are kept (by default this process's memory)."""
+        self._store = store
         self._operator, self._prefix, self._routes = operator, prefix, routes
         self._enforcers, self._metrics, self._bus, self._sockets = enforcers, metrics, bus, sockets
         self._trusted = tuple(trusted_proxies)
@@ -268,7 +270,17 @@ class Admin:
             "okta_rate_limit_remaining": int(m.value("gateway_okta_rate_limit_remaining")) or None,
             "revocations": int(sum(m.value("gateway_revocations_total", source=s) for s in SOURCES)),
             "open_websockets": len(self._sockets),
+            **self._store_state(),
         }
+
+    def _store_state(self) -> dict[str, Any]:
+        """The shared store as the operator needs to see it: there or away, what waits to be written, how late."""
+        if self._store is None:
+            return {"store": "memory (this process)"}
+        m = self._metrics
+        return {"store": "redis, up" if self._store.up else "redis, away",
+                "store_buffered_revocations": int(m.value("gateway_store_buffered_revocations")),
+                "store_replay_lag_s": round(m.value("gateway_store_replay_lag_seconds"), 3)}
 
     # --- switching a route's policy --------------------------------------------------------------------------
 

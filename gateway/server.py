@@ -115,7 +115,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     if settings.admin_token is not None:
         admin = Admin(Operator(settings.admin_token, prefix, clock), prefix, settings.routes.routes, app[ENFORCERS],
                       metrics, app.get(BUS), app[SOCKETS], trusted_proxies=settings.server.trusted_proxies,
-                      policies=app[POLICIES])
+                      policies=app[POLICIES], store=link)
         admin.add_routes(own)
     health = Health(pools, app[VALIDATOR].client if VALIDATOR in app else None, len(settings.routes.routes), link)
     own.add_get(prefix + "healthz", health.healthz, allow_head=True)

@@ -204,3 +204,19 @@ async def test_a_sentinel_failover_keeps_the_fleet_one_gateway(start_fleet, star
 
 async def _promoted(redis) -> bool:
     return "role:master" in await asyncio.to_thread(redis.command, "INFO", "replication")
+
+
+async def test_readyz_and_the_status_page_show_the_store_and_readyz_stays_200_while_redis_is_away(start_fleet):
+    fleet = await start_fleet(okta=PUSHED, replicas=1)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(fleet.url("/.gateway/readyz")) as r:
+            assert r.status == 200 and (await r.json())["store"] == "up"
+        assert (await status(fleet, 0))["counters"]["store"] == "redis, up"
+        fleet.redis.kill()
+        await eventually(lambda: _is(_store_of(fleet), "redis, away"), limit=5.0)
+        async with http.get(fleet.url("/.gateway/readyz")) as r:
+            assert r.status == 200 and (await r.json())["store"] == "away"
+
+
+async def _store_of(fleet) -> str:
+    return (await status(fleet, 0))["counters"]["store"]
