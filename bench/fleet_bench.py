@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,9 @@ import revocation_bench as rb  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 
 from gateway.sandbox.browser import Browser  # noqa: E402
+from gateway.sandbox.fleet import Fleet, replica_config, replica_ports  # noqa: E402
 from gateway.sandbox.okta.org import OktaOrg  # noqa: E402
-from gateway.sandbox.stack import UNIVERSAL_LOGOUT, AppRoute, World, free_port, start_world  # noqa: E402
+from gateway.sandbox.stack import UNIVERSAL_LOGOUT, AppRoute, free_port, start_world  # noqa: E402
 from gateway.sandbox.toml import toml_text  # noqa: E402
 from gateway.sessions.binding import Binding, BindingCodec  # noqa: E402
 
@@ -80,25 +81,12 @@ def start_redis(redis: str, work: Path, port: int, children: list[pb.Child]) -> 
 
 
 @dataclass
-class Fleet:
-    world: World
-    ports: list[int]
-    processes: list[pb.Child]
-
-    @property
-    def org(self) -> OktaOrg:
-        return self.world.org
-
-    @property
-    def gateway_url(self) -> str:
-        return self.world.gateway_url
-
-    def url(self, path: str, replica: int = 0) -> str:
-        return f"http://127.0.0.1:{self.ports[replica]}{path}"
+class ProcessFleet(Fleet):
+    processes: list[pb.Child] = field(default_factory=list)
 
 
 async def start_fleet(args: argparse.Namespace, work: Path, children: list[pb.Child], redis_port: int,
-                      okta: dict[str, Any]) -> Fleet:
+                      okta: dict[str, Any]) -> ProcessFleet:
     os.environ.update(OKTA_API_TOKEN=TOKEN, GATEWAY_BINDING_KEYS=Fernet.generate_key().decode(),
                       OKTA_HOOK_SECRET=HOOK_SECRET)
     okta_port = free_port("127.0.0.2")
@@ -107,10 +95,9 @@ async def start_fleet(args: argparse.Namespace, work: Path, children: list[pb.Ch
     world = await start_world([AppRoute("hr")], org=org, okta_port=okta_port, okta=okta,
                               server={"log_level": "warning"},
                               store={"backend": "redis", "url": f"redis://127.0.0.1:{redis_port}/0"})
-    ports = [int(world.gateway_url.rpartition(":")[2])] + [free_port() for _ in range(REPLICAS - 1)]
-    fleet = Fleet(world, ports, [])
-    for i, port in enumerate(ports):
-        config = {**world.config, "server": {**world.config["server"], "listen": f"127.0.0.1:{port}"}}
+    fleet = ProcessFleet(world, replica_ports(world, REPLICAS))
+    for i, port in enumerate(fleet.ports):
+        config = replica_config(world, port)
         path = work / f"replica-{i}.toml"
         path.write_text(toml_text(config))
         child = pb.spawn([args.python, "-m", "gateway.cli", "run", "--config", str(path)], work / f"replica-{i}.err",
@@ -129,7 +116,7 @@ async def wait_ready(child: pb.Child, port: int, log: Path) -> None:
         await asyncio.sleep(0.1)
 
 
-async def stop_fleet(fleet: Fleet) -> None:
+async def stop_fleet(fleet: ProcessFleet) -> None:
     for child in fleet.processes:
         await asyncio.to_thread(pb.stop, child)
     await fleet.world.close()

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from fleet_support import Fleet, replica_config, start_replica
+from fleet_support import RedisFleet, start_replica
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from okta_sandbox_support import API_TOKEN, OKTA_HOST, Answer, Okta, Sandboxes, sandbox_org
@@ -26,6 +26,7 @@ from redis_support import RedisProcess
 from stack_support import ADMIN_TOKEN, FAST_CACHE, HOOK_SECRET, KEYS, Browser
 
 from gateway.config import Settings, parse
+from gateway.sandbox.fleet import replica_config, replica_ports
 from gateway.sandbox.stack import AppRoute, Stack, free_port, start_stack, start_world
 from gateway.sandbox.toml import toml_text as write_toml
 from gateway.server import build_app
@@ -313,7 +314,7 @@ def redis_server(start_redis: Callable[..., RedisProcess]) -> RedisProcess:
 
 # --- a fleet: several `session-gateway run` replicas sharing one redis-server (tests/e2e/fleet_support.py) --------
 
-StartFleet = Callable[..., Awaitable[Fleet]]
+StartFleet = Callable[..., Awaitable[RedisFleet]]
 
 
 @pytest.fixture
@@ -321,10 +322,10 @@ async def start_fleet(binding_keys: list[str], start_redis: Callable[..., RedisP
                       tmp_path: Path) -> AsyncIterator[StartFleet]:
     """start_fleet(AppRoute(...), ..., replicas=3, okta={...}, store={...}, org_options={...}): the Okta sandbox and
     the apps in this process, `replicas` gateway processes with the Redis store, one redis-server."""
-    fleets: list[Fleet] = []
+    fleets: list[RedisFleet] = []
 
     async def make(*apps: AppRoute, replicas: int = 3, org_options: dict[str, Any] | None = None,
-                   store: dict[str, Any] | None = None, **kwargs: Any) -> Fleet:
+                   store: dict[str, Any] | None = None, **kwargs: Any) -> RedisFleet:
         redis = start_redis()
         port = free_port(OKTA_HOST)
         org = sandbox_org(port, **(org_options or {}))
@@ -332,14 +333,13 @@ async def start_fleet(binding_keys: list[str], start_redis: Callable[..., RedisP
         shared = {"backend": "redis", **({} if "sentinels" in (store or {}) else {"url": redis.url}), **(store or {})}
         world = await start_world(list(apps) or [AppRoute("hr")], org=org, okta_host=OKTA_HOST, okta_port=port,
                                   store=shared, admin=True, **kwargs)
-        fleet = Fleet(world, redis)
+        fleet = RedisFleet(world, replica_ports(world, replicas), redis)
         fleets.append(fleet)
-        for i in range(replicas):
-            config = replica_config(world, i)
+        for i, listen in enumerate(fleet.ports):
+            config = replica_config(world, listen)
             routes = config.pop("route")
-            listen_port = int(config["server"]["listen"].rpartition(":")[2])
             fleet.replicas.append(await start_replica(GatewayProcess, toml_text(routes, **config),
-                                                      tmp_path / f"replica-{i}.toml", listen_port))
+                                                      tmp_path / f"replica-{i}.toml", listen))
         return fleet
 
     yield make

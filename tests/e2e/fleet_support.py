@@ -1,49 +1,22 @@
-"""Several gateway replicas as an operator runs them: `session-gateway run` processes with one configuration (but
-their listen address), in front of one Okta sandbox and one set of legacy apps, sharing one redis-server.
-
-Replica 0 listens on the address the apps and Okta know the gateway by (the ACS, the Universal Logout audience);
-the others on ports of their own, as pods behind one Service. A browser's cookies are the same on every replica
-(browsers keep cookies by host, not by port), so a browser signed in through one replica is signed in on all.
-"""
+"""Several `session-gateway run` replicas sharing one redis-server, in front of one Okta sandbox and one set of
+legacy apps (gateway/sandbox/fleet.py says where each listens)."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from redis_support import RedisProcess
 
-from gateway.sandbox.okta.org import OktaOrg
-from gateway.sandbox.stack import World, free_port
+from gateway.sandbox.fleet import Fleet
 
 
 @dataclass
-class Fleet:
-    world: World
-    redis: RedisProcess
+class RedisFleet(Fleet):
+    redis: RedisProcess | None = None
     replicas: list[Any] = field(default_factory=list)  # conftest.GatewayProcess, one per replica
-
-    @property
-    def org(self) -> OktaOrg:
-        return self.world.org
-
-    @property
-    def gateway_url(self) -> str:
-        return self.world.gateway_url
-
-    def url(self, path: str, replica: int = 0) -> str:
-        return self.gateway_url + path if replica == 0 else self.replicas[replica].url(path)
-
-
-def replica_config(world: World, replica: int) -> dict[str, Any]:
-    """The fleet's one configuration, with this replica's listen address (replica 0 keeps the world's)."""
-    config = copy.deepcopy(world.config)
-    if replica:
-        config["server"]["listen"] = f"127.0.0.1:{free_port()}"
-    return config
 
 
 async def start_replica(process_class: Any, config_text: str, path: Path, port: int) -> Any:
