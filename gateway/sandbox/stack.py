@@ -161,6 +161,7 @@ def _route(spec: AppRoute, upstream: str) -> dict[str, Any]:
         "app_profile": "servlet", "acs_path": f"{prefix}/saml/acs", "sign_in_url": f"{prefix}/login",
         "logout_paths": [f"{prefix}/logout"], "app_logout_url": f"{prefix}/logout",
         "app_cookie_path": prefix or "/",
+        "after_logout_url": f"{prefix}/",  # back to the app's own page, which asks for a sign-in
         "binding_cookie": {"name": f"gateway_binding_{spec.name}", "path": prefix or "/"},
     }
     if prefix:

@@ -49,3 +49,18 @@ def test_the_interactive_demo_prints_its_urls_and_stops_on_ctrl_c():
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+async def test_logging_out_of_an_app_in_the_demo_ends_on_that_apps_page_not_a_404():
+    from gateway.sandbox.browser import Browser
+    from gateway.sandbox.demo import ALICE, start_demo
+
+    stack = await start_demo(okta_port=free_port(OKTA_HOST), gateway_port=free_port())
+    browser = Browser(stack)
+    try:
+        assert (await browser.sign_in(ALICE, prefix="/hr", start="/hr/")).status == 200
+        after = await browser.follow(await browser.get("/hr/logout"))
+        assert after.status == 200 and after.url.startswith(stack.url("/hr/")), (after.status, after.url)
+    finally:
+        await browser.close()
+        await stack.close()
