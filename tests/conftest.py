@@ -240,6 +240,7 @@ def okta_api_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OKTA_API_TOKEN", API_TOKEN)
     monkeypatch.setenv("GATEWAY_BINDING_KEYS", BINDING_KEY)
     monkeypatch.setenv("OKTA_HOOK_SECRET", HOOK_SECRET)
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
 
 
 # --- the whole stack: the Okta sandbox on OKTA_HOST, legacy apps, the gateway, and browsers (tests/e2e, hostile) --
