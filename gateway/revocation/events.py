@@ -20,6 +20,7 @@ from typing import Any
 
 from ..okta.ids import is_session_id, is_user_id
 from .bus import Revocation
+from .refusal import MAX_LOGIN, short_text
 
 SESSION_END = "user.session.end"
 USER_WIDE = {"user.session.clear": "user_sessions_cleared", "user.lifecycle.suspend": "user_suspended",
@@ -78,7 +79,7 @@ def _user(event: dict[str, Any]) -> tuple[str, str | None] | None:
     for who in candidates:
         if is_user_id(who.get("id")):
             login = who.get("alternateId")
-            return str(who["id"]), login if isinstance(login, str) and "@" in login else None
+            return str(who["id"]), login if short_text(login, MAX_LOGIN) and "@" in login else None
     return None
 
 

@@ -159,8 +159,8 @@ class FanOut:
         if self._link.up and (self._pending or self._resync):
             try:
                 await self._write_all()
-            except StoreUnavailable:
-                pass
+            except Exception as exc:  # StoreUnavailable, or a change Redis cannot take: closing goes on
+                log.warning("fan-out: the last write on closing failed: %s", type(exc).__name__)
         if self.buffered:
             log.warning("fan-out: closing with %d revocations of this replica not written to redis", self.buffered)
         self._reader = None
@@ -201,6 +201,18 @@ class FanOut:
                     log.warning("fan-out: redis is away; keeping this replica's revocations (%d so far) until it "
                                 "is back", self.buffered)
                 self._keeping = True
+            except Exception:  # a change Redis cannot take must not stop every later one: it stays in the mirror
+                log.exception("fan-out: writing to redis failed; the change at the head is dropped (this replica "
+                              "still acts on it)")
+                self._drop_head()
+
+    def _drop_head(self) -> None:
+        if self._pending:
+            self._pending.popleft()
+        else:
+            self._resync = None
+        self._metrics.store_buffered.set(self.buffered)
+        self._wake.set()
 
     async def _write_all(self) -> None:
         written = 0

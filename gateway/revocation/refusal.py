@@ -5,14 +5,17 @@ Rules of this module:
 - A refusal carries the HTTP status to answer and a short message safe to send: it never carries exception text or
   token content.
 - An identifier the caller chose (kid, jti, login) is used only when it is `short_text`: a non-empty string of at
-  most a known length.
+  most a known length, and text (JSON's `\ud800` escapes decode to lone surrogates, which no store, log or
+  network protocol can encode).
 """
 
 from __future__ import annotations
 
 from typing import TypeGuard
 
-__all__ = ["Refused", "short_text"]
+__all__ = ["MAX_LOGIN", "Refused", "short_text"]
+
+MAX_LOGIN = 320  # an email address at its longest
 
 
 class Refused(Exception):
@@ -25,4 +28,12 @@ class Refused(Exception):
 
 
 def short_text(value: object, limit: int) -> TypeGuard[str]:
-    return isinstance(value, str) and 0 < len(value) <= limit
+    return isinstance(value, str) and 0 < len(value) <= limit and value.isprintable() and _encodes(value)
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

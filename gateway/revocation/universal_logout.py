@@ -25,7 +25,7 @@ from gateway.okta.ids import is_user_id
 from ..okta.client import OktaClient, OktaError, UserUnknown
 from .bodies import NotJson, load_json, read_body
 from .bus import Revocation, RevocationBus
-from .refusal import Refused, short_text
+from .refusal import MAX_LOGIN, Refused, short_text
 from .tokens import TokenVerifier
 
 __all__ = ["LogoutSubject", "Revoke", "handle", "subject_from_body", "user_revoker"]
@@ -33,7 +33,6 @@ __all__ = ["LogoutSubject", "Revoke", "handle", "subject_from_body", "user_revok
 log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024
-MAX_LOGIN = 320
 NO_STORE = {"Cache-Control": "no-store"}
 
 

@@ -485,3 +485,12 @@ async def test_a_closed_fan_out_hears_no_more(fleet, redis_server):
     a.publish("operator", "operator", sid(1))
     assert a.fanout.buffered == 0 and a.link.on_up == []
     assert stream_length(redis_server) == 0
+
+
+async def test_a_change_redis_cannot_take_is_dropped_and_every_later_one_still_reaches_the_others(fleet, caplog):
+    a, b = await fleet("a"), await fleet("b")
+    a.publish("universal_logout", "user_logout", user_id=None, login="\ud800@x.com")  # no store can encode it
+    a.publish("event_hook", "okta_session_ended", sid(7))
+    await wait_until(lambda: b.knows(sid(7)))
+    assert a.fanout.buffered == 0
+    assert any("writing to redis failed" in r.message for r in caplog.records)

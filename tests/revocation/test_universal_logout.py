@@ -50,6 +50,8 @@ def test_the_iss_sub_format_names_the_user_id():
     b'{"sub_id": {"format": "iss_sub", "iss": "https://evil.okta.com", "sub": "00u1a2b3c4d5e6f7g8h9"}}',
     b'{"sub_id": {"format": "iss_sub", "iss": "https://example.okta.com", "sub": "../sessions/me"}}',
     json.dumps({"sub_id": {"format": "email", "email": "a@example.com"}, "pad": "x" * 16_384}).encode(),
+    b'{"sub_id": {"format": "email", "email": "\\ud800@example.com"}}',  # a lone surrogate: no store encodes it
+    b'{"sub_id": {"format": "email", "email": "a\\u0000b@example.com"}}',
 ])
 def test_a_malformed_body_is_400(body):
     with pytest.raises(Refused) as caught:
