@@ -19,6 +19,9 @@ Rules of this module (the fan-out protocol):
   by a reload marker, reloads and reads on from the stream's end; every other replica reloads when it reads the
   marker (`gateway_store_reloads{why="empty"}`), so every mirror and Redis end up holding every replica's state.
   What this replica kept meanwhile is written after that as ordinary entries (the others close those sockets too).
+- The same epoch on another server (a Sentinel failover, or a restart that kept its data): the new primary may lack
+  the last writes the old one acknowledged, since replication is asynchronous, so the replica writes its whole
+  mirror back (records only merge: nothing is undone).
 - The same epoch, but the stream was trimmed past the last id read (a gap too old to replay): reload
   (`why="gap"`) and read on from the stream's end.
 - A reload is a merge (`bus.learn()`): the mirror only gains records (first end kept, watermarks only forward), and
@@ -119,6 +122,7 @@ class FanOut:
         self._resync: str | None = None  # why the whole mirror is to be written back, if it is
         self._wake = asyncio.Event()
         self._epoch: str | None = None
+        self._server: str | None = None  # the run id of the Redis server last checked
         self._loaded = False
         self._check = False  # the epoch and the stream's trimming are to be looked at before the next read
         self._due: str | None = None  # a reload asked for by a marker, not done yet
@@ -301,6 +305,7 @@ class FanOut:
 
     async def _load(self) -> None:
         self._epoch = await self._shared.adopt_epoch()
+        self._server = await self._shared.server()
         state, self.last_id = await self._shared.snapshot()
         new = self._bus.learn(state.sessions, state.users, state.okta)
         self._loaded, self._check = True, False
@@ -316,6 +321,14 @@ class FanOut:
             self._resync = "empty"
             self._wake.set()
             await self._reload("empty", from_end=True)
+        elif (server := await self._shared.server()) != self._server:
+            # the same epoch on another server (a failover, or a restart that kept its data): it may lack what the
+            # old one acknowledged last, so this replica writes its state back; the records only ever merge
+            log.warning("fan-out: another redis server answers (a failover or a restart); writing this replica's "
+                        "state back")
+            self._server = server
+            self._resync = self._resync or "failover"
+            self._wake.set()
         elif (await self._shared.stream_info()).gap_after(self.last_id):
             log.warning("fan-out: the stream was trimmed past %s (a gap too old to replay); reloading",
                         self.last_id)

@@ -186,6 +186,15 @@ class RedisRevocations:
 
         return await self.link.run(op)
 
+    async def server(self) -> str:
+        """Which Redis server answers (its run id): another one behind the same address after a Sentinel failover,
+        or a restart, may lack the last writes the old one acknowledged (replication is asynchronous)."""
+
+        async def op(r: aioredis.Redis) -> str:
+            return str((await r.info("server")).get("run_id", ""))
+
+        return await self.link.run(op)
+
     # --- reads --------------------------------------------------------------------------------------------------
 
     async def stream_info(self) -> StreamInfo:

@@ -494,3 +494,20 @@ async def test_a_change_redis_cannot_take_is_dropped_and_every_later_one_still_r
     await wait_until(lambda: b.knows(sid(7)))
     assert a.fanout.buffered == 0
     assert any("writing to redis failed" in r.message for r in caplog.records)
+
+
+async def test_another_server_with_the_same_epoch_gets_the_state_written_back(fleet, partition, redis_server):
+    """A Sentinel failover: the promoted replica has the fleet's epoch but may lack the last acknowledged writes
+    (replication is asynchronous). Here: a fresh server given the old epoch, reached once the path heals."""
+    path = await partition()
+    a = await fleet("a", url=path.url)
+    a.publish("lookup", "okta_session_ended", sid(3))
+    await wait_until(lambda: redis_server.command("ZSCORE", "{fleet}:revocations:sessions", sid(3)) != "")
+    epoch = redis_server.command("GET", "{fleet}:revocations:epoch")
+    await path.cut()
+    await wait_until(lambda: not a.link.up)
+    redis_server.restart_empty()
+    redis_server.command("SET", "{fleet}:revocations:epoch", epoch)
+    await path.heal()
+    await wait_until(lambda: redis_server.command("ZSCORE", "{fleet}:revocations:sessions", sid(3)) != "", limit=5)
+    assert redis_server.command("GET", "{fleet}:revocations:epoch") == epoch
