@@ -16,7 +16,9 @@ import sys
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
+from . import __version__
 from .config import Settings
 from .server import build_app
 from .settings import ServerSettings
@@ -56,8 +58,18 @@ def serve(settings: Settings) -> None:
 def _serve_one(settings: Settings, sock: socket.socket) -> None:
     _install_uvloop()
     server = settings.server
+    app = build_app(settings)
+
+    async def started(app: web.Application) -> None:
+        log.info("%s", start_line(settings))
+
+    async def stopped(app: web.Application) -> None:
+        log.info("session-gateway stopped (pid %d)", os.getpid())
+
+    app.on_startup.append(started)
+    app.on_cleanup.append(stopped)
     web.run_app(
-        build_app(settings),
+        app,
         sock=sock,
         access_log=logging.getLogger("gateway.access") if server.access_log else None,
         shutdown_timeout=server.shutdown_timeout,
@@ -65,6 +77,20 @@ def _serve_one(settings: Settings, sock: socket.socket) -> None:
         handle_signals=True,
         **handler_options(server),
     )
+
+
+def start_line(settings: Settings) -> str:
+    """What an operator reads when the gateway starts: version, address, routes and store (no secret: the store by
+    its kind and host only)."""
+    server, store = settings.server, settings.store
+    routes = ", ".join(f"{r.name} ({r.sessions.mode.value if r.sessions else 'off'})" for r in settings.routes.routes)
+    where = "memory (this process)"
+    if store.redis is not None:
+        redis = store.redis
+        where = (f"redis at {URL(redis.url).host or URL(redis.url).path}" if redis.url
+                 else f"redis through Sentinel, service {redis.service_name}")
+    return (f"session-gateway {__version__} listening on {server.host}:{server.port} (pid {os.getpid()}); "
+            f"routes: {routes}; store: {where}")
 
 
 def handler_options(server: ServerSettings) -> dict[str, Any]:

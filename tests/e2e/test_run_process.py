@@ -52,3 +52,18 @@ async def test_clients_that_go_away_leave_no_traceback_in_the_log(aiohttp_server
     log = gateway.stop()
     assert "client went away" in log
     assert "Traceback" not in log and "Cannot write to closing transport" not in log and " ERROR " not in log
+
+
+def test_at_info_the_gateway_says_when_it_listens_and_when_it_stops_and_names_no_secret(gateway_process, monkeypatch):
+    from gateway import __version__
+
+    monkeypatch.setenv("REDIS_PASSWORD", "redis-secret-9f8e7d")
+    gateway = gateway_process([route("http://127.0.0.1:9")],
+                              store={"backend": "redis", "url": "redis://127.0.0.1:9/0",
+                                     "password": "${REDIS_PASSWORD}"})
+    output = gateway.stop()
+    started = next(line for line in output.splitlines() if "listening on" in line)
+    assert f"session-gateway {__version__} listening on 127.0.0.1:{gateway.port}" in started
+    assert "routes: app (off)" in started and "store: redis at 127.0.0.1" in started
+    assert "session-gateway stopped" in output
+    assert "redis-secret-9f8e7d" not in output
