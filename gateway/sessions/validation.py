@@ -169,8 +169,7 @@ class SessionValidator:
         """Drop what is cached of the user's sessions held here, here and in the fleet's shared cache (a user-wide
         revocation arrived); how many there were."""
         ids = self.cache.sessions_of(keys)
-        for session_id in ids:
-            self.cache.evict(session_id)
+        self.cache.evict_user(keys)
         if ids and self.shared is not None:
             self._write(self.shared.forget(ids))
         return len(ids)

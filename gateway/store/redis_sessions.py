@@ -21,7 +21,6 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import secrets
 import time
@@ -29,6 +28,7 @@ from collections.abc import Collection, Sequence
 
 from .lookups import Looked
 from .redis import RedisLink
+from .seen import digest
 
 FIRST_POLL, LAST_POLL = 0.01, 0.1  # seconds between two looks while another replica asks Okta
 
@@ -107,7 +107,7 @@ class RedisSessions:
 
 
 def _digest(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()[:32]
+    return digest(session_id)[:32]
 
 
 def _text(value: object) -> str | None:
