@@ -3,7 +3,9 @@
 1. nginx direct: an nginx server block serving `1k.bin` from disk (the upstream);
 2. nginx proxy_pass: a second server block in the same nginx (one worker) proxying to the first through an
    `upstream {}` block with `keepalive 64`, `proxy_http_version 1.1` and `proxy_set_header Connection ""`;
-3. the gateway: `python -m gateway.cli run --config <tmp>.toml`, one route `/` to the same upstream.
+3. the gateway: `python -m gateway.cli run --config <tmp>.toml`, one route `/` to the same upstream, access log off;
+4. the same gateway with its access log on, in each format of `--access-logs` (default json: `[server] access_log
+   = true`, `[log] format = "json"`), its lines written to a file as a collector's agent would read them.
 
 Each target gets a 2 s wrk warm-up (not reported), then a measured `wrk --latency` run. wrk is pinned to CPU 1
 when the machine has two CPUs or more; the servers are not pinned. Everything listens on 127.0.0.1 only, on free
@@ -11,10 +13,12 @@ ports, and every child process is stopped (SIGTERM, then SIGKILL after 5 s) and 
 wrk and nginx come from the Debian packages `wrk` and `nginx-light`, installed with apt-get when missing.
 
     python bench/proxy_bench.py [--duration 10s] [--connections 64] [--threads 1] [--workers 1] [--python PY]
+                                [--access-logs json[,text]|none]
 
-Prints a few `#` header lines, one line per target (requests/s, p50 and p99 latency) and, as the last line,
-`RESULT gateway_vs_nginx=<ratio> gateway_vs_direct=<ratio>` (ratios of requests/s). The exit status is 1 when
-the gateway answered any non-2xx/3xx response (its figure is then flagged in its line) or a server could not be
+Prints a few `#` header lines, one line per target (requests/s, p50 and p99 latency), then
+`RESULT gateway_vs_nginx=<ratio> gateway_vs_direct=<ratio>` (ratios of requests/s) and, per access log format,
+`RESULT gateway_rps=<n> gateway_json_logs_rps=<n> json_logs_vs_off=<ratio>`. The exit status is 1 when a
+gateway answered any non-2xx/3xx response (its figure is then flagged in its line) or a server could not be
 started. Not run by CI.
 """
 
@@ -42,6 +46,7 @@ READY_TIMEOUT = 20.0  # seconds for the gateway's /.gateway/readyz to answer 200
 PORT_TIMEOUT = 10.0  # seconds for nginx to accept connections
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 WRK_CPU = 1
+LOG_FORMATS = ("json", "text")
 
 Child = subprocess.Popen[bytes]
 
@@ -73,7 +78,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", default=1, type=_positive, help="wrk threads (default 1)")
     parser.add_argument("--workers", default=1, type=_positive, help="gateway worker processes (default 1)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the gateway")
+    parser.add_argument("--access-logs", default="json", type=_log_formats,
+                        help="access log formats to measure the gateway with besides logs off: json, text, "
+                             "json,text or none (default json)")
     return parser.parse_args(argv)
+
+
+def _log_formats(text: str) -> tuple[str, ...]:
+    formats = tuple(f for f in text.split(",") if f and f != "none")
+    if any(f not in LOG_FORMATS for f in formats):
+        raise argparse.ArgumentTypeError(f"not a list of access log formats: {text!r} (json, text, json,text, none)")
+    return formats
 
 
 def _duration(text: str) -> str:
@@ -274,13 +289,16 @@ def wait_for_port(port: int, child: Child, log: Path) -> None:
 # --- gateway --------------------------------------------------------------------------------------------------
 
 
-def gateway_conf(port: int, upstream_port: int, workers: int) -> str:
+def gateway_conf(port: int, upstream_port: int, workers: int, log_format: str | None = None) -> str:
+    """One route to the upstream; with `log_format`, an access line per request in that format (INFO lets them
+    through), else no access log."""
+    logs = f'log_level = "info"\naccess_log = true\n\n[log]\nformat = "{log_format}"' if log_format else (
+        'log_level = "warning"\naccess_log = false')
     return f"""\
 [server]
 listen = "127.0.0.1:{port}"
 workers = {workers}
-access_log = false
-log_level = "warning"
+{logs}
 
 [[route]]
 name = "static"
@@ -290,13 +308,23 @@ upstream = "http://127.0.0.1:{upstream_port}"
 """
 
 
-def start_gateway(python: str, work: Path, port: int, upstream_port: int, workers: int) -> Child:
-    config = work / "gateway.toml"
-    config.write_text(gateway_conf(port, upstream_port, workers))
+def gateway_name(log_format: str | None) -> str:
+    return f"gateway-{log_format}-logs" if log_format else "gateway"
+
+
+def gateway_err(work: Path, log_format: str | None) -> Path:
+    return work / f"{gateway_name(log_format)}.err"
+
+
+def start_gateway(python: str, work: Path, port: int, upstream_port: int, workers: int,
+                  log_format: str | None = None) -> Child:
+    name = gateway_name(log_format)
+    config = work / f"{name}.toml"
+    config.write_text(gateway_conf(port, upstream_port, workers, log_format))
     pythonpath = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     argv = [python, "-m", "gateway.cli", "run", "--config", str(config)]
-    return spawn(argv, work / "gateway.err", cwd=REPO, env=env)
+    return spawn(argv, work / f"{name}.err", cwd=REPO, env=env)
 
 
 def http_status(port: int, path: str) -> int | None:
@@ -368,7 +396,7 @@ def measure(wrk: str, pin: list[str], args: argparse.Namespace, port: int) -> Wr
 
 
 def result_line(name: str, result: WrkResult, *, loud: bool = False) -> str:
-    line = f"{name:<30} {result.rps:>11,.0f} req/s   p50 {result.p50_ms:8.3f} ms   p99 {result.p99_ms:8.3f} ms"
+    line = f"{name:<36} {result.rps:>11,.0f} req/s   p50 {result.p50_ms:8.3f} ms   p99 {result.p99_ms:8.3f} ms"
     if result.non_2xx:
         line += f"   non-2xx/3xx: {result.non_2xx}"
         if loud:
@@ -406,29 +434,39 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
     pin = wrk_pin()
     print_header(args, nginx, pin)
 
-    direct_port, proxy_port, gateway_port = free_port(), free_port(), free_port()
+    direct_port, proxy_port = free_port(), free_port()
     nginx_child = start_nginx(nginx, work, direct_port, proxy_port)
     children.append(nginx_child)
     for port in (direct_port, proxy_port):
         wait_for_port(port, nginx_child, work / "error.log")
-    gateway = start_gateway(args.python, work, gateway_port, direct_port, args.workers)
-    children.append(gateway)
-    wait_for_gateway(gateway, gateway_port, work / "gateway.err")
+    gateways: dict[str | None, tuple[Child, int]] = {}
+    for log_format in (None, *args.access_logs):
+        port = free_port()
+        gateways[log_format] = start_gateway(args.python, work, port, direct_port, args.workers, log_format), port
+        children.append(gateways[log_format][0])
+    for log_format, (child, port) in gateways.items():
+        wait_for_gateway(child, port, gateway_err(work, log_format))
 
+    workers = f"{args.workers} worker{'s' if args.workers > 1 else ''}"
     targets = [("nginx direct", direct_port), ("nginx proxy_pass (1 worker)", proxy_port),
-               (f"gateway ({args.workers} worker{'s' if args.workers > 1 else ''})", gateway_port)]
+               *((f"gateway ({workers}{f', {f} access log' if f else ''})", port) for f, (_, port) in gateways.items())]
+    gateway_ports = {port for _, port in gateways.values()}
     results: list[WrkResult] = []
     for name, port in targets:
         result = measure(wrk, pin, args, port)
         results.append(result)
-        print(result_line(name, result, loud=port == gateway_port), flush=True)
-    if gateway.poll() is not None:
-        raise BenchError(f"the gateway exited during the run; its stderr:\n{tail(work / 'gateway.err')}")
+        print(result_line(name, result, loud=port in gateway_ports), flush=True)
+    for log_format, (child, _) in gateways.items():
+        if child.poll() is not None:
+            raise BenchError(f"a gateway exited during the run; its stderr:\n{tail(gateway_err(work, log_format))}")
 
-    direct, proxied, through_gateway = results
+    direct, proxied, through_gateway, *logging = results
     print(f"RESULT gateway_vs_nginx={ratio(through_gateway.rps, proxied.rps)} "
           f"gateway_vs_direct={ratio(through_gateway.rps, direct.rps)}", flush=True)
-    return 1 if through_gateway.non_2xx else 0
+    for log_format, logged in zip(args.access_logs, logging, strict=True):
+        print(f"RESULT gateway_rps={through_gateway.rps:.0f} gateway_{log_format}_logs_rps={logged.rps:.0f} "
+              f"{log_format}_logs_vs_off={ratio(logged.rps, through_gateway.rps)}", flush=True)
+    return 1 if any(r.non_2xx for r in (through_gateway, *logging)) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -326,7 +326,7 @@ class Admin:
             return _json_error(400, f"mode must be one of {', '.join(MODES)}")
         switched = await self.policies.switch(name, Mode(str(mode)), by)
         audit.info("policy route=%s from=%s to=%s by=%s peer=%s", name, switched.before.value, switched.after.value,
-                   by, peer or "-")
+                   by, peer or "-", extra=_policy_fields("policy_switch", name, switched, by))
         return switched
 
     async def _clear(self, name: str, by: str, peer: str | None) -> PolicySwitch | web.Response:
@@ -336,7 +336,7 @@ class Admin:
             return refused
         cleared = await self.policies.clear(name)
         audit.info("policy cleared route=%s from=%s to=%s by=%s peer=%s", name, cleared.before.value,
-                   cleared.after.value, by, peer or "-")
+                   cleared.after.value, by, peer or "-", extra=_policy_fields("policy_clear", name, cleared, by))
         return cleared
 
     # --- the browser's sign-in -------------------------------------------------------------------------------
@@ -419,6 +419,11 @@ class PolicySwitch:
     after: Mode
     configured: Mode
     shared: bool = True  # it reached the policy store (for Redis: every replica), not only this process
+
+
+def _policy_fields(event: str, route: str, switched: PolicySwitch, by: str) -> dict[str, str]:
+    """An audit line's facts as fields of a JSON line (the client is the request's, as on every line)."""
+    return {"event": event, "route": route, "from": switched.before.value, "to": switched.after.value, "by": by}
 
 
 def _bearer(request: web.Request) -> str:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 from .config import ConfigError, Settings, load
+from .logs import setup as setup_logging
 from .routing import host_specificity
 
 
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     from .run import serve
 
     settings = load(args.config)
-    _setup_logging(settings)
+    setup_logging(settings.server.log_level, settings.log.format)
     serve(settings)
     return 0
 
@@ -115,7 +115,7 @@ def route_table_text(settings: Settings) -> str:
 def _sandbox_okta(args: argparse.Namespace) -> int:
     from .sandbox.run import run_okta_sandbox
 
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("info")
     asyncio.run(run_okta_sandbox(args.host, args.port, args.engine))
     return 0
 
@@ -188,19 +188,11 @@ def _keygen(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .sandbox.demo import run_demo, run_scripted
 
-    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("warning")
     if args.scripted:
         return 0 if asyncio.run(run_scripted(okta_port=args.okta_port, gateway_port=args.port)) else 1
     asyncio.run(run_demo(okta_port=args.okta_port, gateway_port=args.port))
     return 0
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from .enforcement.enforcer import Enforcer
 from .metrics import Metrics
 from .proxy.body_deadline import body_deadline
 from .proxy.http import Forwarder, continue_if_expected, error_response
+from .proxy.request_id import begin_request
 from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from .routing import Route, RouteTable, resolve_path
 from .settings import ServerSettings
@@ -41,14 +42,24 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class ClientFaultsAtDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
     """aiohttp's server logger, with the requests its parser refused logged at DEBUG: they are the client's fault,
-    and one ERROR traceback each would let any client fill the log. Everything else is logged as aiohttp logs it."""
+    and one ERROR traceback each would let any client fill the log. Such a line has no traceback and only the
+    first line of the parser's message: the rest quotes the raw request, cookies included. Everything else is
+    logged as aiohttp logs it."""
 
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         error = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         if isinstance(error, HttpProcessingError):
-            self.debug(msg, *args, exc_info=exc_info, **kwargs)
+            self.debug(msg, *args, exc_info=error, **kwargs)
         else:
             self.error(msg, *args, exc_info=exc_info, **kwargs)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            kwargs["exc_info"] = None
+            first = str(error.message).partition("\n")[0].replace("%", "%%")
+            msg = f"{msg}: {type(error).__name__}: {first}"
+        return msg, kwargs
 
 
 _ODD_SPELLING = "The gateway's own endpoints answer only at their plain spelling."
@@ -70,6 +81,7 @@ def plainly_spelled(handler: Handler, limits: ServerSettings) -> Handler:
     empty segments (aiohttp routed on the decoded path)."""
 
     async def plain(request: web.Request) -> web.StreamResponse:
+        begin_request(request, limits.trusted_proxies)
         path = request.raw_path.partition("?")[0]
         if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or _odd_version(request):
             return error_response(request, 400, _ODD_SPELLING, close=True)
@@ -85,11 +97,13 @@ def proxy_handler(table: RouteTable, limits: ServerSettings, http: Forwarder, ws
     requests = {r.name: metrics.requests.get(r.name) for r in table.routes}
 
     async def proxy(request: web.Request) -> web.StreamResponse:
+        logged = begin_request(request, limits.trusted_proxies)
         if request.raw_path[:1] != "/" or _odd_version(request):
             return error_response(request, 400, _NOT_SERVED, close=True)
         route = table.match(request.headers.get("Host", ""), request.path, request.raw_path)
         if route is None:
             return error_response(request, 404, answers.NO_ROUTE)
+        logged.route = route.name
         requests[route.name].inc()
         if request.body_exists:
             coding = request.headers.get("Transfer-Encoding")

@@ -20,6 +20,7 @@ from yarl import URL
 
 from . import __version__
 from .config import Settings
+from .logs import AccessLogger
 from .server import build_app
 from .settings import ServerSettings
 
@@ -61,10 +62,10 @@ def _serve_one(settings: Settings, sock: socket.socket) -> None:
     app = build_app(settings)
 
     async def started(app: web.Application) -> None:
-        log.info("%s", start_line(settings))
+        log.info("%s", start_line(settings), extra=start_fields(settings))
 
     async def stopped(app: web.Application) -> None:
-        log.info("session-gateway stopped (pid %d)", os.getpid())
+        log.info("session-gateway stopped (pid %d)", os.getpid(), extra={"event": "stop", "pid": os.getpid()})
 
     app.on_startup.append(started)
     app.on_cleanup.append(stopped)
@@ -72,6 +73,7 @@ def _serve_one(settings: Settings, sock: socket.socket) -> None:
         app,
         sock=sock,
         access_log=logging.getLogger("gateway.access") if server.access_log else None,
+        access_log_class=AccessLogger,
         shutdown_timeout=server.shutdown_timeout,
         print=None,
         handle_signals=True,
@@ -82,15 +84,28 @@ def _serve_one(settings: Settings, sock: socket.socket) -> None:
 def start_line(settings: Settings) -> str:
     """What an operator reads when the gateway starts: version, address, routes and store (no secret: the store by
     its kind and host only)."""
-    server, store = settings.server, settings.store
+    server = settings.server
     routes = ", ".join(f"{r.name} ({r.sessions.mode.value if r.sessions else 'off'})" for r in settings.routes.routes)
-    where = "memory (this process)"
-    if store.redis is not None:
-        redis = store.redis
-        where = (f"redis at {URL(redis.url).host or URL(redis.url).path}" if redis.url
-                 else f"redis through Sentinel, service {redis.service_name}")
     return (f"session-gateway {__version__} listening on {server.host}:{server.port} (pid {os.getpid()}); "
-            f"routes: {routes}; store: {where}")
+            f"routes: {routes}; store: {_store_where(settings)}")
+
+
+def _store_where(settings: Settings) -> str:
+    redis = settings.store.redis
+    if redis is None:
+        return "memory (this process)"
+    if redis.url:
+        return f"redis at {URL(redis.url).host or URL(redis.url).path}"
+    return f"redis through Sentinel, service {redis.service_name}"
+
+
+def start_fields(settings: Settings) -> dict[str, Any]:
+    """The start line's facts as fields of their own (in a JSON line)."""
+    server = settings.server
+    routes = [{"name": r.name, "host": r.host, "path": r.path, "policy": r.sessions.mode.value if r.sessions else "off"}
+              for r in settings.routes.routes]
+    return {"event": "start", "version": __version__, "listen": f"{server.host}:{server.port}", "pid": os.getpid(),
+            "routes": routes, "store": _store_where(settings)}
 
 
 def handler_options(server: ServerSettings) -> dict[str, Any]:

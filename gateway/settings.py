@@ -163,3 +163,10 @@ class StoreSettings:
     key_prefix: str = "session-gateway"  # every key of this gateway is "{<key_prefix>}:…": one Cluster slot
     retention: float = 86_400.0  # seconds a tombstone, watermark, jti or hook delivery id is kept
     redis: RedisSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """How log lines are written: "text" for a person, "json" (one object a line) for a collector."""
+
+    format: str = "text"

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .logs import shorten
+
 MODES = ("enforce", "observe", "off")
 
 
@@ -66,10 +68,6 @@ def _revocation(r: RevocationView) -> dict[str, Any]:
     return {"source": r.source, "reason": r.reason, "session": shorten(r.session_id), "user_id": r.user_id,
             "login": r.login, "happened_at": _iso(r.happened_at), "acted_at": _iso(r.acted_at),
             "latency_ms": latency}
-
-
-def shorten(session_id: str | None) -> str | None:
-    return None if session_id is None else session_id[:6] + "…"
 
 
 def _iso(moment: float | None) -> str | None:

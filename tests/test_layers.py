@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Bottom first. A unit (a package of gateway/, a top-level module of gateway/, the root `gateway` itself, or
 # plugins/) may import units of lower layers only, never one of its own layer or above.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("gateway", "gateway.plugin", "gateway.answers", "gateway.metrics", "gateway.buckets"),
+    ("gateway", "gateway.plugin", "gateway.answers", "gateway.metrics", "gateway.buckets", "gateway.logs"),
     ("gateway.settings",),
     ("gateway.routing", "gateway.okta", "gateway.store"),
     ("gateway.proxy",),

@@ -1,5 +1,5 @@
 """The schema of the gateway-wide tables: [server], [proxy] (and the route defaults it holds), [okta] with
-[okta.event_hook] and [okta.universal_logout], [binding] and [admin]."""
+[okta.event_hook] and [okta.universal_logout], [binding], [admin] and [log]."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..sessions.binding import BindingCodec, BindingKeyError
 from ..settings import (
     CachePolicy,
     EventHookSettings,
+    LogSettings,
     OktaSettings,
     ProxySettings,
     ServerSettings,
@@ -189,3 +190,13 @@ def read_admin_token(s: Section) -> str:
                        "API", min_length=16)
     s.finish()
     return token
+
+
+_LOG_FORMATS = ("text", "json")
+
+
+def read_log(s: Section) -> LogSettings:
+    format = s.check("format", s.get("format", str, '"text" or "json"', "text"), lambda v: v in _LOG_FORMATS,
+                     '"text" or "json"')
+    s.finish()
+    return LogSettings(format)

@@ -12,6 +12,8 @@ Rules of this module:
 - X-Forwarded-For/-Proto/-Host: what the client sent is kept and extended only when the peer is a trusted
   proxy; from anyone else those headers are replaced, and `Forwarded` and `X-Real-IP` dropped, since they would
   otherwise be forgeable. The same reading names the client a budget is kept for (`client_address`).
+- X-Request-Id: the gateway sends its own upstream, the one every log line of the request carries; a trusted
+  proxy's is kept as that id when it is well formed (`well_formed_request_id`), anyone else's is replaced.
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ NEVER_HOP_BY_HOP = frozenset(
         "x-forwarded-host",
         "forwarded",
         "x-real-ip",
+        "x-request-id",
     }
 )
 _NOT_FORWARDED_UP = HOP_BY_HOP | {
-    "expect", "host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"
+    "expect", "host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"
 }
+MAX_REQUEST_ID = 128
 # the other ways of naming a client's address, as forgeable as X-Forwarded-For when they come from a client
 _NOT_FORWARDED_FROM_CLIENTS = _NOT_FORWARDED_UP | {"forwarded", "x-real-ip"}
 WEBSOCKET_OWN = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"})
@@ -153,6 +157,12 @@ def client_address(peer: str | None, headers: Iterable[Header], trusted_proxies:
         return peer
     hops = [h.strip() for k, v in headers if k.lower() == "x-forwarded-for" for h in v.split(",")]
     return next((h for h in reversed(hops) if h and not is_trusted(h, trusted_proxies)), peer)[:64]
+
+
+def well_formed_request_id(value: str) -> bool:
+    """An X-Request-Id fit to be logged and sent on: 1 to MAX_REQUEST_ID visible ASCII characters (no space, no
+    control character: nothing that could start another log line or header)."""
+    return 0 < len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable() and " " not in value
 
 
 def _first(headers: Sequence[Header], name: str) -> str | None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 
 from .. import answers
+from ..logs import REQUEST_ID_HEADER, current
 from ..routing import Route
 from ..settings import IPNetwork, ServerSettings
 from .client import UpstreamError, UpstreamResponse, UpstreamTimeout
@@ -57,11 +59,13 @@ class Forwarder:
         if body is None and stream is not None:
             await continue_if_expected(request)
         headers = upstream_headers(request, route, self._trusted, cookie=cookie)
+        asked = time.monotonic()
         try:
             upstream = await self._pools.http(route).request(
                 request.method, target, headers, stream, body_length=length,
                 connect_timeout=route.connect_timeout, read_timeout=route.read_timeout,
             )
+            upstream_answered(asked)
         except BodyTooLarge:
             return error_response(request, 413, answers.TOO_LARGE, close=True)
         except UpstreamTimeout as exc:
@@ -98,7 +102,22 @@ def upstream_headers(
     )
     if cookie:
         headers.append(("Cookie", cookie))
+    return with_request_id(headers)
+
+
+def with_request_id(headers: list[Header]) -> list[Header]:
+    """The headers with the current request's X-Request-Id (headers.py leaves the client's out)."""
+    entry = current.get()
+    if entry is not None:
+        headers.append((REQUEST_ID_HEADER, entry.request_id))
     return headers
+
+
+def upstream_answered(asked: float) -> None:
+    """The upstream's answer head is here, `asked` (time.monotonic()) after it was asked: for the access line."""
+    entry = current.get()
+    if entry is not None:
+        entry.upstream_ms = round((time.monotonic() - asked) * 1000, 2)
 
 
 async def continue_if_expected(request: web.Request) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -17,7 +18,7 @@ from .. import answers
 from ..routing import Route
 from ..settings import ProxySettings, ServerSettings
 from .headers import WEBSOCKET_OWN
-from .http import error_response, upstream_headers
+from .http import error_response, upstream_answered, upstream_headers
 from .upstream import UpstreamPools
 
 log = logging.getLogger("gateway.proxy")
@@ -48,6 +49,7 @@ class WebSocketForwarder:
         headers = upstream_headers(request, route, self._trusted, drop=_NOT_FORWARDED, cookie=cookie)
         scheme = "wss" if route.upstream.scheme == "https" else "ws"
         url = URL(f"{scheme}://{route.upstream.raw_authority}{target}", encoded=True)
+        asked = time.monotonic()
         try:
             upstream = await self._pools.websocket(route).ws_connect(
                 url,
@@ -59,6 +61,7 @@ class WebSocketForwarder:
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=route.read_timeout),
                 compress=0,
             )
+            upstream_answered(asked)
         except TimeoutError:
             log.warning("route %s: upstream %s timed out on a WebSocket upgrade", route.name, route.upstream_origin)
             return error_response(request, 504, answers.GATEWAY_TIMEOUT)

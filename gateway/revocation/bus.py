@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from ..logs import shorten
 from ..metrics import Metrics
 from ..sessions.sockets import OpenSockets
 from ..sessions.validation import SessionValidator
@@ -114,7 +115,7 @@ class RevocationBus:
         self._metrics.revocations.labels(r.source).inc()
         if acted.latency is not None:
             self._metrics.revocation_latency.labels(r.source).observe(acted.latency)
-        self._audit(r, now, "")
+        self._audit(r, now, None)
         for listener in self.listeners:
             listener(acted)
         return acted
@@ -124,7 +125,7 @@ class RevocationBus:
         hears of it (it is already in the fleet's store)."""
         self._act(revocation, acted_at)
         now = self._clock()
-        self._audit(revocation, now, f" fanned_in={origin}")
+        self._audit(revocation, now, origin)
         acted = Acted(revocation, now, origin)
         self.recent.appendleft(acted)
         return acted
@@ -175,8 +176,13 @@ class RevocationBus:
         self._metrics.sockets_closed.inc(self._sockets.end_user(keys))
 
     @staticmethod
-    def _audit(r: Revocation, now: float, origin: str) -> None:
+    def _audit(r: Revocation, now: float, origin: str | None) -> None:
+        """The audit line: its facts in the message and as fields; the session id shortened, as everywhere."""
+        scope, session = "user" if r.user_wide else "session", shorten(r.session_id)
         audit.info("revocation source=%s reason=%s scope=%s session=%s user=%s login=%s happened_at=%s "
-                   "acted_at=%.3f%s", r.source, r.reason, "user" if r.user_wide else "session", r.session_id or "-",
-                   r.user_id or "-", r.login or "-",
-                   f"{r.happened_at:.3f}" if r.happened_at is not None else "-", now, origin)
+                   "acted_at=%.3f%s", r.source, r.reason, scope, session or "-", r.user_id or "-", r.login or "-",
+                   f"{r.happened_at:.3f}" if r.happened_at is not None else "-", now,
+                   f" fanned_in={origin}" if origin else "",
+                   extra={"event": "revocation", "source": r.source, "reason": r.reason, "scope": scope,
+                          "session": session, "user_id": r.user_id, "login": r.login, "happened_at": r.happened_at,
+                          "acted_at": now, "fanned_in": origin})

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ..buckets import TokenBucket
 from ..proxy.headers import request_headers_for_upstream
-from ..proxy.http import body_once
+from ..proxy.http import body_once, with_request_id
 from ..proxy.upstream import UpstreamPools
 from ..routing import Route
 from ..settings import RouteSessions
@@ -94,11 +94,11 @@ class AppSide:
         sent: list[tuple[str, str]] = [("Cookie", app_cookies), ("Accept", "text/html")]
         if body is not None:
             sent += [("Content-Length", str(len(body))), ("Content-Type", content_type or "")]
-        headers = request_headers_for_upstream(
+        headers = with_request_id(request_headers_for_upstream(
             sent, peer=request.remote, scheme=request.scheme, host=request.headers.get("Host", ""),
             upstream_host=self.route.upstream.raw_authority, preserve_host=self.route.preserve_host,
             trusted_proxies=(),
-        )
+        ))
         try:
             answer = await self._pools.http(self.route).request(
                 method, target, headers, body_once(body) if body is not None else None,

@@ -120,7 +120,7 @@ async def test_the_gateway_adds_no_headers_of_its_own_choosing(start_upstream, s
     writer.close()
     echoed = __import__("json").loads(raw.split(b"\r\n\r\n", 1)[1])
     names = {k.lower() for k, _ in echoed["headers"]}
-    assert names == {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+    assert names == {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"}
 
 
 async def test_redirects_are_passed_through_not_followed(start_upstream, start_gateway, http):

@@ -9,6 +9,7 @@ import re
 import pytest
 from yarl import URL
 
+from gateway.logs import shorten
 from gateway.metrics import Metrics
 from gateway.okta.client import OktaClient
 from gateway.okta.model import OktaSession
@@ -275,7 +276,7 @@ def test_the_audit_line_of_a_fanned_in_revocation_says_from_where(parts, caplog)
     caplog.set_level(logging.INFO, logger="gateway.audit")
     parts.bus.apply_remote(Revocation("event_hook", "okta_session_ended", S1, happened_at=NOW - 2), NOW - 1, "pod-b")
     [line] = audit_lines(caplog)
-    assert line["fanned_in"] == "pod-b" and line["session"] == S1 and line["acted_at"] == f"{NOW:.3f}"
+    assert line["fanned_in"] == "pod-b" and line["session"] == shorten(S1) and line["acted_at"] == f"{NOW:.3f}"
 
 
 def test_learn_records_only_what_is_new_and_acts_only_on_that(parts):
@@ -325,9 +326,15 @@ def test_the_audit_line_names_source_reason_session_and_user(parts, caplog, sour
     parts.bus.publish(Revocation(source, "okta_session_ended", S1, ALICE_ID, ALICE_LOGIN, NOW - 1.5))
     [line] = audit_lines(caplog)
     assert set(line) == FIELDS
-    assert line == {"source": source, "reason": "okta_session_ended", "scope": "session", "session": S1,
+    assert line == {"source": source, "reason": "okta_session_ended", "scope": "session", "session": shorten(S1),
                     "user": ALICE_ID, "login": ALICE_LOGIN, "happened_at": f"{NOW - 1.5:.3f}",
                     "acted_at": f"{NOW:.3f}"}
+    [record] = [r for r in caplog.records if r.name == "gateway.audit"]
+    fields = {k: getattr(record, k) for k in ("event", "source", "reason", "scope", "session", "user_id", "login",
+                                               "happened_at", "acted_at", "fanned_in")}
+    assert fields == {"event": "revocation", "source": source, "reason": "okta_session_ended", "scope": "session",
+                      "session": shorten(S1), "user_id": ALICE_ID, "login": ALICE_LOGIN, "happened_at": NOW - 1.5,
+                      "acted_at": NOW, "fanned_in": None}  # the same facts as fields of a JSON line
 
 
 def test_the_audit_line_of_a_user_revocation_without_a_session(parts, caplog):
@@ -343,8 +350,8 @@ def test_the_audit_line_carries_nothing_secret(parts, caplog):
     parts.cached(S1)
     parts.sockets.opened(S1, ALICE_KEYS)
     parts.bus.publish(Revocation("app_logout", "app_logout", S1, ALICE_ID, ALICE_LOGIN, all_sessions=True))
-    assert TOKEN not in caplog.text
+    assert TOKEN not in caplog.text and S1 not in caplog.text
     for record in caplog.records:
-        assert TOKEN not in repr(record.args)
+        assert TOKEN not in repr(record.args) and S1 not in repr(record.__dict__)
     [line] = audit_lines(caplog)
     assert set(line) == FIELDS  # what is named, and nothing else
