@@ -17,7 +17,9 @@ wrk and nginx come from the Debian packages `wrk` and `nginx-light`, installed w
 
 Prints a few `#` header lines, one line per target (requests/s, p50 and p99 latency), then
 `RESULT gateway_vs_nginx=<ratio> gateway_vs_direct=<ratio>` (ratios of requests/s) and, per access log format,
-`RESULT gateway_rps=<n> gateway_json_logs_rps=<n> json_logs_vs_off=<ratio>`. The exit status is 1 when a
+`RESULT gateway_rps=<n> gateway_json_logs_rps=<n> json_logs_vs_off=<ratio>` and the same for the gateway's CPU
+time per request (`gateway_cpu_us`, `gateway_json_logs_cpu_us`, `json_logs_cpu_vs_off`, from /proc: steadier
+than requests/s on a machine that other work shares). The exit status is 1 when a
 gateway answered any non-2xx/3xx response (its figure is then flagged in its line) or a server could not be
 started. Not run by CI.
 """
@@ -25,6 +27,7 @@ started. Not run by CI.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -62,6 +65,8 @@ class WrkResult:
     p99_ms: float
     non_2xx: int
     socket_errors: dict[str, int]
+    requests: int = 0
+    cpu_us: float | None = None  # CPU time of the server's processes per request answered, in microseconds
 
     @property
     def socket_error_total(self) -> int:
@@ -386,13 +391,36 @@ def parse_wrk(out: str) -> WrkResult:
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     socket_errors = dict(zip(("connect", "read", "write", "timeout"),
                              (int(n) for n in errors.groups()) if errors else (0, 0, 0, 0), strict=True))
+    total = re.search(r"^\s*(\d+) requests in", out, re.M)
     return WrkResult(float(rps.group(1)), percentiles["50"], percentiles["99"],
-                     int(non_2xx.group(1)) if non_2xx else 0, socket_errors)
+                     int(non_2xx.group(1)) if non_2xx else 0, socket_errors, int(total.group(1)) if total else 0)
 
 
-def measure(wrk: str, pin: list[str], args: argparse.Namespace, port: int) -> WrkResult:
+def measure(wrk: str, pin: list[str], args: argparse.Namespace, port: int, group: int | None = None) -> WrkResult:
+    """wrk's figures; with `group` (a process group id), also the CPU time its processes spent per request: on a
+    machine shared with other work, a steadier figure than requests/s."""
     run_wrk(wrk, pin, args, port, WARMUP, latency=False)
-    return parse_wrk(run_wrk(wrk, pin, args, port, args.duration, latency=True))
+    before = group_cpu_seconds(group) if group is not None else 0.0
+    result = parse_wrk(run_wrk(wrk, pin, args, port, args.duration, latency=True))
+    if group is None or not result.requests:
+        return result
+    spent = group_cpu_seconds(group) - before
+    return dataclasses.replace(result, cpu_us=spent / result.requests * 1e6)
+
+
+def group_cpu_seconds(group: int) -> float:
+    """User and system CPU seconds of the live processes of a process group (from /proc/<pid>/stat)."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # pgrp; utime and stime follow at 12 and 13 (stat's fields 14 and 15)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def result_line(name: str, result: WrkResult, *, loud: bool = False) -> str:
@@ -401,6 +429,8 @@ def result_line(name: str, result: WrkResult, *, loud: bool = False) -> str:
         line += f"   non-2xx/3xx: {result.non_2xx}"
         if loud:
             line += "   !!! THE GATEWAY ANSWERED ERRORS: THIS FIGURE IS NOT A PROXY MEASUREMENT !!!"
+    if result.cpu_us is not None:
+        line += f"   cpu {result.cpu_us:6.1f} us/req"
     if result.socket_error_total:
         line += "   socket errors: " + ", ".join(f"{kind} {n}" for kind, n in result.socket_errors.items())
     return line
@@ -451,9 +481,10 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
     targets = [("nginx direct", direct_port), ("nginx proxy_pass (1 worker)", proxy_port),
                *((f"gateway ({workers}{f', {f} access log' if f else ''})", port) for f, (_, port) in gateways.items())]
     gateway_ports = {port for _, port in gateways.values()}
+    groups = {port: child.pid for child, port in gateways.values()}  # each is its own process group (spawn)
     results: list[WrkResult] = []
     for name, port in targets:
-        result = measure(wrk, pin, args, port)
+        result = measure(wrk, pin, args, port, groups.get(port))
         results.append(result)
         print(result_line(name, result, loud=port in gateway_ports), flush=True)
     for log_format, (child, _) in gateways.items():
@@ -463,9 +494,13 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
     direct, proxied, through_gateway, *logging = results
     print(f"RESULT gateway_vs_nginx={ratio(through_gateway.rps, proxied.rps)} "
           f"gateway_vs_direct={ratio(through_gateway.rps, direct.rps)}", flush=True)
-    for log_format, logged in zip(args.access_logs, logging, strict=True):
-        print(f"RESULT gateway_rps={through_gateway.rps:.0f} gateway_{log_format}_logs_rps={logged.rps:.0f} "
-              f"{log_format}_logs_vs_off={ratio(logged.rps, through_gateway.rps)}", flush=True)
+    off_cpu = through_gateway.cpu_us or 0.0
+    for f, logged in zip(args.access_logs, logging, strict=True):
+        cpu = logged.cpu_us or 0.0
+        print(f"RESULT gateway_rps={through_gateway.rps:.0f} gateway_{f}_logs_rps={logged.rps:.0f} "
+              f"{f}_logs_vs_off={ratio(logged.rps, through_gateway.rps)}", flush=True)
+        print(f"RESULT gateway_cpu_us={off_cpu:.1f} gateway_{f}_logs_cpu_us={cpu:.1f} "
+              f"{f}_logs_cpu_vs_off={ratio(cpu, off_cpu)}", flush=True)
     return 1 if any(r.non_2xx for r in (through_gateway, *logging)) else 0
 
 

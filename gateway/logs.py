@@ -143,7 +143,7 @@ class AccessLogger(AbstractAccessLogger):
         fields: dict[str, Any] = {"status": response.status, "bytes": response.body_length, "duration_ms": duration}
         if entry is None:  # refused before any handler of the gateway ran (aiohttp's 400 for a malformed request)
             client, method, path = request.remote or "-", request.method, loggable_path(request.raw_path)
-            fields.update(client=client, method=method, path=path)
+            fields.update(request_id=new_request_id(), client=client, method=method, path=path)
             self.logger.info('%s "%s %s" %d %d B %.1f ms', client, method, path, response.status,
                              response.body_length, duration, extra=fields)
             return

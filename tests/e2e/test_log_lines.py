@@ -1,5 +1,6 @@
 """The log lines of `session-gateway run` with `[log] format = "json"` at DEBUG, through a whole story: sign-ins,
-requests, an app logout, an event hook revocation, a Universal Logout, an operator's policy switch.
+requests, an app logout, an event hook revocation, a Universal Logout, an operator's policy switch, and hostile
+requests (a request id from a client that is no trusted proxy, a path of odd bytes) on a raw socket.
 
 Every line is one JSON object with the common fields; each request the client made has its access line under the
 id the client got back; the audit lines of the revocations carry the id of the request that caused them; and no
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 from fleet_support import start_replica
 from okta_sandbox_support import ALICE, API_TOKEN, BOB, OKTA_HOST, sandbox_org
+from raw_http import send_raw, statuses
 from stack_support import ADMIN_TOKEN, HOOK_SECRET, KEYS, SLOW_CACHE
 
 from conftest import GatewayProcess, toml_text
@@ -146,4 +148,13 @@ async def story(fleet: Fleet, browsers: list[RecordingBrowser]) -> list[str]:
         async with http.get(fleet.url(raw_acs)) as r:
             assert r.headers["X-Request-Id"]
     secrets += ["PHNhbWxwOlJlc3BvbnNlIHNlY3JldA", "relay-secret-value", "not-for-the-log"]
+    for hostile in (b"GET /page/%0d%0a%ff;jsessionid=ABCDEF HTTP/1.1\r\nHost: a\r\nX-Request-Id: ev\xc3\xa9l\r\n",
+                    # aiohttp's parser refuses it (one JSON line still), and would quote the raw request in its error
+                    b"GET /\xff\xfe HTTP/1.1\r\nHost: a\r\n",
+                    b"GET /p HTTP/1.1\r\nHost: a\r\nCookie: JSESSIONID=quoted-by-the-parser\x01\r\n",
+                    b"GET /p HTTP/1.1\r\nHost: a\r\nX-Request-Id: x" + b"y" * 10_240 + b"\r\n",
+                    b"GET /p HTTP/1.1\r\nHost: a\r\nX-Request-Id: spoofed-by-a-client\r\n"):
+        raw = await send_raw("127.0.0.1", fleet.ports[0], hostile + b"Connection: close\r\n\r\n")
+        assert statuses(raw) and b"spoofed" not in raw and b"yyyy" not in raw
+    secrets += ["ABCDEF", "spoofed-by-a-client", "y" * 64, "quoted-by-the-parser"]
     return secrets
