@@ -32,7 +32,7 @@ from .enforcement.enforcer import Enforcer
 from .metrics import Metrics
 from .proxy.body_deadline import body_deadline
 from .proxy.http import Forwarder, continue_if_expected, error_response
-from .proxy.request_id import begin_request
+from .proxy.request_id import begin_request, stamp
 from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from .routing import Route, RouteTable, resolve_path
 from .settings import ServerSettings
@@ -81,12 +81,16 @@ def plainly_spelled(handler: Handler, limits: ServerSettings) -> Handler:
     empty segments (aiohttp routed on the decoded path)."""
 
     async def plain(request: web.Request) -> web.StreamResponse:
-        begin_request(request, limits.trusted_proxies)
+        logged = begin_request(request, limits.trusted_proxies)
         path = request.raw_path.partition("?")[0]
         if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or _odd_version(request):
-            return error_response(request, 400, _ODD_SPELLING, close=True)
-        with body_deadline(request, limits):
-            return await handler(request)
+            return stamp(error_response(request, 400, _ODD_SPELLING, close=True), logged)
+        try:
+            with body_deadline(request, limits):
+                return stamp(await handler(request), logged)
+        except web.HTTPException as answer:  # a redirect or refusal raised by the endpoint
+            stamp(answer, logged)
+            raise
 
     return plain
 
@@ -99,10 +103,10 @@ def proxy_handler(table: RouteTable, limits: ServerSettings, http: Forwarder, ws
     async def proxy(request: web.Request) -> web.StreamResponse:
         logged = begin_request(request, limits.trusted_proxies)
         if request.raw_path[:1] != "/" or _odd_version(request):
-            return error_response(request, 400, _NOT_SERVED, close=True)
+            return stamp(error_response(request, 400, _NOT_SERVED, close=True), logged)
         route = table.match(request.headers.get("Host", ""), request.path, request.raw_path)
         if route is None:
-            return error_response(request, 404, answers.NO_ROUTE)
+            return stamp(error_response(request, 404, answers.NO_ROUTE), logged)
         logged.route = route.name
         requests[route.name].inc()
         if request.body_exists:
@@ -117,7 +121,7 @@ def proxy_handler(table: RouteTable, limits: ServerSettings, http: Forwarder, ws
             # aiohttp reads no further request on a connection that asked to switch to another protocol (h2c,
             # anything but a WebSocket, which was not switched here): close it, or what follows hangs unanswered
             response.force_close()
-        return response
+        return stamp(response, logged)
 
     def dispatch(request: web.Request, route: Route) -> Awaitable[web.StreamResponse]:
         enforcer = enforcers.get(route.name) if enforcers else None

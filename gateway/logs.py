@@ -40,9 +40,9 @@ _JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
 
 
 class RequestLog:
-    """What every line about one request says of it; `route` and `upstream_ms` are filled in as they are known."""
+    """What every line about one request says of it; `route` and `upstream_s` are filled in as they are known."""
 
-    __slots__ = ("request_id", "client", "method", "target", "started", "route", "upstream_ms")
+    __slots__ = ("request_id", "client", "method", "target", "started", "route", "upstream_s")
 
     def __init__(self, request_id: str, client: str, method: str, target: str) -> None:
         self.started = time.monotonic()  # aiohttp's own clock, under uvloop, counts whole milliseconds
@@ -51,7 +51,7 @@ class RequestLog:
         self.method = method
         self.target = target  # the request target as sent, query included: cut by `loggable_path` when logged
         self.route: str | None = None
-        self.upstream_ms: float | None = None
+        self.upstream_s: float | None = None  # until the upstream's answer head came
 
 
 current: ContextVar[RequestLog | None] = ContextVar("gateway_request", default=None)
@@ -130,6 +130,10 @@ def setup(level: str, format: str = "text", stream: IO[str] | None = None) -> No
         old.close()
     root.addHandler(handler(format, stream))
     root.setLevel(level.upper())
+    # what no line of ours shows, not gathered for each record (the Logging HOWTO's "Optimization"): a fifth of
+    # the cost of a text line
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -148,8 +152,8 @@ class AccessLogger(AbstractAccessLogger):
                              response.body_length, duration, extra=fields)
             return
         path = loggable_path(entry.target)
-        if entry.upstream_ms is not None:
-            fields["upstream_ms"] = entry.upstream_ms
+        if entry.upstream_s is not None:
+            fields["upstream_ms"] = round(entry.upstream_s * 1000, 2)
         self.logger.info('%s "%s %s" %d %d B %.1f ms%s', entry.client, entry.method, path, response.status,
                          response.body_length, duration, "" if entry.route is None else f" route {entry.route}",
                          extra=fields)

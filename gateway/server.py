@@ -30,7 +30,6 @@ from .health import Health, watch_credentials
 from .metrics import Metrics
 from .okta.client import OktaClient
 from .proxy.http import Forwarder
-from .proxy.request_id import returned
 from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder
 from .revocation.bus import RevocationBus
@@ -74,7 +73,6 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     """The gateway. `clock` (epoch seconds) is what session lifetimes are compared with; tests move it."""
     app = web.Application(handler_args={"max_field_size": 16384, "max_line_size": 16384,
                                          "logger": ClientFaultsAtDebug(logging.getLogger("aiohttp.server"))})
-    app.on_response_prepare.append(returned(settings.server.trusted_proxies))  # X-Request-Id on every answer
     pools = UpstreamPools(settings.routes.routes, settings.proxy)
     app[SETTINGS] = settings
     app[POOLS] = pools

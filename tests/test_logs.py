@@ -127,6 +127,7 @@ def test_the_request_does_not_leak_into_the_next_task():
 def test_setup_replaces_the_handlers_of_the_root_logger():
     root = logging.getLogger()
     before, level = root.handlers[:], root.level
+    gathered = logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing
     try:
         out = io.StringIO()
         setup("warning", "json", io.StringIO())
@@ -140,6 +141,7 @@ def test_setup_replaces_the_handlers_of_the_root_logger():
         for h in before:
             root.addHandler(h)
         root.setLevel(level)
+        logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = gathered
 
 
 def test_times_are_utc():

@@ -16,6 +16,7 @@ from ..routing import Route
 from ..settings import IPNetwork, ServerSettings
 from .client import UpstreamError, UpstreamResponse, UpstreamTimeout
 from .headers import Header, request_headers_for_upstream, response_headers_for_client
+from .request_id import stamp
 from .upstream import UpstreamPools
 
 log = logging.getLogger("gateway.proxy")
@@ -117,7 +118,7 @@ def upstream_answered(asked: float) -> None:
     """The upstream's answer head is here, `asked` (time.monotonic()) after it was asked: for the access line."""
     entry = current.get()
     if entry is not None:
-        entry.upstream_ms = round((time.monotonic() - asked) * 1000, 2)
+        entry.upstream_s = time.monotonic() - asked
 
 
 async def continue_if_expected(request: web.Request) -> None:
@@ -167,6 +168,7 @@ async def _relay(
         return whole
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     response.headers.extend(headers)
+    stamp(response, current.get())  # sent before the handler returns
     if before_answer is not None and (waited := before_answer(response)) is not None:
         await waited
     try:

@@ -15,10 +15,12 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from .. import answers
+from ..logs import current
 from ..routing import Route
 from ..settings import ProxySettings, ServerSettings
 from .headers import WEBSOCKET_OWN
 from .http import error_response, upstream_answered, upstream_headers
+from .request_id import stamp
 from .upstream import UpstreamPools
 
 log = logging.getLogger("gateway.proxy")
@@ -80,6 +82,7 @@ class WebSocketForwarder:
             max_msg_size=self._max_message,
             compress=False,
         )
+        stamp(client, current.get())
         try:
             await client.prepare(request)
             await _pump_both(client, upstream, stop)

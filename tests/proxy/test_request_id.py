@@ -10,7 +10,8 @@ import pytest
 from aiohttp import web
 from raw_http import send_raw, statuses
 
-from conftest import route
+from conftest import route, settings
+from gateway.dispatch import plainly_spelled
 
 MADE = re.compile(r"[0-9a-f]{16}")
 TRUSTING = {"server": {"trusted_proxies": ["127.0.0.1/32"]}}
@@ -122,3 +123,14 @@ async def test_a_websocket_upgrade_carries_the_request_id_upstream_and_back(star
         sent_upstream = await ws.receive_str()
         assert MADE.fullmatch(sent_upstream)
         assert ws._response.headers["X-Request-Id"] == sent_upstream
+
+
+async def test_an_answer_a_gateway_endpoint_raises_carries_the_request_id(aiohttp_server, http):
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPSeeOther("/.gateway/status")
+
+    app = web.Application()
+    app.router.add_get("/.gateway/moved", plainly_spelled(moved, settings(route("http://127.0.0.1:9")).server))
+    server = await aiohttp_server(app)
+    async with http.get(server.make_url("/.gateway/moved"), allow_redirects=False) as r:
+        assert r.status == 303 and MADE.fullmatch(r.headers["X-Request-Id"])
