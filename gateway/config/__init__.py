@@ -6,8 +6,9 @@ Rules of this package:
   stops the load; the CLI prints it and exits with status 2.
 - Unknown keys are errors (with a did-you-mean); so are wrong types, bad URLs, duplicate route names and routes
   that another route hides.
-- A string value may reference the environment as `${NAME}`; a missing variable is an error. The value itself
-  never appears in a message, since such values are usually secrets.
+- A string value may reference the environment as `${NAME}`; a missing variable is an error, and one error names
+  every missing variable of the file. The value itself never appears in a message, since such values are usually
+  secrets.
 
 One job a module: this one reads the file and puts the settings together; reader.py is the reading machinery
 (typed reads, `${NAME}`, unknown keys, kinds of values); tables.py, routes.py and sessions.py are the schema. The
@@ -26,7 +27,7 @@ from typing import Any
 
 from ..routing import RouteTable
 from ..settings import OktaSettings, ProxySettings, ServerSettings, StoreSettings
-from .reader import ConfigError, Section, optional_subsection, subsection
+from .reader import ConfigError, Section, check_environment, optional_subsection, subsection
 from .routes import check_routes, read_route
 from .store import read_store
 from .tables import RouteDefaults, read_admin_token, read_binding_keys, read_okta, read_proxy, read_server
@@ -64,6 +65,7 @@ def load(path: str | os.PathLike[str]) -> Settings:
 
 
 def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
+    check_environment(data, source)
     top = Section(source, "", data)
     server = read_server(subsection(top, "server"))
     proxy_section = subsection(top, "proxy")
