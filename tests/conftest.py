@@ -151,7 +151,9 @@ class GatewayProcess:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def start(self) -> None:
+    def start(self, *, ready: bool = True) -> None:
+        """Start it and wait until readyz answers 200 (`ready=False`: until healthz answers, for a gateway that is
+        not meant to be ready)."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -161,12 +163,13 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the gateway exited: {self.output()}")
             try:
-                with urllib.request.urlopen(self.url("/.gateway/readyz"), timeout=1) as r:
+                with urllib.request.urlopen(self.url("/.gateway/readyz" if ready else "/.gateway/healthz"),
+                                            timeout=1) as r:
                     if r.status == 200:
                         return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("the gateway did not become ready within 20 s")
+        raise RuntimeError(f"the gateway did not {'become ready' if ready else 'answer'} within 20 s")
 
     def rss_bytes(self) -> int:
         assert self.process is not None
@@ -196,14 +199,14 @@ def gateway_process(tmp_path: Path) -> Any:
     """Start `session-gateway run` on a config made of these routes and sections; stopped after the test."""
     started: list[GatewayProcess] = []
 
-    def start(routes: list[dict[str, Any]], **sections: dict[str, Any]) -> GatewayProcess:
+    def start(routes: list[dict[str, Any]], *, ready: bool = True, **sections: dict[str, Any]) -> GatewayProcess:
         port = free_port()
         server = {"listen": f"127.0.0.1:{port}", **sections.pop("server", {})}
         config = tmp_path / f"gateway-{len(started)}.toml"
         config.write_text(toml_text(routes, server=server, **sections))
         process = GatewayProcess(config, port)
         started.append(process)
-        process.start()
+        process.start(ready=ready)
         return process
 
     yield start
