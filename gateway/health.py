@@ -8,12 +8,13 @@ current in the background:
   again. Okta unreachable does not (the routes' `fail_mode` says what then happens to requests).
 - `UpstreamChecks` checks each distinct upstream origin of the routes every `CHECK_EVERY` seconds: an answer the
   proxy received from it since the last check is proof enough (a busy gateway adds no connects); otherwise a TCP
-  connect within `CHECK_TIMEOUT` (what "reachable" means to a load balancer: no request, no TLS handshake). A route
-  with `required_for_ready = false` is shown but never fails readyz. A route is "checking", and fails readyz if it
-  is required, until its origin's first check is done: a new pod (or a reloaded route) takes no traffic before the
-  gateway has seen its app listen; the first check runs at once, so on a healthy pod that is a few milliseconds.
-  readyz reports each check as it found it; how many failures in a row take a pod out is the load balancer's
-  setting (Kubernetes' `failureThreshold`).
+  connect within `CHECK_TIMEOUT` (what "reachable" means to a load balancer: no request, no TLS handshake). An idle
+  keep-alive connection in the pool is no proof: an app that stopped listening (draining, or gone with its socket
+  left half-open) keeps the connections it had. A route with `required_for_ready = false` is shown but never fails
+  readyz. A route is "checking", and fails readyz if it is required, until its origin's first check is done: a new
+  pod (or a reloaded route) takes no traffic before the gateway has seen its app listen; the first check runs at
+  once, so on a healthy pod that is a few milliseconds. readyz reports each check as it found it; how many failures
+  in a row take a pod out is the load balancer's setting (Kubernetes' `failureThreshold`).
 - A shared store (Redis) is pinged by the same loop and shown (`"store": "up"` or `"away"`), but by default never
   fails readiness: every replica shares one Redis, so failing on it would take the whole app out of its load
   balancer for a Redis blip, while the gateway serves safely without it (README: "Running several replicas").
@@ -65,13 +66,14 @@ async def tcp_connect(host: str, port: int) -> None:
 class UpstreamChecks:
     """The reachability of each route's upstream, kept current by one background task; read without I/O.
 
-    Built from the routes (and the pools whose answers count as proof); `update()` swaps in another route list (a
-    reload): origins still named keep what they know, new ones are checked at once."""
+    Built from the routes and the pools that serve them (their answers count as proof; readyz fails while they are
+    not up); `update()` swaps in another generation of both (a reload): origins still named keep what they know,
+    new ones are checked at once."""
 
     def __init__(self, routes: Iterable[Route], pools: UpstreamPools | None = None, store: RedisLink | None = None,
                  *, every: float = CHECK_EVERY, timeout: float = CHECK_TIMEOUT, connect: Connect = tcp_connect) -> None:
         self.routes: tuple[Route, ...] = tuple(routes)
-        self._pools, self._store = pools, store
+        self.pools, self._store = pools, store
         self._every, self._timeout, self._connect = every, timeout, connect
         self._reach: dict[str, Reach] = {}
         self._checked_at: dict[str, float] = {}  # time.monotonic() of each origin's last check
@@ -81,7 +83,7 @@ class UpstreamChecks:
     def update(self, routes: Iterable[Route], pools: UpstreamPools | None = None) -> None:
         self.routes = tuple(routes)
         if pools is not None:
-            self._pools = pools
+            self.pools = pools
         self._wake.set()
 
     def reach(self, route: Route) -> Reach | None:
@@ -131,10 +133,10 @@ class UpstreamChecks:
         self._reach[origin], self._checked_at[origin] = found, started
 
     def _answered_since(self, route: Route, since: float | None) -> bool:
-        if since is None or self._pools is None:
+        if since is None or self.pools is None:
             return False
         try:
-            answered = self._pools.http(route).answered_at
+            answered = self.pools.http(route).answered_at
         except KeyError:  # the pools are not up (yet, or any more)
             return False
         return answered is not None and answered >= since
@@ -167,9 +169,9 @@ def _connect_error(host: str, exc: OSError) -> str:
 class Health:
     """The two endpoints. `stopping` is set by a graceful stop: readyz answers 503 from then on."""
 
-    def __init__(self, pools: UpstreamPools, checks: UpstreamChecks, okta: OktaClient | None,
-                 store: RedisLink | None = None, *, store_required: bool = False) -> None:
-        self._pools, self._checks, self._okta = pools, checks, okta
+    def __init__(self, checks: UpstreamChecks, okta: OktaClient | None, store: RedisLink | None = None, *,
+                 store_required: bool = False) -> None:
+        self._checks, self._okta = checks, okta
         self._store, self._store_required = store, store_required
         self.stopping = False
 
@@ -187,7 +189,7 @@ class Health:
     def readiness(self) -> tuple[dict[str, object], list[str]]:
         """What readyz shows, and every problem that fails it."""
         problems = ["the gateway is stopping"] if self.stopping else []
-        if not self._pools.ready:
+        if self._checks.pools is None or not self._checks.pools.ready:
             problems.append("upstream pools are not up")
         body: dict[str, object] = {"configuration": "loaded"}
         if self._okta is not None:

@@ -121,7 +121,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         admin.add_routes(own)
     app[CHECKS] = checks = UpstreamChecks(settings.routes.routes, pools, link)
     app.cleanup_ctx.append(_checks_ctx)
-    app[HEALTH] = health = Health(pools, checks, app[VALIDATOR].client if VALIDATOR in app else None, link,
+    app[HEALTH] = health = Health(checks, app[VALIDATOR].client if VALIDATOR in app else None, link,
                                   store_required=settings.store.required_for_ready)
     own.add_get(prefix + "healthz", health.healthz, allow_head=True)
     own.add_get(prefix + "readyz", health.readyz, allow_head=True)

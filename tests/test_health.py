@@ -230,8 +230,22 @@ def test_a_route_still_checking_fails_readiness_only_when_required():
 
     required, optional = a_route("http://127.0.0.1:9", "app"), a_route("http://127.0.0.1:9", "reports")
     optional = dataclasses.replace(optional, required_for_ready=False)
-    health = Health(Pools(), UpstreamChecks([required, optional]), None)  # type: ignore[arg-type]
+    health = Health(UpstreamChecks([required, optional], Pools()), None)  # type: ignore[arg-type]
     body, problems = health.readiness()
     assert problems == ["route app: upstream http://127.0.0.1:9 not checked yet"]
     assert {name: r["upstream_status"] for name, r in body["routes"].items()} == {  # type: ignore[attr-defined]
         "app": "checking", "reports": "checking"}
+
+
+def test_after_a_reload_readiness_follows_the_new_generation_of_pools():
+    class Pools:
+        def __init__(self, ready: bool) -> None:
+            self.ready = ready
+
+    checks = UpstreamChecks([], Pools(True))  # type: ignore[arg-type]
+    health = Health(checks, None)
+    assert health.readiness()[1] == []
+    checks.update([], Pools(False))  # type: ignore[arg-type]
+    assert health.readiness()[1] == ["upstream pools are not up"]
+    checks.update([])  # the same pools
+    assert health.readiness()[1] == ["upstream pools are not up"]
