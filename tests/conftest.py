@@ -84,13 +84,28 @@ async def raw_upstream() -> AsyncIterator[Callable[[Peer], Awaitable[str]]]:
     servers: list[asyncio.base_events.Server] = []
 
     async def start(peer: Peer) -> str:
-        server = await asyncio.start_server(peer, "127.0.0.1", 0)
+        async def requests_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if await _closes_unasked(reader):
+                writer.close()
+                return
+            await peer(reader, writer)
+
+        server = await asyncio.start_server(requests_only, "127.0.0.1", 0)
         servers.append(server)
         return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
     yield start
     for server in servers:
         server.close()
+
+
+async def _closes_unasked(reader: asyncio.StreamReader) -> bool:
+    """True for a connection closed before it sent a byte: readiness's TCP check (gateway/health.py), which a test's
+    peer, counting connections or answering the first one, must not take for the gateway's request. Waits without
+    consuming, through StreamReader's private wait (it has no public peek)."""
+    if not reader._buffer and not reader.at_eof():  # type: ignore[attr-defined]
+        await reader._wait_for_data("peek")  # type: ignore[attr-defined]
+    return not reader._buffer  # type: ignore[attr-defined]
 
 
 Action = Callable[[web.Request], Awaitable[Any]]
