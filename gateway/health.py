@@ -127,7 +127,7 @@ class UpstreamChecks:
                 found = Reach(True)
             except TimeoutError:
                 found = Reach(False, f"no TCP connect within {self._timeout:g} s")
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a name the resolver cannot take (too long, a NUL)
                 found = Reach(False, _connect_error(url.host or "", exc))
         self._log_change(origin, self._reach.get(origin), found)
         self._reach[origin], self._checked_at[origin] = found, started
@@ -157,11 +157,11 @@ class UpstreamChecks:
             pass  # the link has marked it away and logged it
 
 
-def _connect_error(host: str, exc: OSError) -> str:
+def _connect_error(host: str, exc: OSError | ValueError) -> str:
     """"connection refused", not asyncio's "Connect call failed ('127.0.0.1', 9)", which names no cause."""
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve {host}: {exc.strerror}"
-    if exc.errno and exc.errno > 0:
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
         return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
 
