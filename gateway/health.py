@@ -6,15 +6,16 @@ way. It does no I/O of its own: a flood of readyz never reaches an upstream, Okt
 current in the background:
 - `watch_credentials` asks Okta about our token now and then; a rejected token fails readyz until Okta accepts it
   again. Okta unreachable does not (the routes' `fail_mode` says what then happens to requests).
-- `UpstreamChecks` checks each distinct upstream origin of the routes every `CHECK_EVERY` seconds: an answer the
-  proxy received from it since the last check is proof enough (a busy gateway adds no connects); otherwise a TCP
-  connect within `CHECK_TIMEOUT` (what "reachable" means to a load balancer: no request, no TLS handshake). An idle
-  keep-alive connection in the pool is no proof: an app that stopped listening (draining, or gone with its socket
-  left half-open) keeps the connections it had. A route with `required_for_ready = false` is shown but never fails
-  readyz. A route is "checking", and fails readyz if it is required, until its origin's first check is done: a new
-  pod (or a reloaded route) takes no traffic before the gateway has seen its app listen; the first check runs at
-  once, so on a healthy pod that is a few milliseconds. readyz reports each check as it found it; how many failures
-  in a row take a pod out is the load balancer's setting (Kubernetes' `failureThreshold`).
+- `UpstreamChecks` checks each distinct upstream origin of the routes every `CHECK_EVERY` seconds: an answer the proxy
+  received from it since the last check is proof enough (a busy gateway adds no connects); otherwise a TCP connect
+  within `CHECK_TIMEOUT` (what "reachable" means to a load balancer: no request, no TLS handshake). An idle keep-alive
+  connection in the pool is no proof: an app that stopped listening (draining, or gone with its socket left half-open)
+  keeps the connections it had. The proof costs at most one interval: an upstream that stops fails readyz within two
+  checks (`2 * CHECK_EVERY`, plus `CHECK_TIMEOUT` if its connects hang). A route with `required_for_ready = false` is
+  shown but never fails readyz. A route is "checking", and fails readyz if it is required, until its origin's first
+  check is done: a new pod (or a reloaded route) takes no traffic before the gateway has seen its app listen; the
+  first check runs at once, so on a healthy pod that is a few milliseconds. readyz reports each check as it found it;
+  how many failures in a row take a pod out is the load balancer's setting (Kubernetes' `failureThreshold`).
 - A shared store (Redis) is pinged by the same loop and shown (`"store": "up"` or `"away"`), but by default never
   fails readiness: every replica shares one Redis, so failing on it would take the whole app out of its load
   balancer for a Redis blip, while the gateway serves safely without it (README: "Running several replicas").
