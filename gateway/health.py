@@ -12,10 +12,11 @@ current in the background:
   connection in the pool is no proof: an app that stopped listening (draining, or gone with its socket left half-open)
   keeps the connections it had. The proof costs at most one interval: an upstream that stops fails readyz within two
   checks (`2 * CHECK_EVERY`, plus `CHECK_TIMEOUT` if its connects hang). A route with `required_for_ready = false` is
-  shown but never fails readyz. A route is "checking", and fails readyz if it is required, until its origin's first
-  check is done: a new pod (or a reloaded route) takes no traffic before the gateway has seen its app listen; the
-  first check runs at once, so on a healthy pod that is a few milliseconds. readyz reports each check as it found it;
-  how many failures in a row take a pod out is the load balancer's setting (Kubernetes' `failureThreshold`).
+  shown but never fails readyz. A new pod takes no traffic before the gateway has seen its app listen: the first round
+  runs before the gateway listens (a few milliseconds; at most `CHECK_TIMEOUT` when a connect hangs), and a route a
+  reload adds is "checking", failing readyz if it is required, until its origin's first check (run at once) is done.
+  readyz reports each check as it found it; how many failures in a row take a pod out is the load balancer's setting
+  (Kubernetes' `failureThreshold`).
 - A shared store (Redis) is pinged by the same loop and shown (`"store": "up"` or `"away"`), but by default never
   fails readiness: every replica shares one Redis, so failing on it would take the whole app out of its load
   balancer for a Redis blip, while the gateway serves safely without it (README: "Running several replicas").
@@ -92,6 +93,8 @@ class UpstreamChecks:
         return self._reach.get(route.upstream_origin)
 
     async def start(self) -> None:
+        """The first round before the gateway listens (at most `CHECK_TIMEOUT`), then one every `CHECK_EVERY`."""
+        await self.check()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
@@ -102,12 +105,12 @@ class UpstreamChecks:
 
     async def _run(self) -> None:
         while True:
-            self._wake.clear()
-            await self.check()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._every)
             except TimeoutError:
                 pass
+            self._wake.clear()
+            await self.check()
 
     async def check(self) -> None:
         """One round: every origin the routes name, at once, and a ping of the store."""
