@@ -163,3 +163,4 @@ class StoreSettings:
     key_prefix: str = "session-gateway"  # every key of this gateway is "{<key_prefix>}:…": one Cluster slot
     retention: float = 86_400.0  # seconds a tombstone, watermark, jti or hook delivery id is kept
     redis: RedisSettings | None = None
+    required_for_ready: bool = False  # Redis away fails readyz (default: shown, never failing; README says why)

@@ -79,6 +79,8 @@ def test_route_defaults():
     assert (route.name, route.host, route.path, route.rewrite, route.preserve_host) == ("app", "*", "/", None, False)
     assert (route.connect_timeout, route.read_timeout, route.max_request_body) == (5.0, 60.0, 2**30)
     assert str(route.upstream) == "http://127.0.0.1:9000"
+    assert route.required_for_ready is True
+    assert parse(one_route(required_for_ready=False)).routes.routes[0].required_for_ready is False
 
 
 def test_proxy_section_sets_the_route_defaults():
@@ -201,6 +203,10 @@ def test_number_for_a_route_name_is_refused():
 
 def test_string_for_a_bool_is_refused():
     error_of(one_route(preserve_host="yes"), "route[0] (app).preserve_host")
+
+
+def test_a_route_that_is_required_for_ready_is_said_with_a_bool():
+    assert "expected true or false" in error_of(one_route(required_for_ready="no"), "route[0] (app).required_for_ready")
 
 
 def test_int_for_a_bool_is_refused():
