@@ -1,6 +1,7 @@
 """Counters and histograms, in one place, on a registry per gateway (so tests and workers never share one).
 
-Names follow Prometheus conventions so that a /metrics endpoint is one call to `generate_latest(registry)`.
+Names follow Prometheus conventions, all under one prefix (`PREFIX`), so that a /metrics endpoint is one call to
+`generate_latest(registry)`.
 Label values are fixed words or route names, never ids, logins or anything secret.
 
 Counters bumped on every proxied request (validations, decisions) are plain numbers read at scrape time
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+PREFIX = "session_gateway_"  # of every metric's name: the one place it is written
 
 LOOKUP_RESULTS = ("hit", "refresh", "miss", "shared", "coalesced", "negative", "grace", "unavailable",
                   "invalid_id")
@@ -65,64 +68,64 @@ class Counts(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counts("gateway_requests", "Requests proxied, by route", ("route",), self.registry)
-        lookups = Counts("gateway_validation_lookups", "Session validations by how they were answered",
+        self.requests = Counts(PREFIX + "requests", "Requests proxied, by route", ("route",), self.registry)
+        lookups = Counts(PREFIX + "validation_lookups", "Session validations by how they were answered",
                          ("result",), self.registry)
         self.lookups = {result: lookups.get(result) for result in LOOKUP_RESULTS}
-        calls = Counter("gateway_okta_calls", "Calls to the Okta API by operation and outcome",
+        calls = Counter(PREFIX + "okta_calls", "Calls to the Okta API by operation and outcome",
                         ["operation", "outcome"], registry=self.registry)
         self.okta_calls = {(op, out): calls.labels(op, out) for op in OKTA_OPERATIONS for out in OKTA_OUTCOMES}
-        latency = Histogram("gateway_okta_latency_seconds", "Okta API call latency", ["operation"],
+        latency = Histogram(PREFIX + "okta_latency_seconds", "Okta API call latency", ["operation"],
                             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=self.registry)
         self.okta_latency = {op: latency.labels(op) for op in OKTA_OPERATIONS}
-        self.rate_limit_remaining = Gauge("gateway_okta_rate_limit_remaining",
+        self.rate_limit_remaining = Gauge(PREFIX + "okta_rate_limit_remaining",
                                           "X-Rate-Limit-Remaining of the last Okta answer", registry=self.registry)
-        self.rate_limit_limit = Gauge("gateway_okta_rate_limit_limit",
+        self.rate_limit_limit = Gauge(PREFIX + "okta_rate_limit_limit",
                                       "X-Rate-Limit-Limit of the last Okta answer", registry=self.registry)
-        self.cache_entries = Gauge("gateway_validation_cache_entries", "Entries in the validation cache",
+        self.cache_entries = Gauge(PREFIX + "validation_cache_entries", "Entries in the validation cache",
                                    registry=self.registry)
-        self.fail_open = Counter("gateway_validation_outage_answers",
+        self.fail_open = Counter(PREFIX + "validation_outage_answers",
                                  "Lookups answered by a route's fail mode while Okta was unavailable", ["mode"],
                                  registry=self.registry)
-        shared = Counts("gateway_validation_shared", "Local cache misses by what the fleet's shared cache gave",
+        shared = Counts(PREFIX + "validation_shared", "Local cache misses by what the fleet's shared cache gave",
                         ("outcome",), self.registry)
         self.shared_lookups = {outcome: shared.get(outcome) for outcome in SHARED_OUTCOMES}
 
-        self.decisions = Counts("gateway_session_decisions", "Enforcement decisions by route, what was done and why",
+        self.decisions = Counts(PREFIX + "session_decisions", "Enforcement decisions by route, what was done and why",
                                 ("route", "action", "reason"), self.registry)
-        self.would_end = Counts("gateway_session_observed_ends",
+        self.would_end = Counts(PREFIX + "session_observed_ends",
                                 "Requests that enforce would have refused, forwarded in observe mode",
                                 ("route", "reason"), self.registry)
-        self.sign_ins = Counts("gateway_sign_ins", "App sign-ins seen at the ACS, by outcome", ("route", "outcome"),
+        self.sign_ins = Counts(PREFIX + "sign_ins", "App sign-ins seen at the ACS, by outcome", ("route", "outcome"),
                                self.registry)
-        self.okta_extensions = Counter("gateway_okta_extensions", "Okta sessions refreshed on app activity",
+        self.okta_extensions = Counter(PREFIX + "okta_extensions", "Okta sessions refreshed on app activity",
                                        registry=self.registry)
-        self.sockets_closed = Counter("gateway_websockets_closed", "Open WebSockets closed because their session ended",
-                                      registry=self.registry)
+        self.sockets_closed = Counter(PREFIX + "websockets_closed",
+                                      "Open WebSockets closed because their session ended", registry=self.registry)
 
-        self.revocations = Counter("gateway_revocations", "Revocations acted on, by source", ["source"],
+        self.revocations = Counter(PREFIX + "revocations", "Revocations acted on, by source", ["source"],
                                    registry=self.registry)
         self.revocation_latency = Histogram(
-            "gateway_revocation_latency_seconds", "From the moment the source says a revocation happened to the "
+            PREFIX + "revocation_latency_seconds", "From the moment the source says a revocation happened to the "
             "moment the gateway acted on it", ["source"], registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
         self.revoked_served = Histogram(
-            "gateway_revoked_session_served_seconds", "How long a revoked session was still served: from the "
+            PREFIX + "revoked_session_served_seconds", "How long a revoked session was still served: from the "
             "revocation's source time to the first refused request of it", registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 
-        self.hook_deliveries = Counter("gateway_event_hook_deliveries", "Event hook deliveries by outcome",
+        self.hook_deliveries = Counter(PREFIX + "event_hook_deliveries", "Event hook deliveries by outcome",
                                        ["outcome"], registry=self.registry)
-        self.hook_events = Counter("gateway_event_hook_events", "Events of hook deliveries by what came of them",
+        self.hook_events = Counter(PREFIX + "event_hook_events", "Events of hook deliveries by what came of them",
                                    ["outcome"], registry=self.registry)
 
-        self.store_up = Gauge("gateway_store_up", "1 while the shared store (Redis) answers, 0 while it is away",
+        self.store_up = Gauge(PREFIX + "store_up", "1 while the shared store (Redis) answers, 0 while it is away",
                               registry=self.registry)
-        self.store_buffered = Gauge("gateway_store_buffered_revocations", "Revocations taken by this process and "
+        self.store_buffered = Gauge(PREFIX + "store_buffered_revocations", "Revocations taken by this process and "
                                     "not yet written to the shared store (Redis away)", registry=self.registry)
-        self.store_replay_lag = Gauge("gateway_store_replay_lag_seconds", "Age of the last revocation this process "
+        self.store_replay_lag = Gauge(PREFIX + "store_replay_lag_seconds", "Age of the last revocation this process "
                                       "read from the fleet's stream when it read it", registry=self.registry)
-        self.store_reloads = Counter("gateway_store_reloads", "Whole-state reloads from the shared store (a gap too "
+        self.store_reloads = Counter(PREFIX + "store_reloads", "Whole-state reloads from the shared store (a gap too "
                                      "old to replay, or Redis back empty)", ["why"], registry=self.registry)
 
     def value(self, name: str, **labels: str) -> float:
