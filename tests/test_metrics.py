@@ -1,16 +1,28 @@
-"""The gateway's metrics (gateway/metrics.py): lock-free Counts collected as Prometheus counters, a registry per
-gateway, the fixed label values made up front, and what `value()` and the text exposition say."""
+"""The gateway's metrics (gateway/metrics.py): lock-free Counts and Timings collected as Prometheus counters and
+histograms, a registry per gateway, one prefix, the fixed label values made up front, and what `value()` and the
+text exposition say."""
 
 from __future__ import annotations
 
 import itertools
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import LOOKUP_RESULTS, OKTA_OPERATIONS, OKTA_OUTCOMES, PREFIX, Count, Counts, Metrics
+from gateway.metrics import (
+    LOOKUP_RESULTS,
+    OKTA_OPERATIONS,
+    OKTA_OUTCOMES,
+    PREFIX,
+    UPSTREAM_BUCKETS,
+    Count,
+    Counts,
+    Metrics,
+    Timings,
+    TimingsByValue,
+)
 
 
 def exposition(metrics: Metrics) -> dict[str, Metric]:
@@ -133,3 +145,60 @@ def test_every_metric_is_the_gateways_and_documented():
     for name, family in families.items():
         assert name.startswith(PREFIX), name
         assert family.documentation, name
+
+
+def test_a_timing_counts_each_observation_in_the_first_bucket_it_fits_and_adds_it_to_the_sum():
+    timings = Timings("test_seconds", "Seconds", ("route",), (0.001, 0.01, 1), CollectorRegistry())
+    timing = timings.get("hr")
+    assert timings.get("hr") is timing and timings.get("wiki") is not timing
+    for seconds in (0.0002, 0.001, 0.005, 0.01, 0.5, 3.0):  # a bound is its bucket's ("le": at most)
+        timing.observe(seconds)
+    assert timing.counts == [2, 2, 1, 1]
+    assert timing.sum == pytest.approx(3.5162)
+
+
+def test_timings_are_scraped_exactly_as_a_prometheus_client_histogram_of_the_same_observations():
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    timings = Timings("x_seconds", "Seconds", ("route",), UPSTREAM_BUCKETS, ours)
+    histogram = Histogram("x_seconds", "Seconds", ["route"], buckets=UPSTREAM_BUCKETS, registry=theirs)
+    for route, seconds in itertools.product(("hr", "wiki"), (0.0001, 0.0005, 0.003, 0.04, 0.9, 12, 60, 75)):
+        timings.get(route).observe(seconds)
+        histogram.labels(route).observe(seconds)
+    ignored = ("x_seconds_created",)
+    assert next(iter(ours.collect())).samples == [
+        s for s in next(iter(theirs.collect())).samples if s.name not in ignored]
+    text = generate_latest(ours).decode()
+    assert 'x_seconds_bucket{le="0.0005",route="hr"} 2.0' in text
+    assert 'x_seconds_bucket{le="+Inf",route="wiki"} 8.0' in text
+    assert 'x_seconds_count{route="wiki"} 8.0' in text
+
+
+def test_timings_refuse_buckets_out_of_order():
+    with pytest.raises(ValueError, match="increasing"):
+        Timings("y_seconds", "Seconds", (), (1.0, 0.5), CollectorRegistry())
+
+
+def test_upstream_latency_buckets_reach_from_under_a_millisecond_to_the_default_read_timeout():
+    assert UPSTREAM_BUCKETS[0] < 0.001 and UPSTREAM_BUCKETS[-1] >= 60
+    assert list(UPSTREAM_BUCKETS) == sorted(set(UPSTREAM_BUCKETS))
+
+
+def test_upstream_latency_is_a_histogram_by_route_and_errors_a_counter():
+    metrics = Metrics()
+    metrics.upstream_latency.get("hr").observe(0.002)
+    metrics.upstream_errors.get("hr", "timeout").inc()
+    value = metrics.value
+    assert value("session_gateway_upstream_latency_seconds_bucket", route="hr", le="0.001") == 0
+    assert value("session_gateway_upstream_latency_seconds_bucket", route="hr", le="0.0025") == 1
+    assert value("session_gateway_upstream_latency_seconds_count", route="hr") == 1
+    assert value("session_gateway_upstream_latency_seconds_sum", route="hr") == pytest.approx(0.002)
+    assert value("session_gateway_upstream_errors_total", route="hr", error="timeout") == 1
+
+
+def test_timings_by_value_make_each_child_once_through_the_family():
+    timings = Timings("z_seconds", "Seconds", ("route",), (1.0,), CollectorRegistry())
+    by_route = TimingsByValue(timings)
+    assert by_route["hr"] is by_route["hr"] is timings.get("hr")
+    by_route["wiki"].observe(2.0)
+    assert timings.get("wiki").counts == [0, 1]
+
