@@ -185,8 +185,9 @@ class Metrics:
             "moment the gateway acted on it", ["source"], registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
         self.revoked_served = Histogram(
-            PREFIX + "revoked_session_served_seconds", "How long a revoked session was still served: from the "
-            "revocation's source time to the first refused request of it", registry=self.registry,
+            PREFIX + "revoked_session_served_seconds", "How long a revoked session could still be served: from its "
+            "revocation (the tombstone's time, or the user's watermark) to the first request of it this process "
+            "refused, once per session and route", registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 
         self.hook_deliveries = Counter(PREFIX + "event_hook_deliveries", "Event hook deliveries by outcome",
