@@ -5,6 +5,7 @@ text exposition say."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -202,3 +203,9 @@ def test_timings_by_value_make_each_child_once_through_the_family():
     by_route["wiki"].observe(2.0)
     assert timings.get("wiki").counts == [0, 1]
 
+
+def test_the_readme_lists_every_metric_by_the_name_a_scrape_shows():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for family in Metrics().registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"`{name}`" in readme, name
