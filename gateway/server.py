@@ -84,7 +84,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     if link is not None:
         app[STORE_LINK] = link
         app.cleanup_ctx.append(_store_ctx)  # before the validator's and the policies': up first, closed last
-    http = Forwarder(pools, settings.server)
+    http = Forwarder(pools, settings.server, metrics)
     ws = WebSocketForwarder(pools, settings.server, settings.proxy)
     app[ENFORCERS] = {}
     app[SOCKETS] = OpenSockets()

@@ -164,3 +164,12 @@ class StoreSettings:
     retention: float = 86_400.0  # seconds a tombstone, watermark, jti or hook delivery id is kept
     redis: RedisSettings | None = None
     required_for_ready: bool = False  # Redis away fails readyz (default: shown, never failing; README says why)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """[metrics]: the listener that serves /metrics to Prometheus without a token. With `workers > 1`, worker i
+    (from 0) listens on `port + i`: each has its own registry."""
+
+    host: str
+    port: int

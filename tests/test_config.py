@@ -22,6 +22,7 @@ from gateway.settings import (
     CookieSettings,
     EventHookSettings,
     LogoutRules,
+    MetricsSettings,
     Mode,
     RouteSessions,
     SessionRules,
@@ -120,6 +121,7 @@ def test_the_example_file_values():
     assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8080)
     assert settings.server.trusted_proxies == (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
     assert settings.proxy.websocket_max_message == 16 * 2**20
+    assert settings.metrics == MetricsSettings("0.0.0.0", 9090)
     api = settings.routes.routes[1]
     assert (api.path, api.rewrite, api.connect_timeout, api.read_timeout, api.max_request_body) == (
         "/api", "/v2", 2.0, 30.0, 10 * 2**20)

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from ..routing import RouteTable
-from ..settings import OktaSettings, ProxySettings, ServerSettings, StoreSettings
+from ..settings import MetricsSettings, OktaSettings, ProxySettings, ServerSettings, StoreSettings
 from .reader import ConfigError, Section, check_environment, optional_subsection, subsection
 from .routes import check_routes, read_route
 from .store import read_store
-from .tables import RouteDefaults, read_admin_token, read_binding_keys, read_okta, read_proxy, read_server
+from .tables import RouteDefaults, read_admin_token, read_binding_keys, read_metrics, read_okta, read_proxy, read_server
 
 __all__ = ["ConfigError", "Settings", "load", "parse"]
 
@@ -45,6 +45,7 @@ class Settings:
     binding_keys: tuple[str, ...] = field(default=(), repr=False)  # Fernet keys: the first seals, all open
     admin_token: str | None = field(default=None, repr=False)  # the operator's: status page and admin API
     store: StoreSettings = field(default_factory=StoreSettings)
+    metrics: MetricsSettings | None = None  # [metrics]: the listener for Prometheus; None: none
 
 
 def load(path: str | os.PathLike[str]) -> Settings:
@@ -81,6 +82,7 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
     keys = read_binding_keys(subsection(top, "binding"), any(r.sessions is not None for r in routes))
     admin = optional_subsection(top, "admin", read_admin_token)
     store = read_store(subsection(top, "store"))
+    metrics = optional_subsection(top, "metrics", lambda s: read_metrics(s, server))
     if server.workers > 1 and store.backend == "memory":
         raise ConfigError(f'{source}: store.backend: expected "redis" with [server] workers = {server.workers}: '
                           "the memory store is one process's, so each worker would keep its own revocations, "
@@ -88,4 +90,4 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
     top.finish()
     check_routes(source, routes, [from_env for _, from_env in read], server.prefix)
     return Settings(source=source, server=server, proxy=proxy, routes=RouteTable(routes), okta=okta,
-                    binding_keys=keys, admin_token=admin, store=store)
+                    binding_keys=keys, admin_token=admin, store=store, metrics=metrics)
