@@ -44,7 +44,7 @@ from yarl import URL
 
 from .buckets import Budget
 from .enforcement.enforcer import Enforcer
-from .metrics import Metrics
+from .metrics import PREFIX, Metrics
 from .proxy.headers import client_address, is_trusted
 from .revocation.bodies import NotJson, load_json, read_body
 from .revocation.bus import SOURCES, RevocationBus
@@ -258,7 +258,7 @@ class Admin:
         served = lookups["hit"] + lookups["refresh"] + lookups["negative"]
         calls: dict[str, float] = {}
         for operation, outcome in m.okta_calls:
-            calls[outcome] = calls.get(outcome, 0.0) + m.value("gateway_okta_calls_total", operation=operation,
+            calls[outcome] = calls.get(outcome, 0.0) + m.value(PREFIX + "okta_calls_total", operation=operation,
                                                                outcome=outcome)
         return {
             "requests": int(sum(c.value for c in m.requests.children.values())),
@@ -266,9 +266,9 @@ class Admin:
             "cache_hit_ratio": round(served / total, 4) if total else None,
             "okta_calls": int(sum(calls.values())),
             **{f"okta_calls_{k}": int(v) for k, v in calls.items() if v},
-            "okta_rate_limit": int(m.value("gateway_okta_rate_limit_limit")) or None,
-            "okta_rate_limit_remaining": int(m.value("gateway_okta_rate_limit_remaining")) or None,
-            "revocations": int(sum(m.value("gateway_revocations_total", source=s) for s in SOURCES)),
+            "okta_rate_limit": int(m.value(PREFIX + "okta_rate_limit_limit")) or None,
+            "okta_rate_limit_remaining": int(m.value(PREFIX + "okta_rate_limit_remaining")) or None,
+            "revocations": int(sum(m.value(PREFIX + "revocations_total", source=s) for s in SOURCES)),
             "open_websockets": len(self._sockets),
             **self._store_state(),
         }
@@ -279,8 +279,8 @@ class Admin:
             return {"store": "memory (this process)"}
         m = self._metrics
         return {"store": "redis, up" if self._store.up else "redis, away",
-                "store_buffered_revocations": int(m.value("gateway_store_buffered_revocations")),
-                "store_replay_lag_s": round(m.value("gateway_store_replay_lag_seconds"), 3)}
+                "store_buffered_revocations": int(m.value(PREFIX + "store_buffered_revocations")),
+                "store_replay_lag_s": round(m.value(PREFIX + "store_replay_lag_seconds"), 3)}
 
     # --- switching a route's policy --------------------------------------------------------------------------
 

@@ -112,7 +112,27 @@ def route_table_text(settings: Settings) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
+SANDBOX_PACKAGES = ("lxml", "signxml")  # pyproject.toml's [sandbox] extra
+
+
+def _sandbox_installed(command: str) -> bool:
+    """Whether the sandbox's packages import; if not, says in one line how to get them. The container image leaves
+    the extra out: a gateway in production carries no stand-in Okta org."""
+    import importlib
+
+    for package in SANDBOX_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError:
+            print(f"session-gateway: {command} needs the sandbox extra ({package} is not installed): "
+                  "pip install 'session-gateway[sandbox]'", file=sys.stderr)
+            return False
+    return True
+
+
 def _sandbox_okta(args: argparse.Namespace) -> int:
+    if not _sandbox_installed("sandbox okta"):
+        return 1
     from .sandbox.run import run_okta_sandbox
 
     setup_logging("info")
@@ -186,6 +206,8 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if not _sandbox_installed("demo"):
+        return 1
     from .sandbox.demo import run_demo, run_scripted
 
     setup_logging("warning")

@@ -45,6 +45,7 @@ class Route:
     max_request_body: int | None
     grace: float | None = None  # Okta unavailable: None refuses (fail mode closed), else serve last-known for N s
     sessions: RouteSessions | None = None  # how its app's sessions are bound to Okta's; None: not at all
+    required_for_ready: bool = True  # its upstream unreachable fails readyz (false: shown, never failing)
 
     @property
     def upstream_origin(self) -> str:

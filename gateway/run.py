@@ -18,10 +18,10 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
-from . import __version__
+from . import __version__, metrics_listener
 from .config import Settings
 from .logs import AccessLogger
-from .server import build_app
+from .server import METRICS, build_app
 from .settings import ServerSettings
 
 log = logging.getLogger("gateway")
@@ -32,14 +32,16 @@ def serve(settings: Settings) -> None:
     server = settings.server
     workers = server.workers
     if workers == 1:
-        _serve_one(settings, listening_socket(server.host, server.port, reuse_port=False))
+        _serve_one(settings, listening_socket(server.host, server.port, reuse_port=False), *metrics_sockets(settings))
         return
     sockets = [listening_socket(server.host, server.port, reuse_port=True) for _ in range(workers)]
+    scrapes = metrics_sockets(settings)
     context = multiprocessing.get_context("fork")
-    children = [context.Process(target=_serve_one, args=(settings, sock), daemon=True) for sock in sockets]
+    children = [context.Process(target=_serve_one, args=(settings, sock, scrape), daemon=True)
+                for sock, scrape in zip(sockets, scrapes, strict=True)]
     for child in children:
         child.start()
-    for sock in sockets:
+    for sock in [*sockets, *(s for s in scrapes if s is not None)]:
         sock.close()
 
     def stop(signum: int, frame: object) -> None:
@@ -56,10 +58,12 @@ def serve(settings: Settings) -> None:
         sys.exit(1)
 
 
-def _serve_one(settings: Settings, sock: socket.socket) -> None:
+def _serve_one(settings: Settings, sock: socket.socket, scrape: socket.socket | None = None) -> None:
     _install_uvloop()
     server = settings.server
     app = build_app(settings)
+    if scrape is not None:
+        app.cleanup_ctx.append(metrics_listener.serving(scrape, app[METRICS], header_timeout=server.header_timeout))
 
     async def started(app: web.Application) -> None:
         log.info("%s", start_line(settings), extra=start_fields(settings))
@@ -117,6 +121,13 @@ def handler_options(server: ServerSettings) -> dict[str, Any]:
         "handler_cancellation": True,
         "auto_decompress": False,
     }
+
+
+def metrics_sockets(settings: Settings) -> list[socket.socket | None]:
+    """One listening socket of [metrics] a worker (worker i on the port + i), or None each without the table."""
+    scrape = settings.metrics
+    return [listening_socket(scrape.host, scrape.port + i, reuse_port=False) if scrape is not None else None
+            for i in range(settings.server.workers)]
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:

@@ -26,7 +26,7 @@ from .dispatch import ClientFaultsAtDebug, expect_continue_only, expect_later, n
 from .enforcement.enforcer import Enforcer
 from .enforcement.sign_in import unknown_id_budget
 from .enforcement.sweep import SocketSweep
-from .health import Health, watch_credentials
+from .health import Health, UpstreamChecks, watch_credentials
 from .metrics import Metrics
 from .okta.client import OktaClient
 from .proxy.http import Forwarder
@@ -67,6 +67,8 @@ STORE_LINK = web.AppKey("store_link", RedisLink)
 FANOUT = web.AppKey("fanout", FanOut)
 POLICIES = web.AppKey("policies", RoutePolicies)
 HOOKS = web.AppKey("hooks", EventHookReceiver)
+CHECKS = web.AppKey("checks", UpstreamChecks)  # readiness of the routes' upstreams: update(routes, pools) on reload
+HEALTH = web.AppKey("health", Health)  # health.stopping = True makes readyz 503 during a graceful stop
 
 
 def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
@@ -82,7 +84,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     if link is not None:
         app[STORE_LINK] = link
         app.cleanup_ctx.append(_store_ctx)  # before the validator's and the policies': up first, closed last
-    http = Forwarder(pools, settings.server)
+    http = Forwarder(pools, settings.server, metrics)
     ws = WebSocketForwarder(pools, settings.server, settings.proxy)
     app[ENFORCERS] = {}
     app[SOCKETS] = OpenSockets()
@@ -117,7 +119,10 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
                       metrics, app.get(BUS), app[SOCKETS], trusted_proxies=settings.server.trusted_proxies,
                       policies=app[POLICIES], store=link)
         admin.add_routes(own)
-    health = Health(pools, app[VALIDATOR].client if VALIDATOR in app else None, len(settings.routes.routes), link)
+    app[CHECKS] = checks = UpstreamChecks(settings.routes.routes, pools, link)
+    app.cleanup_ctx.append(_checks_ctx)
+    app[HEALTH] = health = Health(checks, app[VALIDATOR].client if VALIDATOR in app else None, link,
+                                  store_required=settings.store.required_for_ready)
     own.add_get(prefix + "healthz", health.healthz, allow_head=True)
     own.add_get(prefix + "readyz", health.readyz, allow_head=True)
     limits = settings.server
@@ -185,6 +190,12 @@ async def _pools_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[POOLS].start()
     yield
     await app[POOLS].close()
+
+
+async def _checks_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[CHECKS].start()
+    yield
+    await app[CHECKS].close()
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

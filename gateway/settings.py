@@ -163,6 +163,16 @@ class StoreSettings:
     key_prefix: str = "session-gateway"  # every key of this gateway is "{<key_prefix>}:…": one Cluster slot
     retention: float = 86_400.0  # seconds a tombstone, watermark, jti or hook delivery id is kept
     redis: RedisSettings | None = None
+    required_for_ready: bool = False  # Redis away fails readyz (default: shown, never failing; README says why)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """[metrics]: the listener that serves /metrics to Prometheus without a token. With `workers > 1`, worker i
+    (from 0) listens on `port + i`: each has its own registry."""
+
+    host: str
+    port: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,13 +84,28 @@ async def raw_upstream() -> AsyncIterator[Callable[[Peer], Awaitable[str]]]:
     servers: list[asyncio.base_events.Server] = []
 
     async def start(peer: Peer) -> str:
-        server = await asyncio.start_server(peer, "127.0.0.1", 0)
+        async def requests_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if await _closes_unasked(reader):
+                writer.close()
+                return
+            await peer(reader, writer)
+
+        server = await asyncio.start_server(requests_only, "127.0.0.1", 0)
         servers.append(server)
         return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
     yield start
     for server in servers:
         server.close()
+
+
+async def _closes_unasked(reader: asyncio.StreamReader) -> bool:
+    """True for a connection closed before it sent a byte: readiness's TCP check (gateway/health.py), which a test's
+    peer, counting connections or answering the first one, must not take for the gateway's request. Waits without
+    consuming, through StreamReader's private wait (it has no public peek)."""
+    if not reader._buffer and not reader.at_eof():  # type: ignore[attr-defined]
+        await reader._wait_for_data("peek")  # type: ignore[attr-defined]
+    return not reader._buffer  # type: ignore[attr-defined]
 
 
 Action = Callable[[web.Request], Awaitable[Any]]
@@ -151,7 +166,9 @@ class GatewayProcess:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def start(self) -> None:
+    def start(self, *, ready: bool = True) -> None:
+        """Start it and wait until readyz answers 200 (`ready=False`: until healthz answers, for a gateway that is
+        not meant to be ready)."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -161,12 +178,13 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the gateway exited: {self.output()}")
             try:
-                with urllib.request.urlopen(self.url("/.gateway/readyz"), timeout=1) as r:
+                with urllib.request.urlopen(self.url("/.gateway/readyz" if ready else "/.gateway/healthz"),
+                                            timeout=1) as r:
                     if r.status == 200:
                         return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("the gateway did not become ready within 20 s")
+        raise RuntimeError(f"the gateway did not {'become ready' if ready else 'answer'} within 20 s")
 
     def rss_bytes(self) -> int:
         assert self.process is not None
@@ -196,14 +214,14 @@ def gateway_process(tmp_path: Path) -> Any:
     """Start `session-gateway run` on a config made of these routes and sections; stopped after the test."""
     started: list[GatewayProcess] = []
 
-    def start(routes: list[dict[str, Any]], **sections: dict[str, Any]) -> GatewayProcess:
+    def start(routes: list[dict[str, Any]], *, ready: bool = True, **sections: dict[str, Any]) -> GatewayProcess:
         port = free_port()
         server = {"listen": f"127.0.0.1:{port}", **sections.pop("server", {})}
         config = tmp_path / f"gateway-{len(started)}.toml"
         config.write_text(toml_text(routes, server=server, **sections))
         process = GatewayProcess(config, port)
         started.append(process)
-        process.start()
+        process.start(ready=ready)
         return process
 
     yield start

@@ -22,6 +22,7 @@ from gateway.settings import (
     CookieSettings,
     EventHookSettings,
     LogoutRules,
+    MetricsSettings,
     Mode,
     RouteSessions,
     SessionRules,
@@ -79,6 +80,8 @@ def test_route_defaults():
     assert (route.name, route.host, route.path, route.rewrite, route.preserve_host) == ("app", "*", "/", None, False)
     assert (route.connect_timeout, route.read_timeout, route.max_request_body) == (5.0, 60.0, 2**30)
     assert str(route.upstream) == "http://127.0.0.1:9000"
+    assert route.required_for_ready is True
+    assert parse(one_route(required_for_ready=False)).routes.routes[0].required_for_ready is False
 
 
 def test_proxy_section_sets_the_route_defaults():
@@ -118,6 +121,7 @@ def test_the_example_file_values():
     assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8080)
     assert settings.server.trusted_proxies == (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
     assert settings.proxy.websocket_max_message == 16 * 2**20
+    assert settings.metrics == MetricsSettings("0.0.0.0", 9090)
     api = settings.routes.routes[1]
     assert (api.path, api.rewrite, api.connect_timeout, api.read_timeout, api.max_request_body) == (
         "/api", "/v2", 2.0, 30.0, 10 * 2**20)
@@ -201,6 +205,10 @@ def test_number_for_a_route_name_is_refused():
 
 def test_string_for_a_bool_is_refused():
     error_of(one_route(preserve_host="yes"), "route[0] (app).preserve_host")
+
+
+def test_a_route_that_is_required_for_ready_is_said_with_a_bool():
+    assert "expected true or false" in error_of(one_route(required_for_ready="no"), "route[0] (app).required_for_ready")
 
 
 def test_int_for_a_bool_is_refused():

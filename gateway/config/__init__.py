@@ -6,8 +6,9 @@ Rules of this package:
   stops the load; the CLI prints it and exits with status 2.
 - Unknown keys are errors (with a did-you-mean); so are wrong types, bad URLs, duplicate route names and routes
   that another route hides.
-- A string value may reference the environment as `${NAME}`; a missing variable is an error. The value itself
-  never appears in a message, since such values are usually secrets.
+- A string value may reference the environment as `${NAME}`; a missing variable is an error, and one error names
+  every missing variable of the file. The value itself never appears in a message, since such values are usually
+  secrets.
 
 One job a module: this one reads the file and puts the settings together; reader.py is the reading machinery
 (typed reads, `${NAME}`, unknown keys, kinds of values); tables.py, routes.py and sessions.py are the schema. The
@@ -25,11 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from ..routing import RouteTable
-from ..settings import LogSettings, OktaSettings, ProxySettings, ServerSettings, StoreSettings
-from .reader import ConfigError, Section, optional_subsection, subsection
+from ..settings import LogSettings, MetricsSettings, OktaSettings, ProxySettings, ServerSettings, StoreSettings
+from .reader import ConfigError, Section, check_environment, optional_subsection, subsection
 from .routes import check_routes, read_route
 from .store import read_store
-from .tables import RouteDefaults, read_admin_token, read_binding_keys, read_log, read_okta, read_proxy, read_server
+from .tables import (
+    RouteDefaults,
+    read_admin_token,
+    read_binding_keys,
+    read_log,
+    read_metrics,
+    read_okta,
+    read_proxy,
+    read_server,
+)
 
 __all__ = ["ConfigError", "Settings", "load", "parse"]
 
@@ -44,6 +54,7 @@ class Settings:
     binding_keys: tuple[str, ...] = field(default=(), repr=False)  # Fernet keys: the first seals, all open
     admin_token: str | None = field(default=None, repr=False)  # the operator's: status page and admin API
     store: StoreSettings = field(default_factory=StoreSettings)
+    metrics: MetricsSettings | None = None  # [metrics]: the listener for Prometheus; None: none
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -65,6 +76,7 @@ def load(path: str | os.PathLike[str]) -> Settings:
 
 
 def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
+    check_environment(data, source)
     top = Section(source, "", data)
     server = read_server(subsection(top, "server"))
     proxy_section = subsection(top, "proxy")
@@ -80,6 +92,7 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
     keys = read_binding_keys(subsection(top, "binding"), any(r.sessions is not None for r in routes))
     admin = optional_subsection(top, "admin", read_admin_token)
     store = read_store(subsection(top, "store"))
+    metrics = optional_subsection(top, "metrics", lambda s: read_metrics(s, server))
     log = read_log(subsection(top, "log"))
     if server.workers > 1 and store.backend == "memory":
         raise ConfigError(f'{source}: store.backend: expected "redis" with [server] workers = {server.workers}: '
@@ -88,4 +101,4 @@ def parse(data: Mapping[str, Any], source: str = "<config>") -> Settings:
     top.finish()
     check_routes(source, routes, [from_env for _, from_env in read], server.prefix)
     return Settings(source=source, server=server, proxy=proxy, routes=RouteTable(routes), okta=okta,
-                    binding_keys=keys, admin_token=admin, store=store, log=log)
+                    binding_keys=keys, admin_token=admin, store=store, metrics=metrics, log=log)

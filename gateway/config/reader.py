@@ -12,7 +12,7 @@ import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from yarl import URL
@@ -104,6 +104,40 @@ class Section:
             return os.environ[name]
 
         return ENV_REF.sub(variable, value)
+
+
+def check_environment(data: Mapping[str, Any], source: str) -> None:
+    """Every `${NAME}` of the file whose variable is not set, in one error raised before any key is read: an
+    operator starting a container from its documented environment learns every variable it lacks at once, not
+    one a restart. Keys and variables are named in the order of the file; no value is shown."""
+    keys: list[str] = []
+    names: list[str] = []
+    for where, text in _strings(data, ""):
+        unset = [name for name in ENV_REF.findall(text) if name not in os.environ]
+        if unset and where not in keys:
+            keys.append(where)
+        names.extend(name for name in unset if name not in names)
+    if not names:
+        return
+    variables = f"environment variable {names[0]}" if len(names) == 1 else (
+        f"environment variables {', '.join(names[:-1])} and {names[-1]}")
+    raise ConfigError(f"{source}: {', '.join(keys)}: expected {variables} to be set")
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every string of a TOML value with the key path a message names it by (a route as `route[0] (app)`)."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, f"{where}.{shown_key(key)}" if where else shown_key(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, Mapping):
+                name = item.get("name") if where == "route" else None
+                yield from _strings(item, f"{where}[{i}] ({name})" if isinstance(name, str) else f"{where}[{i}]")
+            else:
+                yield from _strings(item, where)
 
 
 def shown_key(key: str) -> str:

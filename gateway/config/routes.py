@@ -52,6 +52,7 @@ def read_route(source: str, index: int, table: Any, defaults: RouteDefaults,
         max_request_body=size(s, "max_request_body", defaults.max_request_body),
         grace=_fail_mode(s),
         sessions=read_route_sessions(s, okta),
+        required_for_ready=s.get("required_for_ready", bool, "true or false", True),
     )
     s.finish()
     return route, frozenset(s.from_env)

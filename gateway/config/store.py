@@ -13,7 +13,7 @@ _BACKENDS = ("memory", "redis")
 _SCHEMES = ("redis", "rediss", "unix")
 _KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _REDIS_KEYS = ("url", "sentinels", "service_name", "username", "password", "sentinel_password", "tls",
-               "tls_ca_file", "tls_cert_file", "tls_key_file", "connect_timeout", "timeout")
+               "tls_ca_file", "tls_cert_file", "tls_key_file", "connect_timeout", "timeout", "required_for_ready")
 
 
 def read_store(s: Section) -> StoreSettings:
@@ -31,8 +31,9 @@ def read_store(s: Section) -> StoreSettings:
         s.finish()
         return StoreSettings(backend, prefix, retention)
     redis = _redis(s)
+    required = s.get("required_for_ready", bool, "true or false", False)
     s.finish()
-    return StoreSettings(backend, prefix, retention, redis)
+    return StoreSettings(backend, prefix, retention, redis, required_for_ready=required)
 
 
 def _redis(s: Section) -> RedisSettings:

@@ -1,5 +1,5 @@
 """The schema of the gateway-wide tables: [server], [proxy] (and the route defaults it holds), [okta] with
-[okta.event_hook] and [okta.universal_logout], [binding], [admin] and [log]."""
+[okta.event_hook] and [okta.universal_logout], [binding], [admin], [metrics] and [log]."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..settings import (
     CachePolicy,
     EventHookSettings,
     LogSettings,
+    MetricsSettings,
     OktaSettings,
     ProxySettings,
     ServerSettings,
@@ -190,6 +191,33 @@ def read_admin_token(s: Section) -> str:
                        "API", min_length=16)
     s.finish()
     return token
+
+
+def read_metrics(s: Section, server: ServerSettings) -> MetricsSettings:
+    """[metrics] listen: where Prometheus scrapes, never where the gateway itself listens (with `workers > 1`,
+    the ports from `port` to `port + workers - 1`, one a worker)."""
+    listen = s.get("listen", str, 'an address "host:port" for Prometheus to scrape, such as "0.0.0.0:9090"', None)
+    if listen is None:
+        raise s.error("listen", 'an address "host:port" for Prometheus to scrape, such as "0.0.0.0:9090"')
+    host, port = _listen_address(s, listen)
+    workers = server.workers
+    last = port + workers - 1
+    if port == 0 or last > 65535:
+        span = f" (with workers = {workers}, one port a worker up to {last})" if workers > 1 else ""
+        raise s.error("listen", f"a port from 1 to 65535 that Prometheus can be told{span}", listen)
+    if port <= server.port <= last and _overlap(host, server.host):
+        ports = f"ports {port} to {last}, one a worker" if workers > 1 else f"port {port}"
+        written = f"[{server.host}]" if ":" in server.host else server.host
+        raise s.error("listen", f"an address other than [server] listen's ({written}:{server.port}): the metrics "
+                      f"listener takes {ports}", listen)
+    s.finish()
+    return MetricsSettings(host, port)
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether listening on host `a` and host `b` (at one port) would collide: the same address, or a wildcard."""
+    first, second = (ipaddress.ip_address("127.0.0.1" if h == "localhost" else h) for h in (a, b))
+    return first == second or first.is_unspecified or second.is_unspecified
 
 
 _LOG_FORMATS = ("text", "json")

@@ -64,6 +64,7 @@ log = logging.getLogger("gateway.sessions")
 SESSION_ENDED = "Your session has ended. Sign in again."
 OKTA_UNAVAILABLE = "Sign-in cannot be checked right now. Try again in a moment."
 _MAX_EXTENDED = 100_000
+_MAX_REFUSED_REVOKED = 10_000
 SEEN_BYTES = 8 * 1024 * 1024  # what a route keeps of the Cookie headers it has read
 _SEEN_FIXED = 700  # a remembered header's _Seen, tuple, dict slots and the Opened it shares with the codec's memo
 _PER_COOKIE = 130  # a parsed cookie's two str objects and its dict slot
@@ -117,6 +118,7 @@ class Enforcer:
             storage=storage, http=http, app=self.app, store=self._store, metrics=metrics, unknown_ids=unknown_ids,
             trusted_proxies=trusted_proxies, clock=clock)
         self._extended: dict[str, float] = {}
+        self._refused_revoked: dict[str, None] = {}  # revoked sessions refused here (oldest first), bounded
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen_memo: Remembered[str, _Seen] = Remembered(SEEN_BYTES)
         self._cookie_headers = self._seen_memo.entries
@@ -217,14 +219,21 @@ class Enforcer:
 
     def _on_end(self, facts: Facts, reason: str, now: float) -> None:
         """A bound session found ended in Okta is a revocation too (its source: the lookup); a revoked one that
-        was still asked for shows how long after the revocation its browser came back."""
+        was still asked for shows, on its first refused request, how long after the revocation it could still
+        have been served (the time its source gave: the tombstone's, or the user's watermark). A lookup's
+        revocation has no such time (Okta's 404 does not say when), so it is not observed."""
         binding = facts.binding
         if binding is None:
             return
         if reason in ENDED_IN_OKTA:
             self._bus.publish(Revocation("lookup", reason, binding.session_id, binding.user_id, None))
-        elif reason == "revoked" and facts.session_ended_at is not None:
-            self._metrics.revoked_served.observe(max(now - facts.session_ended_at, 0.0))
+        elif reason == "revoked":
+            revoked_at = facts.session_ended_at if facts.session_ended_at is not None else facts.user_revoked_before
+            if revoked_at and binding.session_id not in self._refused_revoked:
+                self._refused_revoked[binding.session_id] = None
+                if len(self._refused_revoked) > _MAX_REFUSED_REVOKED:
+                    del self._refused_revoked[next(iter(self._refused_revoked))]
+                self._metrics.revoked_served.observe(max(now - revoked_at, 0.0))
 
     def _seen(self, header: str) -> _Seen:
         """What a Cookie header says: its cookies, the app session cookie, the binding that belongs to it, and the

@@ -7,7 +7,7 @@ Rules of this module (the outcome itself is decided by `policy.sign_in_outcome()
 - An id Okta must be asked about (the cache does not know it) spends a token of the gateway's budget of unknown
   ids, shared and per client (`unknown_id_budget`), given back when Okta knows the session; a sign-in that finds
   the budget spent waits up to `_BUDGET_WAIT` seconds for a token, and past that binds nothing.
-- Each outcome is counted (`gateway_sign_ins_total`); one that cannot bind logs a warning with its cause at most
+- Each outcome is counted (`session_gateway_sign_ins_total`); one that cannot bind logs a warning with its cause at most
   once a minute per route.
 """
 

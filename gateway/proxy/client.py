@@ -90,6 +90,7 @@ class OriginPool:
         self._slots = asyncio.Semaphore(size)
         self._max_idle = size
         self.closed = False
+        self.answered_at: float | None = None  # time.monotonic() of the last answer head: readiness's proof of life
 
     async def request(
         self,
@@ -127,6 +128,7 @@ class OriginPool:
                 conn.close()
             self._slots.release()
             raise
+        self.answered_at = time.monotonic()
         return UpstreamResponse(conn, self)
 
     def release(self, conn: _Connection) -> None:

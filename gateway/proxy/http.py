@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from time import perf_counter
 
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 
 from .. import answers
 from ..logs import REQUEST_ID_HEADER, current
+from ..metrics import Metrics, TimingsByValue
 from ..routing import Route
 from ..settings import IPNetwork, ServerSettings
 from .client import UpstreamError, UpstreamResponse, UpstreamTimeout
@@ -39,11 +40,16 @@ class Forwarder:
     the Cookie header to send instead of the client's ("" for none: the gateway's own cookie stays here); and
     `before_answer`, called with the answer before it is sent, to set or expire cookies on it. It may be a
     coroutine function (or return any awaitable): the answer's head is held back until it is done.
+
+    The time from sending a request upstream to the upstream's answer head is observed by route (metrics.py's
+    lockless `Timing`); a request the upstream did not answer is counted as an error instead.
     """
 
-    def __init__(self, pools: UpstreamPools, server: ServerSettings) -> None:
+    def __init__(self, pools: UpstreamPools, server: ServerSettings, metrics: Metrics) -> None:
         self._pools = pools
         self._trusted = server.trusted_proxies
+        self._latency = TimingsByValue(metrics.upstream_latency)
+        self._errors = metrics.upstream_errors
 
     async def __call__(
         self, request: web.Request, route: Route, *, body: bytes | None = None, cookie: str | None = None,
@@ -60,21 +66,25 @@ class Forwarder:
         if body is None and stream is not None:
             await continue_if_expected(request)
         headers = upstream_headers(request, route, self._trusted, cookie=cookie)
-        asked = time.monotonic()
+        sent = perf_counter()
         try:
             upstream = await self._pools.http(route).request(
                 request.method, target, headers, stream, body_length=length,
                 connect_timeout=route.connect_timeout, read_timeout=route.read_timeout,
             )
-            upstream_answered(asked)
         except BodyTooLarge:
             return error_response(request, 413, answers.TOO_LARGE, close=True)
         except UpstreamTimeout as exc:
+            self._errors.get(route.name, "timeout").inc()
             log.warning("route %s: upstream %s: %s", route.name, route.upstream_origin, exc)
             return error_response(request, 504, answers.GATEWAY_TIMEOUT)
         except UpstreamError as exc:
+            self._errors.get(route.name, "failed").inc()
             log.warning("route %s: upstream %s: %s", route.name, route.upstream_origin, exc)
             return error_response(request, 502, answers.BAD_GATEWAY)
+        took = perf_counter() - sent
+        self._latency[route.name].observe(took)
+        upstream_answered(took)
         try:
             return await _relay(request, route, upstream, before_answer)
         finally:
@@ -114,11 +124,11 @@ def with_request_id(headers: list[Header]) -> list[Header]:
     return headers
 
 
-def upstream_answered(asked: float) -> None:
-    """The upstream's answer head is here, `asked` (time.monotonic()) after it was asked: for the access line."""
+def upstream_answered(took: float) -> None:
+    """The upstream's answer head came `took` seconds after it was asked: for the access line."""
     entry = current.get()
     if entry is not None:
-        entry.upstream_s = time.monotonic() - asked
+        entry.upstream_s = took
 
 
 async def continue_if_expected(request: web.Request) -> None:

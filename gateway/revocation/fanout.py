@@ -5,11 +5,11 @@ Rules of this module (the fan-out protocol):
 - Out. The bus hands every revocation this process takes (`publish()`, already acted on here) to `FanOut`, which
   keeps it in a buffer that a writer task empties into Redis at once: its records and its stream entry, one
   transaction. Publishing never waits on Redis. While Redis is away the buffer keeps them
-  (`gateway_store_buffered_revocations`); when it is back (`RedisLink.on_up`) they are written, in order.
+  (`session_gateway_store_buffered_revocations`); when it is back (`RedisLink.on_up`) they are written, in order.
 - In. A reader task XREADs the stream (blocking, on a client of its own) after the last id it read, and acts on each
   entry of another replica with `bus.apply_remote()`: the mirror, the cache, the sockets, an audit line marked
   `fanned_in=<replica>`. That calls no listener, so nothing read is written again (no echo, no loop); entries of
-  this replica are skipped. `gateway_store_replay_lag_seconds`: the age of the last entry read, when read.
+  this replica are skipped. `session_gateway_store_replay_lag_seconds`: the age of the last entry read, when read.
 - Start-up, before the gateway serves (`start()`): adopt the epoch, take the stream's end, load every record into
   the mirror, then read on from that end; so a replica that starts later knows every tombstone and watermark (a
   Universal Logout's too, which leaves the Okta session ACTIVE). Redis away then is not fatal: the gateway starts
@@ -17,7 +17,7 @@ Rules of this module (the fan-out protocol):
 - After a failed read, when Redis is back and every TICK seconds, the epoch is checked. Another one, or none: Redis
   lost the fleet's state (restarted empty). This replica adopts the new epoch, writes its whole mirror back followed
   by a reload marker, reloads and reads on from the stream's end; every other replica reloads when it reads the
-  marker (`gateway_store_reloads{why="empty"}`), so every mirror and Redis end up holding every replica's state.
+  marker (`session_gateway_store_reloads{why="empty"}`), so every mirror and Redis end up holding every replica's state.
   What this replica kept meanwhile is written after that as ordinary entries (the others close those sockets too).
 - The same epoch on another server (a Sentinel failover, or a restart that kept its data): the new primary may lack
   the last writes the old one acknowledged, since replication is asynchronous, so the replica writes its whole

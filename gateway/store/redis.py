@@ -5,10 +5,10 @@ Rules of this module:
   slot (the scripts and transactions of the store touch several at once), and several gateways or apps share one
   Redis by their prefixes.
 - Every command runs under `[store] timeout`. One that fails or times out marks Redis away: one log line, the
-  `gateway_store_up` gauge at 0, and `StoreUnavailable` to the caller. While away, a command fails at once, with no
-  round trip, and a probe pings every `PROBE_EVERY` seconds; the first answer marks Redis back (a log line, the
-  gauge at 1) and runs the `on_up` callbacks (the fan-out writes what it kept, and catches up). So no request
-  waits on Redis longer than the timeout, and an outage costs one timeout, not one per request.
+  `session_gateway_store_up` gauge at 0, and `StoreUnavailable` to the caller. While away, a command fails at
+  once, with no round trip, and a probe pings every `PROBE_EVERY` seconds; the first answer marks Redis back (a
+  log line, the gauge at 1) and runs the `on_up` callbacks (the fan-out writes what it kept, and catches up). So
+  no request waits on Redis longer than the timeout, and an outage costs one timeout, not one per request.
 - Redis is the distributed engine: nothing here orders, elects or replicates on its own. A Sentinel setup is
   followed by redis-py's Sentinel client (it asks the Sentinels for the primary on each new connection).
 """

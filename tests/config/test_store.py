@@ -35,6 +35,11 @@ def test_redis_by_url_with_its_defaults():
     assert (found.redis.timeout, found.redis.connect_timeout) == (0.25, 1.0)
 
 
+def test_redis_away_fails_readiness_only_when_the_operator_says_so():
+    assert store(backend="redis", url="redis://127.0.0.1:6379/0").required_for_ready is False
+    assert store(backend="redis", url="redis://127.0.0.1:6379/0", required_for_ready=True).required_for_ready is True
+
+
 def test_redis_through_sentinel():
     found = store(backend="redis", sentinels=["10.0.0.1:26379", "[::1]:26380"], service_name="gateway")
     assert found.redis is not None
@@ -71,6 +76,8 @@ def test_secrets_come_from_the_environment_only(monkeypatch):
     ({"backend": "redis", "url": "redis://h", "key_prefix": "{x}"}, "store.key_prefix"),
     ({"backend": "redis", "url": "redis://h", "retention": 5}, "store.retention"),
     ({"backend": "redis", "url": "redis://h", "urls": "x"}, "store.urls"),
+    ({"backend": "redis", "url": "redis://h", "required_for_ready": "yes"}, "store.required_for_ready"),
+    ({"backend": "memory", "required_for_ready": True}, "store.required_for_ready"),
 ])
 def test_a_bad_store_table_is_one_line_naming_the_key(table, key):
     assert f": {key}: expected" in error(**table)

@@ -152,7 +152,7 @@ async def test_observe_mode_forwards_and_records_what_enforce_would_do(start, br
     stack.org.clock.advance(5)
     assert (await browser.get("/page/1")).status == 200
     metrics = stack.gateway[METRICS]
-    assert metrics.value("gateway_session_observed_ends_total", route="hr", reason="okta_session_ended") == 1
+    assert metrics.value("session_gateway_session_observed_ends_total", route="hr", reason="okta_session_ended") == 1
 
 
 async def test_extend_on_activity_keeps_an_active_users_okta_session_alive(start, browsers):

@@ -85,7 +85,7 @@ async def test_duplicate_and_reordered_deliveries_are_acted_on_once_and_right(st
     stack.org.hook_faults.hold = False
     await stack.org.wait_for_hooks()
     metrics = stack.gateway[METRICS]
-    assert metrics.value("gateway_event_hook_events_total", outcome="duplicate") >= 1
+    assert metrics.value("session_gateway_event_hook_events_total", outcome="duplicate") >= 1
     assert refused(await browser.get("/page/1"))
     assert (await bob.get("/page/1")).status == 200  # another user's session is untouched
 

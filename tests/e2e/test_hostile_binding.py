@@ -54,7 +54,7 @@ async def test_bobs_app_session_with_alices_claimed_session_is_not_bound_to_it(s
     assert stack.apps["hr"].sessions.keys().isdisjoint({bob.cookie("JSESSIONID")})
     assert not [c for c in stack.org.api_calls[len(calls):] if alices in c.path]  # Okta was not even asked
     metrics = stack.gateway[METRICS]
-    assert metrics.value("gateway_session_decisions_total", route="hr", action="end", reason="unbound") == 1
+    assert metrics.value("session_gateway_session_decisions_total", route="hr", action="end", reason="unbound") == 1
 
 
 async def test_a_bound_session_presented_with_another_users_claim_ends_and_keeps_no_binding(start, browsers):
@@ -87,8 +87,8 @@ async def test_a_binding_made_on_one_route_is_refused_on_another_with_the_same_a
         assert r.status == 302 and r.headers["Location"] == "/wiki/login"  # the gateway's answer, not the app's
         assert any(c.startswith("gateway_binding_wiki=") for c in r.headers.getall("Set-Cookie"))
     metrics = stack.gateway[METRICS]
-    assert metrics.value("gateway_session_decisions_total", route="wiki", action="end", reason="unbound") == 1
-    assert metrics.value("gateway_session_decisions_total", route="wiki", action="forward", reason="ok") == 0
+    assert metrics.value("session_gateway_session_decisions_total", route="wiki", action="end", reason="unbound") == 1
+    assert metrics.value("session_gateway_session_decisions_total", route="wiki", action="forward", reason="ok") == 0
 
 
 @pytest.mark.parametrize("hidden", ["; JSESSIONID={alice}", "; x=1 JSESSIONID={alice}", "; x=1\tJSESSIONID={alice}",

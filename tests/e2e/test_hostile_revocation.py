@@ -119,7 +119,7 @@ async def test_a_session_created_before_okta_ended_the_users_sessions_binds_noth
     stack.gateway[BUS].publish(Revocation("event_hook", "user_suspended", None, user.id, user.login))
     assert stack.org.sessions_of(user.id)  # Okta still answers for it
     await replayed_after(bob, held)
-    assert stack.gateway[METRICS].value("gateway_sign_ins_total", route="hr", outcome="revoked") == 1
+    assert stack.gateway[METRICS].value("session_gateway_sign_ins_total", route="hr", outcome="revoked") == 1
 
 
 # --- replaying one's own app logout ------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def api_gets(stack: Stack, session_id: str = "") -> int:
 
 
 def sign_ins(stack: Stack, outcome: str, route: str = "hr") -> float:
-    return stack.gateway[METRICS].value("gateway_sign_ins_total", route=route, outcome=outcome)
+    return stack.gateway[METRICS].value("session_gateway_sign_ins_total", route=route, outcome=outcome)
 
 
 async def test_a_utf16_polyglot_does_not_bind_bobs_app_session_to_alices_okta_session(start, browsers):

@@ -58,7 +58,7 @@ def test_at_info_the_gateway_says_when_it_listens_and_when_it_stops_and_names_no
     from gateway import __version__
 
     monkeypatch.setenv("REDIS_PASSWORD", "redis-secret-9f8e7d")
-    gateway = gateway_process([route("http://127.0.0.1:9")],
+    gateway = gateway_process([route("http://127.0.0.1:9", required_for_ready=False)],
                               store={"backend": "redis", "url": "redis://127.0.0.1:9/0",
                                      "password": "${REDIS_PASSWORD}"})
     output = gateway.stop()

@@ -39,7 +39,7 @@ async def test_the_sockets_of_a_session_okta_ended_close_and_the_others_stay_ope
     assert await sweeper.once() == 2
     assert first.is_set() and second.is_set() and not other.is_set()
     assert sockets.sessions() == [staying.id]
-    assert metrics.value("gateway_websockets_closed_total") == 2
+    assert metrics.value("session_gateway_websockets_closed_total") == 2
 
 
 async def test_an_okta_outage_closes_no_socket(sweep):

@@ -120,7 +120,7 @@ async def test_a_sign_in_while_okta_fails_is_forwarded_but_not_bound(stacks, fau
         assert answer.status == 303 and took < BOUND, (answer.status, took)  # the app's answer, held back no longer
         assert browser.cookie("JSESSIONID") and browser.cookie("gateway_binding_hr") is None
         metrics = stack.gateway[METRICS]
-        assert metrics.value("gateway_sign_ins_total", route="hr", outcome="okta_unavailable") == 1
+        assert metrics.value("session_gateway_sign_ins_total", route="hr", outcome="okta_unavailable") == 1
         faults.reset()
     finally:
         await browser.close()

@@ -56,7 +56,7 @@ class Parts:
         return self.cache.lookup(session_id, self.clock())[0] is not Freshness.MISSING
 
     def closed(self) -> float:
-        return self.metrics.value("gateway_websockets_closed_total")
+        return self.metrics.value("session_gateway_websockets_closed_total")
 
 
 @pytest.fixture
@@ -209,13 +209,13 @@ def test_the_latency_histogram_is_observed_per_source(parts):
     parts.bus.publish(Revocation("universal_logout", "universal_logout", None, BOB_ID, happened_at=NOW - 1))
     parts.bus.publish(Revocation("lookup", "okta_session_ended", S2))  # no source time: no latency
     value = parts.metrics.value
-    assert value("gateway_revocation_latency_seconds_count", source="event_hook") == 2
-    assert value("gateway_revocation_latency_seconds_sum", source="event_hook") == pytest.approx(40.2)
-    assert value("gateway_revocation_latency_seconds_bucket", source="event_hook", le="0.25") == 1
-    assert value("gateway_revocation_latency_seconds_count", source="universal_logout") == 1
-    assert value("gateway_revocation_latency_seconds_count", source="lookup") == 0
-    assert value("gateway_revocations_total", source="lookup") == 1
-    assert value("gateway_revocations_total", source="event_hook") == 2
+    assert value("session_gateway_revocation_latency_seconds_count", source="event_hook") == 2
+    assert value("session_gateway_revocation_latency_seconds_sum", source="event_hook") == pytest.approx(40.2)
+    assert value("session_gateway_revocation_latency_seconds_bucket", source="event_hook", le="0.25") == 1
+    assert value("session_gateway_revocation_latency_seconds_count", source="universal_logout") == 1
+    assert value("session_gateway_revocation_latency_seconds_count", source="lookup") == 0
+    assert value("session_gateway_revocations_total", source="lookup") == 1
+    assert value("session_gateway_revocations_total", source="event_hook") == 2
 
 
 # --- recent, listeners ------------------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ def test_a_revocation_from_another_replica_acts_here_with_its_times_and_reaches_
     assert parts.store.user_ended_before(BOB_LOGIN) == NOW + 1 and parts.store.okta_ended_before(BOB_ID) == 0.0
     assert stop.is_set() and not parts.is_cached(S3)
     assert heard == [] and acted == Acted(acted.revocation, NOW + 300, "other")
-    assert parts.metrics.value("gateway_revocations_total", source="event_hook") == 0  # counted where taken
+    assert parts.metrics.value("session_gateway_revocations_total", source="event_hook") == 0  # counted where taken
 
 
 def test_the_audit_line_of_a_fanned_in_revocation_says_from_where(parts, caplog):

@@ -55,7 +55,7 @@ class Replica:
         self.app.router.add_post("/hook", self.receiver.deliver)
 
     def outcome(self, outcome: str) -> float:
-        return self.metrics.value("gateway_event_hook_events_total", outcome=outcome)
+        return self.metrics.value("session_gateway_event_hook_events_total", outcome=outcome)
 
     def acted(self) -> float:
         return self.outcome("revoked") + self.outcome("duplicate") + self.outcome("ignored")

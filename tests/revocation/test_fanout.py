@@ -213,7 +213,7 @@ async def test_a_session_revocation_on_one_replica_reaches_the_others_cache_sock
     assert b.mirror.session_ended(sid(1)) == ended == c.mirror.session_ended(sid(1))
     assert not b.is_cached(sid(1)) and not c.is_cached(sid(1)) and b.is_cached(sid(2))
     assert all(stop.is_set() for stop in stops)
-    assert b.value("gateway_websockets_closed_total") == 1
+    assert b.value("session_gateway_websockets_closed_total") == 1
     assert fanned_in(caplog, "a") == 2
 
 
@@ -237,7 +237,7 @@ async def test_nothing_echoes(fleet, redis_server, caplog):
     assert stream_length(redis_server) == 1
     assert fanned_in(caplog, "a") == 2 and fanned_in(caplog, "b") == fanned_in(caplog, "c") == 0
     assert [r.origin for r in a.bus.recent] == [None]
-    assert b.fanout.buffered == 0 and b.value("gateway_revocations_total", source="operator") == 0
+    assert b.fanout.buffered == 0 and b.value("session_gateway_revocations_total", source="operator") == 0
 
 
 async def test_a_watermark_only_moves_forward_even_written_out_of_order_by_two_replicas(fleet, redis_server):
@@ -270,7 +270,7 @@ async def test_the_replay_lag_is_the_age_of_the_last_entry_read(fleet, redis_ser
     redis_server.command("XADD", STREAM, f"{int(then * 1000)}-0", "kind", "revocation", "replica", "a",
                          "acted_at", repr(then), "source", "operator", "reason", "operator", "session_id", sid(1))
     await wait_until(lambda: b.knows(sid(1)))
-    assert 29.0 < b.value("gateway_store_replay_lag_seconds") < 35.0
+    assert 29.0 < b.value("session_gateway_store_replay_lag_seconds") < 35.0
     assert b.mirror.session_ended(sid(1)) == then  # the time the other replica acted at, not b's
 
 
@@ -344,7 +344,8 @@ async def test_redis_away_at_start_up_is_not_fatal_and_the_state_is_loaded_when_
     await path.heal()
     await wait_until(lambda: late.knows(sid(1)) and a.knows(sid(2)))
     assert late.fanout.buffered == 0
-    assert late.value("gateway_store_reloads_total", why="empty") == 0  # loaded, as at start-up: Redis kept it all
+    # loaded, as at start-up: Redis kept it all
+    assert late.value("session_gateway_store_reloads_total", why="empty") == 0
 
 
 # --- Redis in trouble -------------------------------------------------------------------------------------------
@@ -361,13 +362,13 @@ async def test_revocations_taken_while_redis_is_killed_act_at_once_and_reach_the
     a.publish("event_hook", "user_suspended", None, BOB_ID)
     assert a.knows(sid(1)) and a.mirror.user_ended_before(BOB_ID) > 0 and here.is_set()  # locally, at once
     await wait_until(lambda: not a.link.up)
-    assert a.fanout.buffered == 2 == a.value("gateway_store_buffered_revocations")
+    assert a.fanout.buffered == 2 == a.value("session_gateway_store_buffered_revocations")
     assert not b.knows(sid(1)) and not stop.is_set()
     redis_server.start()  # empty: nothing is persisted
     await wait_until(lambda: b.knows(sid(1)) and b.mirror.user_ended_before(BOB_ID) > 0)
     await wait_until(lambda: stop.is_set())  # b closes the socket of the session too
     assert not b.is_cached(sid(1))
-    await wait_until(lambda: a.value("gateway_store_buffered_revocations") == 0)
+    await wait_until(lambda: a.value("session_gateway_store_buffered_revocations") == 0)
     assert "keeping this replica's revocations (2 so far)" in caplog.text  # both taken before the first write
     assert "wrote the 2 revocations kept meanwhile" in caplog.text
 
@@ -389,8 +390,8 @@ async def test_redis_restarted_empty_loses_nothing(fleet, redis_server):
                 and redis_server.command("ZSCORE", "{fleet}:revocations:okta", ALICE_ID) != "")
 
     await wait_until(in_redis)
-    await wait_until(lambda: a.value("gateway_store_reloads_total", why="empty") >= 1
-                     and b.value("gateway_store_reloads_total", why="empty") >= 1)
+    await wait_until(lambda: a.value("session_gateway_store_reloads_total", why="empty") >= 1
+                     and b.value("session_gateway_store_reloads_total", why="empty") >= 1)
     later = await fleet("later")
     for replica in (a, b, later):
         assert replica.knows(sid(1)) and replica.mirror.user_ended_before(BOB_ID) == watermark
@@ -449,7 +450,7 @@ async def test_a_gap_too_old_to_replay_is_a_reload(fleet, partition, redis_serve
     redis_server.command("XTRIM", STREAM, "MAXLEN", "0")  # what b did not read is gone from the stream
     await path.heal()
     await wait_until(lambda: b.knows(sid(1)) and b.mirror.user_ended_before(ALICE_ID) > 0)
-    assert b.value("gateway_store_reloads_total", why="gap") == 1
+    assert b.value("session_gateway_store_reloads_total", why="gap") == 1
     a.publish("operator", "operator", sid(2))  # and it reads on from the stream's end
     await wait_until(lambda: b.knows(sid(2)))
 
@@ -465,7 +466,7 @@ async def test_past_max_buffered_the_whole_state_is_written_back_instead(fleet, 
     assert len(a.fanout._pending) <= 2 and a.fanout.buffered == 5
     await path.heal()
     await wait_until(lambda: all(b.knows(sid(i)) for i in range(5)))
-    await wait_until(lambda: b.value("gateway_store_reloads_total", why="overflow") == 1)
+    await wait_until(lambda: b.value("session_gateway_store_reloads_total", why="overflow") == 1)
     assert stop.is_set() and a.fanout.buffered == 0
 
 

@@ -60,7 +60,7 @@ async def test_a_thousand_concurrent_cold_lookups_make_one_okta_call(setup):
     results = await asyncio.gather(*(validator.validate(session.id) for _ in range(1000)))
     assert all(r.signed_in for r in results)
     assert gets(sandbox, session.id) == 1
-    assert validator._metrics.value("gateway_validation_lookups_total", result="coalesced") == 999
+    assert validator._metrics.value("session_gateway_validation_lookups_total", result="coalesced") == 999
 
 
 async def test_a_warm_entry_is_answered_without_a_call(setup):
@@ -165,7 +165,7 @@ async def test_fail_mode_closed_refuses_while_okta_is_down(setup):
     sandbox.org.faults.fail_status = 503
     result = await validator.validate(session.id, grace=None)
     assert (result.verdict, result.via) == (Verdict.UNAVAILABLE, "unavailable")
-    assert validator._metrics.value("gateway_validation_outage_answers_total", mode="closed") == 1
+    assert validator._metrics.value("session_gateway_validation_outage_answers_total", mode="closed") == 1
 
 
 async def test_fail_mode_grace_serves_a_session_last_seen_active_for_n_more_seconds(setup):
@@ -180,7 +180,7 @@ async def test_fail_mode_grace_serves_a_session_last_seen_active_for_n_more_seco
     assert (await validator.validate(session.id, grace=60)).verdict is Verdict.UNAVAILABLE
     never_seen = sandbox.org.sign_in(ALICE[0])
     assert (await validator.validate(never_seen.id, grace=60)).verdict is Verdict.UNAVAILABLE
-    assert validator._metrics.value("gateway_validation_outage_answers_total", mode="grace") == 3
+    assert validator._metrics.value("session_gateway_validation_outage_answers_total", mode="grace") == 3
 
 
 async def test_a_hung_okta_is_an_outage_not_a_hung_request(setup):
@@ -238,10 +238,10 @@ class Fleet:
             await asyncio.sleep(0.02)
 
     def shared(self, outcome: str) -> float:
-        return sum(r._metrics.value("gateway_validation_shared_total", outcome=outcome) for r in self.replicas)
+        return sum(r._metrics.value("session_gateway_validation_shared_total", outcome=outcome) for r in self.replicas)
 
     def via(self, result: str) -> float:
-        return sum(r._metrics.value("gateway_validation_lookups_total", result=result) for r in self.replicas)
+        return sum(r._metrics.value("session_gateway_validation_lookups_total", result=result) for r in self.replicas)
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ async def test_a_running_redis_is_up_and_answers(redis_server):
     link = link_to(redis_server.url)
     await link.start()
     try:
-        assert link.up and link._metrics.value("gateway_store_up") == 1
+        assert link.up and link._metrics.value("session_gateway_store_up") == 1
         await link.run(lambda r: r.set(link.key("x"), "1"))
         assert redis_server.command("GET", "{hr-app}:x") == "1"
     finally:
@@ -60,7 +60,7 @@ async def test_a_killed_redis_fails_one_command_then_none_waits_and_it_comes_bac
         redis_server.kill()
         with pytest.raises(StoreUnavailable):
             await link.run(lambda r: r.get(link.key("x")))
-        assert not link.up and link._metrics.value("gateway_store_up") == 0
+        assert not link.up and link._metrics.value("session_gateway_store_up") == 0
         started = time.monotonic()
         with pytest.raises(StoreUnavailable):
             await link.run(lambda r: r.get(link.key("x")))
