@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from time import perf_counter
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -51,7 +51,7 @@ class WebSocketForwarder:
         headers = upstream_headers(request, route, self._trusted, drop=_NOT_FORWARDED, cookie=cookie)
         scheme = "wss" if route.upstream.scheme == "https" else "ws"
         url = URL(f"{scheme}://{route.upstream.raw_authority}{target}", encoded=True)
-        asked = time.monotonic()
+        asked = perf_counter()
         try:
             upstream = await self._pools.websocket(route).ws_connect(
                 url,
@@ -63,7 +63,7 @@ class WebSocketForwarder:
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=route.read_timeout),
                 compress=0,
             )
-            upstream_answered(asked)
+            upstream_answered(perf_counter() - asked)
         except TimeoutError:
             log.warning("route %s: upstream %s timed out on a WebSocket upgrade", route.name, route.upstream_origin)
             return error_response(request, 504, answers.GATEWAY_TIMEOUT)
