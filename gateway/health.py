@@ -23,15 +23,23 @@ class Health:
     def __init__(self, pools: UpstreamPools, okta: OktaClient | None, routes: int,
                  store: RedisLink | None = None) -> None:
         self._pools, self._okta, self._routes, self._store = pools, okta, routes, store
+        self.stopping = False  # set at SIGTERM: readyz answers 503 at once, so that load balancers stop sending
+
+    def follow(self, pools: UpstreamPools, routes: int) -> None:
+        """A reload's generation: its pools and routes."""
+        self._pools, self._routes = pools, routes
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"}, headers={"Cache-Control": "no-store"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        problems = [] if self._pools.ready else ["upstream pools are not up"]
+        problems = ["stopping"] if self.stopping else []
+        if not self._pools.ready:
+            problems.append("upstream pools are not up")
         if self._okta is not None and self._okta.credentials_ok is False:
             problems.append("Okta rejects the gateway's API token")
-        body: dict[str, object] = {"status": "not ready" if problems else "ready", "routes": self._routes}
+        status = "stopping" if self.stopping else "not ready" if problems else "ready"
+        body: dict[str, object] = {"status": status, "routes": self._routes}
         if self._store is not None:
             body["store"] = "up" if self._store.up else "away"
         if problems:
