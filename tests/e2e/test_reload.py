@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from fleet_support import start_replica
 from okta_sandbox_support import ALICE, OKTA_HOST, sandbox_org
 from stack_support import ADMIN_TOKEN, KEYS, SLOW_CACHE
 
@@ -82,10 +83,9 @@ class Traffic:
 
 
 async def start_gateway(world: Any, config: dict[str, Any], path: Path, port: int) -> GatewayProcess:
+    """`session-gateway run` of this configuration, started in a thread: this loop answers as Okta meanwhile."""
     routes = config.pop("route")
-    path.write_text(toml_text(routes, **config))
-    process = GatewayProcess(path, port)
-    await asyncio.to_thread(process.start)  # in a thread: this loop answers as Okta meanwhile
+    process: GatewayProcess = await start_replica(GatewayProcess, toml_text(routes, **config), path, port)
     return process
 
 
