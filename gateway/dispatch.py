@@ -90,55 +90,29 @@ def plainly_spelled(handler: Handler, limits: ServerSettings | Generations) -> H
     return plain
 
 
-def proxy_handler(table: RouteTable, limits: ServerSettings, http: Forwarder, ws: WebSocketForwarder,
-                  enforcers: dict[str, Enforcer], metrics: Metrics) -> Handler:
-    """The catch-all handler: match the route, refuse what is not served, enforce or forward."""
-    requests = {r.name: metrics.requests.get(r.name) for r in table.routes}
-
-    async def proxy(request: web.Request) -> web.StreamResponse:
-        if request.raw_path[:1] != "/" or _odd_version(request):
-            return error_response(request, 400, _NOT_SERVED, close=True)
-        route = table.match(request.headers.get("Host", ""), request.path, request.raw_path)
-        if route is None:
-            return error_response(request, 404, answers.NO_ROUTE)
-        requests[route.name].inc()
-        if request.body_exists:
-            coding = request.headers.get("Transfer-Encoding")
-            if coding is not None and coding.strip().lower() != "chunked":
-                return error_response(request, 400, _CODING_NOT_SERVED, close=True)
-            with body_deadline(request, limits):
-                response = await dispatch(request, route)
-        else:
-            response = await dispatch(request, route)
-        if "Upgrade" in request.headers and not is_websocket_upgrade(request):
-            # aiohttp reads no further request on a connection that asked to switch to another protocol (h2c,
-            # anything but a WebSocket, which was not switched here): close it, or what follows hangs unanswered
-            response.force_close()
-        return response
-
-    def dispatch(request: web.Request, route: Route) -> Awaitable[web.StreamResponse]:
-        enforcer = enforcers.get(route.name) if enforcers else None
-        if enforcer is not None:
-            return enforcer(request)
-        if is_websocket_upgrade(request):
-            return ws(request, route)
-        return http(request, route)
-
-    return proxy
-
-
 class Generation:
     """One configuration's way of serving proxied requests, built whole and never changed: its route table and
-    body limits, upstream pools, forwarders and enforcers, and the handler made of them. `users` counts the
-    requests (and WebSockets) that started on it and have not finished."""
+    body limits, upstream pools, forwarders and enforcers. `users` counts the requests (and WebSockets) that
+    started on it and have not finished."""
+
+    __slots__ = ("number", "table", "limits", "pools", "http", "ws", "enforcers", "requests", "users", "retired")
 
     def __init__(self, number: int, table: RouteTable, limits: ServerSettings, pools: UpstreamPools,
                  http: Forwarder, ws: WebSocketForwarder, enforcers: dict[str, Enforcer], metrics: Metrics) -> None:
         self.number, self.table, self.limits, self.pools = number, table, limits, pools
         self.http, self.ws, self.enforcers = http, ws, enforcers
-        self.handler = proxy_handler(table, limits, http, ws, enforcers, metrics)
+        self.requests = {r.name: metrics.requests.get(r.name) for r in table.routes}
         self.users = 0
         self.retired = False
+
+    def dispatch(self, request: web.Request, route: Route) -> Awaitable[web.StreamResponse]:
+        """A route that binds sessions goes through its enforcer; any other straight to the forwarders."""
+        enforcer = self.enforcers.get(route.name) if self.enforcers else None
+        if enforcer is not None:
+            return enforcer(request)
+        if is_websocket_upgrade(request):
+            return self.ws(request, route)
+        return self.http(request, route)
 
 
 class Generations:
@@ -185,18 +159,37 @@ class Generations:
         await asyncio.gather(*self._closing, return_exceptions=True)
 
 
-def current_generation_handler(generations: Generations) -> Handler:
-    """The catch-all handler: the request is served whole by the generation that is current when it starts."""
+def proxy_handler(generations: Generations) -> Handler:
+    """The catch-all handler: match the route, refuse what is not served, enforce or forward, all of it with the
+    generation that is current when the request starts."""
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         generation = generations.current
+        if request.raw_path[:1] != "/" or _odd_version(request):
+            return error_response(request, 400, _NOT_SERVED, close=True)
+        route = generation.table.match(request.headers.get("Host", ""), request.path, request.raw_path)
+        if route is None:
+            return error_response(request, 404, answers.NO_ROUTE)
+        generation.requests[route.name].inc()
         generation.users += 1
         try:
-            return await generation.handler(request)
+            if request.body_exists:
+                coding = request.headers.get("Transfer-Encoding")
+                if coding is not None and coding.strip().lower() != "chunked":
+                    return error_response(request, 400, _CODING_NOT_SERVED, close=True)
+                with body_deadline(request, generation.limits):
+                    response = await generation.dispatch(request, route)
+            else:
+                response = await generation.dispatch(request, route)
         finally:
             generation.users -= 1
             if generation.retired and not generation.users:
                 generations.drained(generation)
+        if "Upgrade" in request.headers and not is_websocket_upgrade(request):
+            # aiohttp reads no further request on a connection that asked to switch to another protocol (h2c,
+            # anything but a WebSocket, which was not switched here): close it, or what follows hangs unanswered
+            response.force_close()
+        return response
 
     return proxy
 

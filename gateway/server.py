@@ -34,11 +34,11 @@ from .dispatch import (
     ClientFaultsAtDebug,
     Generation,
     Generations,
-    current_generation_handler,
     expect_continue_only,
     expect_later,
     not_found,
     plainly_spelled,
+    proxy_handler,
 )
 from .enforcement.enforcer import Enforcer
 from .enforcement.sign_in import unknown_id_budget
@@ -151,7 +151,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
                                  expect_handler=expect_continue_only)
     app.router.add_route("*", prefix + "{tail:.*}", plainly_spelled(not_found, generations),
                          expect_handler=expect_continue_only)
-    app.router.add_route("*", "/{tail:.*}", current_generation_handler(generations), expect_handler=expect_later)
+    app.router.add_route("*", "/{tail:.*}", proxy_handler(generations), expect_handler=expect_later)
 
     async def apply(new: Settings) -> None:
         await reconfigure(app, lasting, new)
