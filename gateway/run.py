@@ -102,6 +102,7 @@ async def _serve(settings: Settings, sock: socket.socket, pid_file: str | None) 
         if pid_file:
             write_pid_file(pid_file)
         await stop.wait()
+        loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP while stopping: no reload")
     finally:
         if pid_file:
             remove_pid_file(pid_file)

@@ -264,7 +264,7 @@ def _enforcers(settings: Settings, validator: SessionValidator, http: Forwarder,
 async def _pools_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[POOLS].start()
     yield
-    await app[GENERATIONS].close()  # every generation's enforcers and pools
+    await app[GENERATIONS].close()  # every generation's pools (their enforcers closed with the validator)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

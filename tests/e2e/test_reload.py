@@ -284,3 +284,26 @@ async def test_watch_config_reloads_once_per_save(gateway_process, start_upstrea
     await asyncio.sleep(2.5)  # past the debounce: a second reload of the same save would have happened by now
     log = await asyncio.to_thread(gateway.stop)
     assert len([line for line in log.splitlines() if "configuration reloaded (file changed)" in line]) == 1, log
+
+
+def test_with_several_workers_the_parent_passes_sighup_to_each_and_sigterm_stops_them_all(
+        gateway_process, start_redis):
+    redis = start_redis()
+    routes = [{"name": "a", "host": "*", "path": "/a/", "upstream": "http://127.0.0.1:9"}]
+    gateway = gateway_process(routes, server={"workers": 2}, store={"backend": "redis", "url": redis.url})
+    assert gateway.process is not None
+    gateway.config.write_text(gateway.config.read_text() + '[[route]]\nname = "b"\nhost = "*"\npath = "/b/"\n'
+                                                          'upstream = "http://127.0.0.1:9"\n')
+    gateway.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while not _route_b_answers(gateway):
+        assert time.monotonic() < deadline, "route b did not come"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    # each request on a new connection: SO_REUSEPORT spreads them over both workers
+    assert all(_route_b_answers(gateway) for _ in range(40))
+    assert gateway.process.poll() is None
+    gateway.process.send_signal(signal.SIGTERM)
+    assert gateway.process.wait(15) == 0
+    log = gateway.output()
+    assert log.count("routes added: b") == 2 and log.count("session-gateway stopped") == 2, log
