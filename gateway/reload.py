@@ -38,6 +38,7 @@ Apply = Callable[[Settings], Awaitable[None]]
 _SERVER_RESTART = ("host", "port", "workers", "prefix", "access_log", "header_timeout", "shutdown_timeout",
                    "pid_file")
 _OKTA_APPLIED = ("cache", "event_hook")  # the hook's presence is compared apart: its secret and header apply
+_OKTA_KEYS = {"low_headroom": "rate_limit_low_headroom", "stretch": "rate_limit_stretch"}  # field -> key
 _DEBOUNCE_MS, _STEP_MS = 1600, 200  # watchfiles: a burst of writes (an editor's save) ends after 200 ms of quiet
 
 
@@ -105,7 +106,7 @@ def needs_restart(old: Settings, new: Settings) -> tuple[str, ...]:
     if (old.admin_token is None) != (new.admin_token is None):
         keys.append("admin (the table added or removed)")
     if old.okta is not None and new.okta is not None:
-        keys.extend(f"okta.{f.name}" for f in fields(old.okta)
+        keys.extend(f"okta.{_OKTA_KEYS.get(f.name, f.name)}" for f in fields(old.okta)
                     if f.name not in _OKTA_APPLIED and getattr(old.okta, f.name) != getattr(new.okta, f.name))
         if (old.okta.event_hook is None) != (new.okta.event_hook is None):
             keys.append("okta.event_hook (the table added or removed)")

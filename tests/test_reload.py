@@ -58,6 +58,15 @@ def test_keys_read_once_at_start_are_named_as_needing_a_restart():
 KEYS = {"keys": "${GATEWAY_BINDING_KEYS}"}
 
 
+def test_the_okta_client_keys_need_a_restart_and_are_named_as_in_the_file_while_the_cache_applies():
+    routes = [route("http://127.0.0.1:9")]
+    old = settings(routes, okta=OKTA, binding=KEYS)
+    new = settings(routes, okta={**OKTA, "timeout": 3, "rate_limit_stretch": 2, "cache_ttl": 5}, binding=KEYS)
+    found = changes(old, new)
+    assert found.restart == ("okta.timeout", "okta.rate_limit_stretch")
+    assert "validation cache settings changed" in found.summary()
+
+
 @pytest.mark.parametrize("before, after, why", [
     ({"okta": OKTA, "binding": KEYS}, {"okta": {**OKTA, "org_url": "https://other.okta.com"}, "binding": KEYS},
      "org_url changed"),
