@@ -281,6 +281,7 @@ listen = "127.0.0.1:{port}"
 workers = {workers}
 access_log = false
 log_level = "warning"
+stop_delay = 0  # a benchmark stops at once: no load balancer to drain
 
 [[route]]
 name = "static"
