@@ -220,7 +220,8 @@ async def test_policy_overrides_survive_a_reload_and_the_status_shows_the_new_co
 
 def test_the_reload_command_validates_first_then_signals_the_gateway_that_runs_the_file(
         gateway_process, tmp_path):
-    routes = [{"name": "a", "host": "*", "path": "/a/", "upstream": "http://127.0.0.1:9"}]
+    routes = [{"name": "a", "host": "*", "path": "/a/", "upstream": "http://127.0.0.1:9",
+               "required_for_ready": False}]
     gateway = gateway_process(routes, server={"pid_file": "gateway.pid"})
     pid_file = gateway.config.parent / "gateway.pid"
     assert gateway.process is not None and pid_file.read_text().strip() == str(gateway.process.pid)
@@ -289,7 +290,8 @@ async def test_watch_config_reloads_once_per_save(gateway_process, start_upstrea
 def test_with_several_workers_the_parent_passes_sighup_to_each_and_sigterm_stops_them_all(
         gateway_process, start_redis):
     redis = start_redis()
-    routes = [{"name": "a", "host": "*", "path": "/a/", "upstream": "http://127.0.0.1:9"}]
+    routes = [{"name": "a", "host": "*", "path": "/a/", "upstream": "http://127.0.0.1:9",
+               "required_for_ready": False}]
     gateway = gateway_process(routes, server={"workers": 2}, store={"backend": "redis", "url": redis.url})
     assert gateway.process is not None
     gateway.config.write_text(gateway.config.read_text() + '[[route]]\nname = "b"\nhost = "*"\npath = "/b/"\n'
