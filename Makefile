@@ -52,8 +52,12 @@ redis:
 		fi; \
 	fi
 
+# One plain command, which make runs itself (no shell between): Ctrl-C reaches the demo with make, and the demo
+# stops when make is sent SIGINT alone (`kill -INT <make's pid>`), which make does not pass on (see
+# gateway/sandbox/run.py). DEMO_ARGS: other ports, say `make run DEMO_ARGS="--port 8081"`.
+DEMO_ARGS ?=
 run: $(VENV)/.installed-demo
-	$(VENV)/bin/session-gateway demo
+	$(VENV)/bin/session-gateway demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed browser redis
 	$(VENV)/bin/ruff check gateway plugins tests bench

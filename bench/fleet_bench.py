@@ -93,7 +93,7 @@ async def start_fleet(args: argparse.Namespace, work: Path, children: list[pb.Ch
     org = OktaOrg(issuer=f"http://127.0.0.2:{okta_port}", api_token=TOKEN)
     org.add_user(*ALICE)
     world = await start_world([AppRoute("hr")], org=org, okta_port=okta_port, okta=okta,
-                              server={"log_level": "warning"},
+                              server={"log_level": "warning", "stop_delay": 0},
                               store={"backend": "redis", "url": f"redis://127.0.0.1:{redis_port}/0"})
     fleet = ProcessFleet(world, replica_ports(world, REPLICAS))
     for i, port in enumerate(fleet.ports):

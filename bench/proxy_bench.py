@@ -303,6 +303,7 @@ def gateway_conf(port: int, upstream_port: int, workers: int, log_format: str | 
 [server]
 listen = "127.0.0.1:{port}"
 workers = {workers}
+stop_delay = 0  # a benchmark stops at once: no load balancer to drain
 {logs}
 
 [[route]]

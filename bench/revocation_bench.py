@@ -148,6 +148,7 @@ app_profile = "servlet"
 listen = "127.0.0.1:{port}"
 access_log = false
 log_level = "warning"
+stop_delay = 0  # a benchmark stops at once: no load balancer to drain
 
 [okta]
 org_url = "http://127.0.0.2:{okta_port}"

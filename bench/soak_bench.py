@@ -193,7 +193,7 @@ def gateway_config(stack: Stack, okta: dict[str, Any], server: dict[str, Any]) -
     upstreams = {r.name: r.upstream_origin for r in stack.settings.routes.routes}
     host, port = stack.settings.server.host, stack.settings.server.port
     return {
-        "server": {"listen": f"{host}:{port}", **server},
+        "server": {"listen": f"{host}:{port}", "stop_delay": 0, **server},
         "okta": {"org_url": stack.org.issuer, "api_token": "${OKTA_API_TOKEN}", **okta,
                  "universal_logout": {"endpoint_url": stack.url(UNIVERSAL_LOGOUT)}},
         "binding": {"keys": "${GATEWAY_BINDING_KEYS}"},

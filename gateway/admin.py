@@ -153,6 +153,16 @@ class RoutePolicies:
     async def close(self) -> None:
         await self.store.close()
 
+    def follow(self, routes: tuple[Route, ...], enforcers: dict[str, Enforcer]) -> None:
+        """A reload's routes and enforcers, each set to the override the store holds for it: runtime switches
+        outlive a reload. An override of a route the new configuration lacks (or binds no sessions on) stays in
+        the store unused, as the fleet's other replicas may still have the route; it applies again if the route
+        comes back."""
+        self._routes, self._enforcers = routes, enforcers
+        for name, enforcer in enforcers.items():
+            override = self.store.overrides.get(name)
+            enforcer.mode = enforcer.sessions.mode if override is None else override.mode
+
     def override(self, name: str) -> Override | None:
         return self.store.overrides.get(name) if name in self._enforcers else None
 
@@ -203,6 +213,13 @@ class Admin:
         self._trusted = tuple(trusted_proxies)
         self._throttle = throttle or SignInThrottle(operator.clock)
         self.policies = policies if policies is not None else RoutePolicies(routes, enforcers, clock=operator.clock)
+
+    def follow(self, token: str, routes: tuple[Route, ...], enforcers: dict[str, Enforcer],
+               trusted_proxies: Sequence[IPNetwork]) -> None:
+        """A reload's operator token (signed-in browsers sign in again when it changed), routes and enforcers."""
+        if not self._operator.check_token(token):
+            self._operator = Operator(token, self._prefix, self._operator.clock)
+        self._routes, self._enforcers, self._trusted = routes, enforcers, tuple(trusted_proxies)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         p = self._prefix

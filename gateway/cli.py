@@ -1,4 +1,4 @@
-"""`session-gateway`: run | check-config | keygen | admin | sandbox | demo.
+"""`session-gateway`: run | reload | check-config | keygen | admin | sandbox | demo.
 
 Exit status: 0 on success, 2 for a configuration the gateway cannot use (one plain message, no traceback),
 1 for anything else that stops it (a port in use, say).
@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="the TOML configuration file")
     run.set_defaults(command=_run)
 
+    reload = sub.add_parser("reload", help="validate a configuration, then have the gateway running it reload it "
+                            "(found through [server] pid_file)")
+    reload.add_argument("--config", required=True, help="the TOML configuration file the gateway runs")
+    reload.set_defaults(command=_reload)
+
     check = sub.add_parser("check-config", help="validate a configuration and print its route table")
     check.add_argument("--config", required=True, help="the TOML configuration file")
     check.set_defaults(command=_check_config)
@@ -80,11 +85,36 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import signal
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for while starting must not kill the gateway
     from .run import serve
 
     settings = load(args.config)
     setup_logging(settings.server.log_level, settings.log.format)
     serve(settings)
+    return 0
+
+
+def _reload(args: argparse.Namespace) -> int:
+    """Validate the file here (a bad one is reported at once, and the gateway is not asked), then SIGHUP."""
+    import signal
+
+    from .reload import NoGateway, gateway_pid
+
+    settings = load(args.config)
+    pid_file = settings.server.pid_file
+    if pid_file is None:
+        print(f"session-gateway: {settings.source}: server.pid_file: expected a path, so that reload can find the "
+              "running gateway (or send it SIGHUP yourself)", file=sys.stderr)
+        return 2
+    try:
+        pid = gateway_pid(pid_file, args.config)
+        os.kill(pid, signal.SIGHUP)
+    except NoGateway as exc:
+        print(f"session-gateway: {exc}", file=sys.stderr)
+        return 1
+    print(f"{settings.source}: valid; asked session-gateway (pid {pid}) to reload it: its log says what changed")
     return 0
 
 

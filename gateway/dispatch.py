@@ -13,14 +13,22 @@ the app's paths, never the gateway's.
 
 Every request body is read under a `body_deadline` (proxy/body_deadline.py).
 
+What a proxied request reaches is one `Generation`: a configuration's route table, upstream pools, forwarders and
+enforcers, built together and never changed. A reload builds the next one and `Generations.swap` puts it in place
+in one step of the event loop (no lock: the loop is the only writer). A request takes the current generation once,
+at its start, and finishes on it, WebSockets included; a generation that was swapped out closes its upstream pools
+once its last request has finished (or at shutdown), as nginx's old workers and Envoy's drained listeners do.
+
 A request that aiohttp's parser refuses (smuggling attempts, oversize heads, bare LF) gets aiohttp's 400 and one
 DEBUG line: aiohttp itself would log a full traceback at ERROR for each, so that any client could flood the log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,11 +41,13 @@ from .metrics import Metrics
 from .proxy.body_deadline import body_deadline
 from .proxy.http import Forwarder, continue_if_expected, error_response
 from .proxy.request_id import begin_request, stamp
+from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from .routing import Route, RouteTable, resolve_path
 from .settings import ServerSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("gateway")
 
 
 class ClientFaultsAtDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -76,17 +86,19 @@ def _odd_version(request: web.BaseRequest) -> bool:
     return version[0] != 1 or version[1] > 1
 
 
-def plainly_spelled(handler: Handler, limits: ServerSettings) -> Handler:
+def plainly_spelled(handler: Handler, limits: ServerSettings | Generations) -> Handler:
     """The handler of a gateway endpoint, reached only by a path spelled as it reads: no escapes, dot segments or
-    empty segments (aiohttp routed on the decoded path)."""
+    empty segments (aiohttp routed on the decoded path). `limits`: the body limits, or the generations whose
+    current one has them."""
 
     async def plain(request: web.Request) -> web.StreamResponse:
-        logged = begin_request(request, limits.trusted_proxies)
+        current = limits if isinstance(limits, ServerSettings) else limits.current.limits
+        logged = begin_request(request, current.trusted_proxies)
         path = request.raw_path.partition("?")[0]
         if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or _odd_version(request):
             return stamp(error_response(request, 400, _ODD_SPELLING, close=True), logged)
         try:
-            with body_deadline(request, limits):
+            with body_deadline(request, current):
                 return stamp(await handler(request), logged)
         except web.HTTPException as answer:  # a redirect or refusal raised by the endpoint
             stamp(answer, logged)
@@ -95,41 +107,108 @@ def plainly_spelled(handler: Handler, limits: ServerSettings) -> Handler:
     return plain
 
 
-def proxy_handler(table: RouteTable, limits: ServerSettings, http: Forwarder, ws: WebSocketForwarder,
-                  enforcers: dict[str, Enforcer], metrics: Metrics) -> Handler:
-    """The catch-all handler: match the route, refuse what is not served, enforce or forward."""
-    requests = {r.name: metrics.requests.get(r.name) for r in table.routes}
+class Generation:
+    """One configuration's way of serving proxied requests, built whole and never changed: its route table and
+    body limits, upstream pools, forwarders and enforcers. `users` counts the requests (and WebSockets) that
+    started on it and have not finished."""
+
+    __slots__ = ("number", "table", "limits", "pools", "http", "ws", "enforcers", "requests", "users", "retired")
+
+    def __init__(self, number: int, table: RouteTable, limits: ServerSettings, pools: UpstreamPools,
+                 http: Forwarder, ws: WebSocketForwarder, enforcers: dict[str, Enforcer], metrics: Metrics) -> None:
+        self.number, self.table, self.limits, self.pools = number, table, limits, pools
+        self.http, self.ws, self.enforcers = http, ws, enforcers
+        self.requests = {r.name: metrics.requests.get(r.name) for r in table.routes}
+        self.users = 0
+        self.retired = False
+
+    def dispatch(self, request: web.Request, route: Route) -> Awaitable[web.StreamResponse]:
+        """A route that binds sessions goes through its enforcer; any other straight to the forwarders."""
+        enforcer = self.enforcers.get(route.name) if self.enforcers else None
+        if enforcer is not None:
+            return enforcer(request)
+        if is_websocket_upgrade(request):
+            return self.ws(request, route)
+        return self.http(request, route)
+
+
+class Generations:
+    """The generation new requests take (`current`), and the ones swapped out that still serve a request."""
+
+    def __init__(self, first: Generation) -> None:
+        self.current = first
+        self.draining: set[Generation] = set()
+        self._enforcers: weakref.WeakSet[Enforcer] = weakref.WeakSet()  # of every generation: closed at shutdown
+        self._enforcers.update(first.enforcers.values())
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def swap(self, new: Generation) -> Generation:
+        """Make `new` the one new requests take (its pools started); the old one closes when it has drained."""
+        old, self.current = self.current, new
+        self._enforcers.update(new.enforcers.values())
+        old.retired = True
+        if old.users:
+            self.draining.add(old)
+        else:
+            self._close(old)
+        return old
+
+    def drained(self, generation: Generation) -> None:
+        """A retired generation's last request finished."""
+        self.draining.discard(generation)
+        self._close(generation)
+
+    def _close(self, generation: Generation) -> None:
+        task = asyncio.get_running_loop().create_task(generation.pools.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        log.debug("generation %d drained: its upstream pools close", generation.number)
+
+    def enforcers(self) -> list[Enforcer]:
+        """The enforcers of every generation still referenced (their background work is closed at shutdown)."""
+        return list(self._enforcers)
+
+    async def close(self) -> None:
+        """At shutdown: every generation's upstream pools."""
+        for generation in (*self.draining, self.current):
+            await generation.pools.close()
+        self.draining.clear()
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def proxy_handler(generations: Generations) -> Handler:
+    """The catch-all handler: match the route, refuse what is not served, enforce or forward, all of it with the
+    generation that is current when the request starts."""
 
     async def proxy(request: web.Request) -> web.StreamResponse:
-        logged = begin_request(request, limits.trusted_proxies)
+        generation = generations.current
+        logged = begin_request(request, generation.limits.trusted_proxies)
         if request.raw_path[:1] != "/" or _odd_version(request):
             return stamp(error_response(request, 400, _NOT_SERVED, close=True), logged)
-        route = table.match(request.headers.get("Host", ""), request.path, request.raw_path)
+        route = generation.table.match(request.headers.get("Host", ""), request.path, request.raw_path)
         if route is None:
             return stamp(error_response(request, 404, answers.NO_ROUTE), logged)
         logged.route = route.name
-        requests[route.name].inc()
-        if request.body_exists:
-            coding = request.headers.get("Transfer-Encoding")
-            if coding is not None and coding.strip().lower() != "chunked":
-                return error_response(request, 400, _CODING_NOT_SERVED, close=True)
-            with body_deadline(request, limits):
-                response = await dispatch(request, route)
-        else:
-            response = await dispatch(request, route)
+        generation.requests[route.name].inc()
+        generation.users += 1
+        try:
+            if request.body_exists:
+                coding = request.headers.get("Transfer-Encoding")
+                if coding is not None and coding.strip().lower() != "chunked":
+                    return stamp(error_response(request, 400, _CODING_NOT_SERVED, close=True), logged)
+                with body_deadline(request, generation.limits):
+                    response = await generation.dispatch(request, route)
+            else:
+                response = await generation.dispatch(request, route)
+        finally:
+            generation.users -= 1
+            if generation.retired and not generation.users:
+                generations.drained(generation)
         if "Upgrade" in request.headers and not is_websocket_upgrade(request):
             # aiohttp reads no further request on a connection that asked to switch to another protocol (h2c,
             # anything but a WebSocket, which was not switched here): close it, or what follows hangs unanswered
             response.force_close()
         return stamp(response, logged)
-
-    def dispatch(request: web.Request, route: Route) -> Awaitable[web.StreamResponse]:
-        enforcer = enforcers.get(route.name) if enforcers else None
-        if enforcer is not None:
-            return enforcer(request)
-        if is_websocket_upgrade(request):
-            return ws(request, route)
-        return http(request, route)
 
     return proxy
 

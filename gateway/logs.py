@@ -136,6 +136,15 @@ def setup(level: str, format: str = "text", stream: IO[str] | None = None) -> No
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
+def follow(level: str, format: str) -> None:
+    """A reload: the new level, and the new format on the handlers `setup()` made (a test's are left alone)."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    for made in root.handlers:
+        if any(isinstance(f, RequestFields) for f in made.filters):
+            made.setFormatter(formatter(format))
+
+
 class AccessLogger(AbstractAccessLogger):
     """One line per answered request (logger `gateway.access`, at INFO), with the same fields as every other line
     and the answer's: status, bytes, duration_ms and, for a proxied request, upstream_ms (until the upstream's

@@ -205,6 +205,9 @@ class Metrics:
         self.store_reloads = Counter(PREFIX + "store_reloads", "Whole-state reloads from the shared store (a gap too "
                                      "old to replay, or Redis back empty)", ["why"], registry=self.registry)
 
+        self.config_reloads = Counter(PREFIX + "config_reloads", "Configuration reloads, by result (a failed one "
+                                      "changed nothing)", ["result"], registry=self.registry)
+
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value, for tests and the status page."""
         found = self.registry.get_sample_value(name, labels)

@@ -1,7 +1,15 @@
-"""Serve the gateway: one process, or several sharing one port through SO_REUSEPORT.
+"""Serve the gateway: one process, or several sharing one port through SO_REUSEPORT; its signals.
 
 The listening socket options, uvloop and the access log are set here once; everything per request lives in
 server.py and below.
+
+Signals, in every process of the gateway from its start (SIGHUP's default action would kill it):
+- SIGHUP reloads the configuration (reload.py); with `workers > 1` the parent passes it to every worker.
+- SIGTERM stops gracefully: readyz answers 503 at once, the listener keeps accepting for `[server] stop_delay`
+  seconds (the load balancer, or Kubernetes, stops sending meanwhile), then closes; the requests in flight finish
+  within `shutdown_timeout`, open WebSockets close with 1001, and the process exits 0.
+- SIGINT (Ctrl-C) does the same without the stop delay. A second SIGTERM or SIGINT cuts the delay short.
+The parent of several workers passes SIGTERM and SIGINT on and exits 0 once they all did.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from yarl import URL
 from . import __version__, metrics_listener
 from .config import Settings
 from .logs import AccessLogger
-from .server import METRICS, build_app
+from .reload import remove_pid_file, write_pid_file
+from .server import HEALTH, METRICS, RELOADER, build_app
 from .settings import ServerSettings
 
 log = logging.getLogger("gateway")
@@ -31,6 +40,7 @@ def serve(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM; with `workers > 1`, fork that many processes on one port."""
     server = settings.server
     workers = server.workers
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until this process's own handler is in place
     if workers == 1:
         _serve_one(settings, listening_socket(server.host, server.port, reuse_port=False), *metrics_sockets(settings))
         return
@@ -44,22 +54,33 @@ def serve(settings: Settings) -> None:
     for sock in [*sockets, *(s for s in scrapes if s is not None)]:
         sock.close()
 
-    def stop(signum: int, frame: object) -> None:
+    def forward(signum: int, frame: object) -> None:
         for child in children:
             if child.is_alive() and child.pid:
-                os.kill(child.pid, signal.SIGTERM)
+                os.kill(child.pid, signum)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for child in children:
-        child.join()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    if server.pid_file:
+        write_pid_file(server.pid_file)
+    try:
+        for child in children:
+            child.join()
+    finally:
+        if server.pid_file:
+            remove_pid_file(server.pid_file)
     codes = [child.exitcode for child in children]
-    if any(code not in (0, -signal.SIGTERM) for code in codes):
+    if any(code != 0 for code in codes):
         sys.exit(1)
 
 
 def _serve_one(settings: Settings, sock: socket.socket, scrape: socket.socket | None = None) -> None:
     _install_uvloop()
+    asyncio.run(_serve(settings, sock, scrape,
+                       pid_file=settings.server.pid_file if settings.server.workers == 1 else None))
+
+
+async def _serve(settings: Settings, sock: socket.socket, scrape: socket.socket | None, pid_file: str | None) -> None:
     server = settings.server
     app = build_app(settings)
     if scrape is not None:
@@ -73,16 +94,54 @@ def _serve_one(settings: Settings, sock: socket.socket, scrape: socket.socket | 
 
     app.on_startup.append(started)
     app.on_cleanup.append(stopped)
-    web.run_app(
-        app,
-        sock=sock,
-        access_log=logging.getLogger("gateway.access") if server.access_log else None,
-        access_log_class=AccessLogger,
-        shutdown_timeout=server.shutdown_timeout,
-        print=None,
-        handle_signals=True,
-        **handler_options(server),
-    )
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=server.shutdown_timeout,
+                           access_log=logging.getLogger("gateway.access") if server.access_log else None,
+                           access_log_class=AccessLogger,
+                           **handler_options(server))
+    await runner.setup()
+    stop = _Stop(app, server.shutdown_timeout)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.request, "SIGTERM", True)
+    loop.add_signal_handler(signal.SIGINT, stop.request, "SIGINT", False)
+    loop.add_signal_handler(signal.SIGHUP, app[RELOADER].request, "SIGHUP")
+    try:
+        await web.SockSite(runner, sock).start()
+        if pid_file:
+            write_pid_file(pid_file)
+        await stop.wait()
+        loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP while stopping: no reload")
+    finally:
+        if pid_file:
+            remove_pid_file(pid_file)
+        await runner.cleanup()
+
+
+class _Stop:
+    """A stop asked for by a signal: readyz turns 503 at once, then the stop delay (SIGTERM only) runs out."""
+
+    def __init__(self, app: web.Application, shutdown_timeout: float) -> None:
+        self._app, self._shutdown_timeout = app, shutdown_timeout
+        self._asked = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._delay = 0.0
+
+    def request(self, name: str, delay: bool) -> None:
+        if self._asked.is_set():
+            self._hurry.set()  # a second signal: stop accepting now
+            return
+        self._app[HEALTH].stopping = True
+        self._delay = self._app[RELOADER].settings.server.stop_delay if delay else 0.0  # as last reloaded
+        log.info("stopping (%s): readyz answers 503; accepting for %gs more, then finishing the requests in flight "
+                 "(up to %gs)", name, self._delay, self._shutdown_timeout)
+        self._asked.set()
+
+    async def wait(self) -> None:
+        await self._asked.wait()
+        if self._delay > 0:
+            try:
+                await asyncio.wait_for(self._hurry.wait(), self._delay)
+            except TimeoutError:
+                pass
 
 
 def start_line(settings: Settings) -> str:

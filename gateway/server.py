@@ -6,6 +6,13 @@ With `[store] backend = "redis"` there is one RedisLink for the process; the bus
 (a MemoryStore: the hot path reads only it) that the fan-out keeps current. The link and the fan-out start before
 the app serves (the fleet's state is loaded into the mirror first; Redis away then is not fatal) and close after.
 The memory store is the same MemoryStore, with no link, no fan-out and no task.
+
+What a reload may change is built per generation (dispatch.py's `Generation`: the route table, upstream pools,
+forwarders, enforcers with their binding keys); what lives as long as the process is built once here: the Okta
+client, the validator and its cache (kept while the org stays the same), the revocation bus, the store's link and
+the fan-out, the open-sockets registry, the policy store. `reconfigure` (the Reloader's apply) builds the next
+generation, starts its pools, then re-points every part that reads the configuration and swaps the generation in,
+with no await in between: a request sees the old configuration or the new one, never half of each.
 """
 
 from __future__ import annotations
@@ -20,9 +27,20 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from . import logs
 from .admin import Admin, Operator, RoutePolicies
+from .buckets import Budget
 from .config import Settings
-from .dispatch import ClientFaultsAtDebug, expect_continue_only, expect_later, not_found, plainly_spelled, proxy_handler
+from .dispatch import (
+    ClientFaultsAtDebug,
+    Generation,
+    Generations,
+    expect_continue_only,
+    expect_later,
+    not_found,
+    plainly_spelled,
+    proxy_handler,
+)
 from .enforcement.enforcer import Enforcer
 from .enforcement.sign_in import unknown_id_budget
 from .enforcement.sweep import SocketSweep
@@ -32,6 +50,7 @@ from .okta.client import OktaClient
 from .proxy.http import Forwarder
 from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder
+from .reload import Reloader
 from .revocation.bus import RevocationBus
 from .revocation.event_hooks import EventHookReceiver
 from .revocation.fanout import FanOut
@@ -55,8 +74,8 @@ from .store.seen import MemorySeen, SeenOnce
 
 log = logging.getLogger("gateway")
 
-SETTINGS = web.AppKey("settings", Settings)
-POOLS = web.AppKey("pools", UpstreamPools)
+SETTINGS = web.AppKey("settings", Settings)  # as the gateway started; the Reloader's settings are the current ones
+POOLS = web.AppKey("pools", UpstreamPools)  # the first generation's (GENERATIONS: the current one)
 METRICS = web.AppKey("metrics", Metrics)
 VALIDATOR = web.AppKey("validator", SessionValidator)
 ENFORCERS = web.AppKey("enforcers", dict[str, Enforcer])
@@ -67,26 +86,25 @@ STORE_LINK = web.AppKey("store_link", RedisLink)
 FANOUT = web.AppKey("fanout", FanOut)
 POLICIES = web.AppKey("policies", RoutePolicies)
 HOOKS = web.AppKey("hooks", EventHookReceiver)
+GENERATIONS = web.AppKey("generations", Generations)
+RELOADER = web.AppKey("reloader", Reloader)
 CHECKS = web.AppKey("checks", UpstreamChecks)  # readiness of the routes' upstreams: update(routes, pools) on reload
 HEALTH = web.AppKey("health", Health)  # health.stopping = True makes readyz 503 during a graceful stop
+ADMIN = web.AppKey("admin", Admin)
+LEAVING = web.AppKey("leaving", asyncio.Event)  # set when the gateway stops: open WebSockets close with 1001
 
 
 def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
     """The gateway. `clock` (epoch seconds) is what session lifetimes are compared with; tests move it."""
     app = web.Application(handler_args={"max_field_size": 16384, "max_line_size": 16384,
                                          "logger": ClientFaultsAtDebug(logging.getLogger("aiohttp.server"))})
-    pools = UpstreamPools(settings.routes.routes, settings.proxy)
     app[SETTINGS] = settings
-    app[POOLS] = pools
     app[METRICS] = metrics = Metrics()
-    app.cleanup_ctx.append(_pools_ctx)
+    app[LEAVING] = asyncio.Event()
     link = RedisLink(settings.store, metrics) if settings.store.backend == "redis" else None
     if link is not None:
         app[STORE_LINK] = link
         app.cleanup_ctx.append(_store_ctx)  # before the validator's and the policies': up first, closed last
-    http = Forwarder(pools, settings.server, metrics)
-    ws = WebSocketForwarder(pools, settings.server, settings.proxy)
-    app[ENFORCERS] = {}
     app[SOCKETS] = OpenSockets()
     if settings.okta is not None:
         app[VALIDATOR] = validator = _validator(settings.okta, metrics, clock, link)
@@ -94,11 +112,16 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         app[BUS] = bus = RevocationBus(mirror, validator, app[SOCKETS], metrics, clock=clock)
         if link is not None:
             app[FANOUT] = FanOut(bus, mirror, RedisRevocations(link), metrics, clock=clock)
-        app[ENFORCERS] = _enforcers(settings, validator, http, ws, pools, app[SOCKETS], bus, metrics, clock)
         app[SWEEP] = SocketSweep(validator, app[SOCKETS], metrics, clock=clock)
+    lasting = _Lasting(app, clock, unknown_id_budget(settings.okta) if settings.okta is not None else None)
+    first = lasting.generation(settings, 1)
+    app[GENERATIONS] = generations = Generations(first)
+    app[POOLS], app[ENFORCERS] = first.pools, first.enforcers
+    app.cleanup_ctx.append(_pools_ctx)
+    if settings.okta is not None:
         app.cleanup_ctx.append(_okta_ctx)
     # always, so that a replica without [admin] follows the fleet's switches too
-    app[POLICIES] = RoutePolicies(settings.routes.routes, app[ENFORCERS],
+    app[POLICIES] = RoutePolicies(settings.routes.routes, first.enforcers,
                                   RedisPolicies(link) if link is not None else MemoryPolicies(), clock=clock)
     app.cleanup_ctx.append(_policies_ctx)
 
@@ -115,26 +138,82 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         replays = RedisSeen(link, "jti") if link is not None else MemorySeen()
         own.add_post(prefix + "okta/universal-logout", _universal_logout(app, settings.okta, clock, replays))
     if settings.admin_token is not None:
-        admin = Admin(Operator(settings.admin_token, prefix, clock), prefix, settings.routes.routes, app[ENFORCERS],
-                      metrics, app.get(BUS), app[SOCKETS], trusted_proxies=settings.server.trusted_proxies,
-                      policies=app[POLICIES], store=link)
+        app[ADMIN] = admin = Admin(Operator(settings.admin_token, prefix, clock), prefix, settings.routes.routes,
+                                   first.enforcers, metrics, app.get(BUS), app[SOCKETS],
+                                   trusted_proxies=settings.server.trusted_proxies, policies=app[POLICIES],
+                                   store=link)
         admin.add_routes(own)
-    app[CHECKS] = checks = UpstreamChecks(settings.routes.routes, pools, link)
+    app[CHECKS] = checks = UpstreamChecks(settings.routes.routes, first.pools, link)
     app.cleanup_ctx.append(_checks_ctx)
     app[HEALTH] = health = Health(checks, app[VALIDATOR].client if VALIDATOR in app else None, link,
                                   store_required=settings.store.required_for_ready)
     own.add_get(prefix + "healthz", health.healthz, allow_head=True)
     own.add_get(prefix + "readyz", health.readyz, allow_head=True)
-    limits = settings.server
     for r in own.routes():
         if r.resource is not None:
-            app.router.add_route(r.method, r.resource.canonical, plainly_spelled(r.handler, limits),
+            app.router.add_route(r.method, r.resource.canonical, plainly_spelled(r.handler, generations),
                                  expect_handler=expect_continue_only)
-    app.router.add_route("*", prefix + "{tail:.*}", plainly_spelled(not_found, limits),
+    app.router.add_route("*", prefix + "{tail:.*}", plainly_spelled(not_found, generations),
                          expect_handler=expect_continue_only)
-    app.router.add_route("*", "/{tail:.*}", proxy_handler(settings.routes, limits, http, ws, app[ENFORCERS], metrics),
-                         expect_handler=expect_later)
+    app.router.add_route("*", "/{tail:.*}", proxy_handler(generations), expect_handler=expect_later)
+
+    async def apply(new: Settings) -> None:
+        await reconfigure(app, lasting, new)
+
+    app[RELOADER] = Reloader(settings, apply, metrics)
+    app.cleanup_ctx.append(_reloader_ctx)
+    app.on_shutdown.append(_leaving)
     return app
+
+
+class _Lasting:
+    """The parts a generation is built on that live as long as the process."""
+
+    def __init__(self, app: web.Application, clock: Callable[[], float], unknown_ids: Budget | None) -> None:
+        self.app, self.clock, self.unknown_ids = app, clock, unknown_ids
+
+    def generation(self, settings: Settings, number: int) -> Generation:
+        """A configuration's route table, pools, forwarders and enforcers (its pools not started yet)."""
+        app = self.app
+        pools = UpstreamPools(settings.routes.routes, settings.proxy)
+        http = Forwarder(pools, settings.server, app[METRICS])
+        ws = WebSocketForwarder(pools, settings.server, settings.proxy, leaving=app[LEAVING])
+        enforcers: dict[str, Enforcer] = {}
+        if VALIDATOR in app and self.unknown_ids is not None:
+            enforcers = _enforcers(settings, app[VALIDATOR], http, ws, pools, app[SOCKETS], app[BUS], app[METRICS],
+                                   self.clock, self.unknown_ids)
+        return Generation(number, settings.routes, settings.server, pools, http, ws, enforcers, app[METRICS])
+
+
+async def reconfigure(app: web.Application, lasting: _Lasting, new: Settings) -> None:
+    """Put a validated configuration in place (reload.py's `changes` has refused what cannot change here)."""
+    generations = app[GENERATIONS]
+    generation = lasting.generation(new, generations.current.number + 1)
+    await generation.pools.start()
+    # from here on no await: every part takes the new configuration in the same step of the event loop
+    routes = new.routes.routes
+    if VALIDATOR in app and new.okta is not None:
+        app[VALIDATOR].cache.policy = new.okta.cache
+    app[POLICIES].follow(routes, generation.enforcers)
+    if ADMIN in app and new.admin_token is not None:
+        app[ADMIN].follow(new.admin_token, routes, generation.enforcers, new.server.trusted_proxies)
+    if HOOKS in app and new.okta is not None and new.okta.event_hook is not None:
+        app[HOOKS].rekey(new.okta.event_hook.secret, new.okta.event_hook.header)
+    app[CHECKS].update(routes, generation.pools)
+    logs.follow(new.server.log_level, new.log.format)
+    generations.swap(generation)
+
+
+async def _reloader_ctx(app: web.Application) -> AsyncIterator[None]:
+    reloader = app[RELOADER]
+    reloader.watch(reloader.settings.server.watch_config)
+    yield
+    await reloader.close()
+
+
+async def _leaving(app: web.Application) -> None:
+    """The gateway stops (the listener is closed): open WebSockets close with 1001 before requests are awaited."""
+    app[LEAVING].set()
 
 
 JWKS_HTTP = web.AppKey("jwks_http", aiohttp.ClientSession)
@@ -170,13 +249,13 @@ async def _jwks_http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _enforcers(settings: Settings, validator: SessionValidator, http: Forwarder, ws: WebSocketForwarder,
                pools: UpstreamPools, sockets: OpenSockets, bus: RevocationBus, metrics: Metrics,
-               clock: Callable[[], float]) -> dict[str, Enforcer]:
-    """One Enforcer per route that binds sessions (its policy may be switched to off and back while running)."""
+               clock: Callable[[], float], unknown_ids: Budget) -> dict[str, Enforcer]:
+    """One Enforcer per route that binds sessions (its policy may be switched to off and back while running).
+    `unknown_ids`: one budget for the gateway, kept across reloads: Okta's rate limit is the org's."""
     routes = [r for r in settings.routes.routes if r.sessions is not None]
     if not routes or settings.okta is None:
         return {}
     codec = BindingCodec(settings.binding_keys)
-    unknown_ids = unknown_id_budget(settings.okta)  # one for the gateway: Okta's rate limit is the org's
     return {
         r.name: Enforcer(r, r.sessions, validator=validator, storage=BindingStorage(codec, r.sessions.cookie, r.name),
                          http=http, websocket=ws, pools=pools, sockets=sockets, bus=bus,
@@ -189,7 +268,7 @@ def _enforcers(settings: Settings, validator: SessionValidator, http: Forwarder,
 async def _pools_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[POOLS].start()
     yield
-    await app[POOLS].close()
+    await app[GENERATIONS].close()  # every generation's pools (their enforcers closed with the validator)
 
 
 async def _checks_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -237,7 +316,7 @@ async def _okta_ctx(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    for enforcer in app[ENFORCERS].values():
+    for enforcer in app[GENERATIONS].enforcers():
         await enforcer.close()
     await validator.close()
     await validator.client.close()

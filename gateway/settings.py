@@ -33,6 +33,9 @@ class ServerSettings:
     header_timeout: float  # seconds for a whole request head (and an idle keep-alive connection)
     body_timeout: float  # seconds a request body may pause between bytes while the gateway reads it
     body_min_rate: int | None  # bytes a second a request body must average past its first body_timeout; None: any
+    stop_delay: float = 5.0  # seconds a SIGTERM keeps the listener accepting after readyz turned 503
+    watch_config: bool = False  # reload when the configuration file changes
+    pid_file: str | None = None  # where `session-gateway reload` finds the running gateway
 
 
 @dataclass(frozen=True, slots=True)

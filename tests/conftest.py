@@ -216,7 +216,8 @@ def gateway_process(tmp_path: Path) -> Any:
 
     def start(routes: list[dict[str, Any]], *, ready: bool = True, **sections: dict[str, Any]) -> GatewayProcess:
         port = free_port()
-        server = {"listen": f"127.0.0.1:{port}", **sections.pop("server", {})}
+        # stop at once on the SIGTERM that ends the test, unless the test asks for a stop delay
+        server = {"listen": f"127.0.0.1:{port}", "stop_delay": 0, **sections.pop("server", {})}
         config = tmp_path / f"gateway-{len(started)}.toml"
         config.write_text(toml_text(routes, server=server, **sections))
         process = GatewayProcess(config, port)
@@ -349,6 +350,7 @@ async def start_fleet(binding_keys: list[str], start_redis: Callable[..., RedisP
         port = free_port(OKTA_HOST)
         org = sandbox_org(port, **(org_options or {}))
         kwargs.setdefault("okta", FAST_CACHE)
+        kwargs["server"] = {"stop_delay": 0, **kwargs.get("server", {})}  # replicas stop at once after the test
         shared = {"backend": "redis", **({} if "sentinels" in (store or {}) else {"url": redis.url}), **(store or {})}
         world = await start_world(list(apps) or [AppRoute("hr")], org=org, okta_host=OKTA_HOST, okta_port=port,
                                   store=shared, admin=True, **kwargs)

@@ -267,6 +267,6 @@ def test_version_and_the_help_name_every_command():
     version = cli("--version")
     assert version.returncode == 0 and version.stdout == f"session-gateway {__version__}\n"
     shown = cli("--help").stdout
-    for command in ("run", "check-config", "keygen", "admin", "sandbox", "demo"):
+    for command in ("run", "reload", "check-config", "keygen", "admin", "sandbox", "demo"):
         assert f"\n    {command}" in shown, command
-    assert "run | check-config | keygen | admin | sandbox | demo" in shown
+    assert "run | reload | check-config | keygen | admin | sandbox | demo" in " ".join(shown.split())

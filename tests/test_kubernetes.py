@@ -136,7 +136,8 @@ def test_the_probes_ports_and_service_reach_the_gateway_not_the_app() -> None:
     _, config = gateway_toml()
     prefix = config["server"].get("prefix", "/.gateway/")
     gateway = container(app_pod(), "session-gateway")
-    (port,) = gateway["ports"]
+    port, metrics = gateway["ports"]
+    assert config["metrics"]["listen"] == f"0.0.0.0:{metrics['containerPort']}" and metrics["name"] == "metrics"
     assert config["server"]["listen"] == f"0.0.0.0:{port['containerPort']}"
     assert gateway["readinessProbe"]["httpGet"] == {"path": f"{prefix}readyz", "port": port["name"]}
     assert gateway["livenessProbe"]["httpGet"] == {"path": f"{prefix}healthz", "port": port["name"]}
@@ -147,7 +148,7 @@ def test_the_probes_ports_and_service_reach_the_gateway_not_the_app() -> None:
     (route,) = config["route"]
     assert route["upstream"].startswith("http://127.0.0.1:"), "the app of the same pod"
     policy = resource("NetworkPolicy", "legacy-app")["spec"]
-    assert policy["ingress"] == [{"ports": [{"port": port["name"]}]}]
+    assert policy["ingress"] == [{"ports": [{"port": port["name"]}]}, {"ports": [{"port": metrics["name"]}]}]
 
 
 def test_the_gateway_runs_as_the_images_user_on_a_read_only_root() -> None:

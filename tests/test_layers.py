@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gateway.revocation", "plugins"),
     ("gateway.enforcement",),
     ("gateway.config", "gateway.status", "gateway.health", "gateway.dispatch"),
-    ("gateway.admin", "gateway.metrics_listener"),
+    ("gateway.admin", "gateway.metrics_listener", "gateway.reload"),
     ("gateway.server",),
     ("gateway.run",),
     ("gateway.sandbox",),

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
+from pythonjsonlogger.json import JsonFormatter
 
 from conftest import route, settings
 from gateway.config import ConfigError
@@ -18,6 +19,7 @@ from gateway.logs import (
     MAX_PATH,
     begin,
     current,
+    follow,
     formatter,
     handler,
     loggable_path,
@@ -26,6 +28,7 @@ from gateway.logs import (
     shorten,
 )
 from gateway.proxy.headers import MAX_REQUEST_ID, well_formed_request_id
+from gateway.reload import changes
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -142,6 +145,31 @@ def test_setup_replaces_the_handlers_of_the_root_logger():
             root.addHandler(h)
         root.setLevel(level)
         logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = gathered
+
+
+def test_a_reload_changes_the_level_and_the_format_of_the_gateway_s_handler_only():
+    root = logging.getLogger()
+    before, level = root.handlers[:], root.level
+    ours, theirs = handler("json", io.StringIO()), logging.StreamHandler(io.StringIO())
+    try:
+        root.addHandler(ours)
+        root.addHandler(theirs)
+        follow("debug", "text")
+        assert root.level == logging.DEBUG
+        assert not isinstance(ours.formatter, JsonFormatter) and theirs.formatter is None
+        follow("info", "json")
+        assert isinstance(ours.formatter, JsonFormatter) and root.level == logging.INFO
+    finally:
+        root.removeHandler(ours)
+        root.removeHandler(theirs)
+        root.setLevel(level)
+    assert root.handlers == before
+
+
+def test_a_reload_names_a_new_log_format():
+    old = settings(route("http://127.0.0.1:9"))
+    new = settings(route("http://127.0.0.1:9"), log={"format": "json"})
+    assert "log format text -> json" in changes(old, new).other
 
 
 def test_times_are_utc():

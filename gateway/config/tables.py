@@ -53,9 +53,15 @@ def read_server(s: Section) -> ServerSettings:
     header_timeout = seconds(s, "header_timeout", 10.0)
     body_timeout = seconds(s, "body_timeout", 30.0)
     body_min_rate = size(s, "body_min_rate", 500)
+    stop_delay = float(s.check("stop_delay", s.get("stop_delay", (int, float), "a number of seconds", 5.0),
+                               lambda v: 0 <= v <= 3600, "a number of seconds from 0 to 3600"))
+    watch = s.get("watch_config", bool, "true or false", False)
+    pid_file = s.get("pid_file", str, "a path for the gateway's process id", None)
+    s.check("pid_file", pid_file, lambda p: p is None or (p != "" and "\0" not in p), "a path to a file")
     s.finish()
     return ServerSettings(host, port, workers, prefix, trusted, access_log, level, shutdown, header_timeout,
-                          body_timeout, body_min_rate)
+                          body_timeout, body_min_rate, stop_delay=stop_delay, watch_config=watch,
+                          pid_file=str(Path(s.source).parent / pid_file) if pid_file else None)
 
 
 def _listen_address(s: Section, listen: str) -> tuple[str, int]:

@@ -34,10 +34,13 @@ def is_websocket_upgrade(request: web.Request) -> bool:
 
 
 class WebSocketForwarder:
-    def __init__(self, pools: UpstreamPools, server: ServerSettings, proxy: ProxySettings) -> None:
+    def __init__(self, pools: UpstreamPools, server: ServerSettings, proxy: ProxySettings, *,
+                 leaving: asyncio.Event | None = None) -> None:
+        """leaving: set when the gateway stops: every socket open then closes with 1001 (going away)."""
         self._pools = pools
         self._trusted = server.trusted_proxies
         self._max_message = proxy.websocket_max_message
+        self._leaving = leaving
 
     async def __call__(
         self, request: web.Request, route: Route, *, cookie: str | None = None, stop: asyncio.Event | None = None
@@ -85,7 +88,7 @@ class WebSocketForwarder:
         stamp(client, current.get())
         try:
             await client.prepare(request)
-            await _pump_both(client, upstream, stop)
+            await _pump_both(client, upstream, stop, self._leaving)
         except ConnectionResetError:
             log.debug("route %s: WebSocket client went away", route.name)
         finally:
@@ -100,10 +103,12 @@ AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
 SESSION_ENDED = (aiohttp.WSCloseCode.POLICY_VIOLATION, b"session ended")
+GOING_AWAY = (aiohttp.WSCloseCode.GOING_AWAY, b"the gateway is stopping")
 
 
 async def _pump_both(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, stop: asyncio.Event | None = None
+    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, stop: asyncio.Event | None = None,
+    leaving: asyncio.Event | None = None,
 ) -> None:
     """Pump both directions; the first side to close ends both, and its close code crosses to the other."""
     pumps: dict[asyncio.Task[tuple[int, bytes] | None], tuple[AnyWebSocket, AnyWebSocket]] = {
@@ -112,6 +117,8 @@ async def _pump_both(
     }
     if stop is not None:
         pumps[asyncio.create_task(_stopped(stop))] = (upstream, client)
+    if leaving is not None:
+        pumps[asyncio.create_task(_stopped(leaving, GOING_AWAY))] = (upstream, client)
     try:
         done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -133,9 +140,9 @@ async def _pump_both(
         await source.close(code=code, message=reason)
 
 
-async def _stopped(stop: asyncio.Event) -> tuple[int, bytes]:
+async def _stopped(stop: asyncio.Event, why: tuple[int, bytes] = SESSION_ENDED) -> tuple[int, bytes]:
     await stop.wait()
-    return SESSION_ENDED
+    return why
 
 
 async def _pump(source: AnyWebSocket, sink: AnyWebSocket) -> tuple[int, bytes] | None:

@@ -59,6 +59,10 @@ class EventHookReceiver:
         self._clock = clock
         self._acting: set[asyncio.Task[None]] = set()
 
+    def rekey(self, secret: str, header: str) -> None:
+        """A reload's secret and header, for the next delivery."""
+        self._secret, self._header = secret.encode(), header
+
     async def verify(self, request: web.Request) -> web.Response:
         challenge = request.headers.get("x-okta-verification-challenge", "")
         if not challenge or len(challenge) > 512:

@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 
 from .browser import Browser
 from .okta.org import OktaOrg
-from .run import DEMO_USERS, until_stopped
+from .run import DEMO_USERS, stop_on_signals
 from .stack import UNIVERSAL_LOGOUT, AppRoute, Stack, start_stack
 
 OKTA_HOST, OKTA_PORT = "127.0.0.2", 9010
@@ -59,6 +59,7 @@ async def start_demo(*, okta_port: int = OKTA_PORT, gateway_port: int = GATEWAY_
 
 
 async def run_demo(*, okta_port: int = OKTA_PORT, gateway_port: int = GATEWAY_PORT) -> None:
+    stopped = stop_on_signals()  # before anything starts: Ctrl-C while starting stops it too
     stack = await start_demo(okta_port=okta_port, gateway_port=gateway_port)
     try:
         url = stack.gateway_url
@@ -72,7 +73,7 @@ async def run_demo(*, okta_port: int = OKTA_PORT, gateway_port: int = GATEWAY_PO
         print("Try: sign in to both apps, then sign out of Okta at the sandbox: the wiki stays signed in, the HR app")
         print("does not. Or log out of the HR app: the next sign-in asks for a password again.")
         print("Ctrl-C stops everything.", flush=True)
-        await until_stopped()
+        await stopped.wait()
     finally:
         await stack.close()
 

@@ -89,7 +89,7 @@ async def test_prometheus_scrapes_the_metrics_listener_without_a_token(aiohttp_s
 
 def test_without_the_table_nothing_listens_for_prometheus(gateway_process):
     port = free_port()
-    gateway_process([route("http://127.0.0.1:9")])
+    gateway_process([route("http://127.0.0.1:9", required_for_ready=False)])
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 

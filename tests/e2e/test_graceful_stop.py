@@ -1,0 +1,125 @@
+"""Stopping a running `session-gateway run` process under traffic: SIGTERM with a stop delay, and SIGINT without.
+
+readyz turns 503 at once, requests during the stop delay are served, a slow answer in flight arrives whole, an
+open WebSocket is closed with 1001 (going away), and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from conftest import route
+
+SLOW_BODY = b"s" * 200_000
+
+
+async def upstream_app(start_upstream: Any) -> str:
+    async def fast(request: web.Request) -> web.Response:
+        return web.Response(text="fast")
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(SLOW_BODY))})
+        await response.prepare(request)
+        for i in range(0, len(SLOW_BODY), 20_000):  # ten pieces over 2.5 s: in flight across the stop delay
+            await response.write(SLOW_BODY[i:i + 20_000])
+            await asyncio.sleep(0.25)
+        return response
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        async for message in socket:
+            await socket.send_str(message.data)
+        return socket
+
+    app = web.Application()
+    app.router.add_get("/fast", fast)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/ws", ws)
+    server = await start_upstream(app)
+    return f"http://127.0.0.1:{server.port}"
+
+
+async def status_of(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        return r.status, await r.json()
+
+
+async def test_sigterm_keeps_serving_through_the_stop_delay_then_finishes_what_is_in_flight(
+        gateway_process, start_upstream):
+    upstream = await upstream_app(start_upstream)
+    gateway = await asyncio.to_thread(gateway_process, [route(upstream)], server={"stop_delay": 2})
+    assert gateway.process is not None
+    failures: list[str] = []
+    served_during_delay = 0
+    stop_sending = asyncio.Event()
+
+    async def client_loop() -> None:
+        nonlocal served_during_delay
+        async with aiohttp.ClientSession() as http:
+            while not stop_sending.is_set():
+                try:
+                    async with http.get(gateway.url("/fast")) as r:
+                        if (r.status, await r.text()) != (200, "fast"):
+                            failures.append(f"fast: {r.status}")
+                        elif signalled:
+                            served_during_delay += 1
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    failures.append(f"fast: {type(exc).__name__}")
+
+    async def slow_request() -> bytes:
+        async with aiohttp.ClientSession() as http, http.get(gateway.url("/slow")) as r:
+            assert r.status == 200
+            return await r.read()
+
+    signalled = False
+    async with aiohttp.ClientSession() as ws_http:
+        socket = await ws_http.ws_connect(gateway.url("/ws").replace("http", "ws"))
+        await socket.send_str("hello")
+        assert (await socket.receive(timeout=5)).data == "hello"
+        loops = [asyncio.create_task(client_loop()) for _ in range(4)]
+        slow = asyncio.create_task(slow_request())
+        await asyncio.sleep(0.3)
+        gateway.process.send_signal(signal.SIGTERM)
+        signalled, sent_at = True, time.monotonic()
+        status, body = await status_of(gateway.url("/.gateway/readyz"))
+        assert (status, body["status"]) == (503, "stopping") and time.monotonic() - sent_at < 1.0
+        await asyncio.sleep(1.2)  # well inside the 2 s stop delay: still accepting, still serving
+        stop_sending.set()
+        await asyncio.gather(*loops)
+        closing = await socket.receive(timeout=10)  # after the delay, as the listener closes
+        assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == aiohttp.WSCloseCode.GOING_AWAY
+        assert time.monotonic() - sent_at >= 1.9
+        assert await slow == SLOW_BODY  # in flight across the stop: not cut mid-answer
+    code = await asyncio.to_thread(gateway.process.wait, 15)
+    log = gateway.output()
+    assert code == 0, log
+    assert failures == [] and served_during_delay > 10
+    assert "stopping (SIGTERM)" in log and "session-gateway stopped" in log and "Traceback" not in log
+
+
+async def test_sigint_stops_without_the_delay_and_still_finishes_the_answer_in_flight(
+        gateway_process, start_upstream):
+    upstream = await upstream_app(start_upstream)
+    gateway = await asyncio.to_thread(gateway_process, [route(upstream)], server={"stop_delay": 30})
+    assert gateway.process is not None
+    async with aiohttp.ClientSession() as http:
+        async with http.get(gateway.url("/slow")) as r:
+            first = await r.content.readexactly(20_000)
+            sent_at = time.monotonic()
+            gateway.process.send_signal(signal.SIGINT)
+            rest = await r.read()
+    assert first + rest == SLOW_BODY
+    code = await asyncio.to_thread(gateway.process.wait, 15)
+    assert code == 0 and time.monotonic() - sent_at < 10  # not the 30 s stop delay
+    try:
+        async with aiohttp.ClientSession() as http, http.get(gateway.url("/fast")) as r:
+            raise AssertionError(f"still answering: {r.status}")
+    except aiohttp.ClientConnectionError:
+        pass
