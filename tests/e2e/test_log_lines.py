@@ -86,6 +86,7 @@ async def test_every_line_is_json_with_its_request_id_and_no_secret(binding_keys
     assert all("?" not in line["path"] for line in access)  # queries carry SAMLResponse, RelayState, tokens
     proxied = [line for line in access if line.get("route") == "hr"]
     assert proxied and all("upstream_ms" in line for line in proxied if line["status"] == 200)  # the app answered
+    assert all(0 <= line["upstream_ms"] <= line["duration_ms"] for line in proxied if "upstream_ms" in line)
 
     ids = {line["request_id"] for line in access}
     audits = [line for line in lines if line["logger"] == "gateway.audit"]
