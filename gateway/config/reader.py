@@ -125,19 +125,26 @@ def check_environment(data: Mapping[str, Any], source: str) -> None:
 
 
 def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
-    """Every string of a TOML value with the key path a message names it by (a route as `route[0] (app)`)."""
-    if isinstance(value, str):
-        yield where, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _strings(item, f"{where}.{shown_key(key)}" if where else shown_key(key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            if isinstance(item, Mapping):
-                name = item.get("name") if where == "route" else None
-                yield from _strings(item, f"{where}[{i}] ({name})" if isinstance(name, str) else f"{where}[{i}]")
-            else:
-                yield from _strings(item, where)
+    """Every string of a TOML value with the key path a message names it by (a route as `route[0] (app)`), in the
+    order of the file. A loop, not recursion: tomllib nests as deep as the interpreter lets it, and one more frame a
+    level here would end in a RecursionError traceback instead of the file's own error."""
+    pending: list[tuple[Any, str]] = [(value, where)]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, str):
+            yield where, value
+        elif isinstance(value, Mapping):
+            pending.extend(reversed([(item, f"{where}.{shown_key(key)}" if where else shown_key(key))
+                                     for key, item in value.items()]))
+        elif isinstance(value, list):
+            pending.extend(reversed([(item, _item_path(where, i, item)) for i, item in enumerate(value)]))
+
+
+def _item_path(where: str, i: int, item: Any) -> str:
+    if not isinstance(item, Mapping):
+        return where
+    name = item.get("name") if where == "route" else None
+    return f"{where}[{i}] ({name})" if isinstance(name, str) else f"{where}[{i}]"
 
 
 def shown_key(key: str) -> str:

@@ -193,6 +193,15 @@ def test_nesting_of_any_depth_is_one_config_error(depth, opener):
                f"{'a.' * depth}b = 1\n".encode())
 
 
+
+def test_dotted_keys_thousands_deep_with_an_unset_variable_are_one_config_error(tmp_path):
+    """tomllib nests dotted keys without recursing, so the walk that names every unset ${NAME} must not recurse
+    either (it ended in a RecursionError traceback)."""
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a." * 3000 + 'b = "${NOT_SET_ANYWHERE}"\n')
+    with pytest.raises(ConfigError, match="expected environment variable NOT_SET_ANYWHERE to be set"):
+        load(deep)
+
 def test_a_missing_file_and_a_directory_are_config_errors():
     for path in (FILES / "missing.toml", FILES):
         with pytest.raises(ConfigError, match=re.escape(str(path)) + ": expected"):
