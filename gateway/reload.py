@@ -20,6 +20,7 @@ it names is `session-gateway run` (or `python -m gateway.cli run`) of the same c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
@@ -177,9 +178,10 @@ class Reloader:
     # --- watch_config --------------------------------------------------------------------------------------
 
     def watch(self, on: bool) -> None:
-        """Start or stop watching the file (and a binding keys_file beside it) for changes."""
+        """Start or stop watching the file for changes (a `[binding] keys_file` is read again by any reload, but
+        its change alone is none)."""
         if on and (self._watching is None or self._watching.done()):
-            self._watching = asyncio.get_running_loop().create_task(self._watch(Path(self.path).resolve()))
+            self._watching = asyncio.get_running_loop().create_task(self._watch(Path(self.path).absolute()))
         elif not on and self._watching is not None:
             self._watching.cancel()
             self._watching = None
@@ -187,18 +189,33 @@ class Reloader:
     async def _watch(self, config: Path) -> None:
         from watchfiles import awatch
 
-        # the directory, not the file: an editor that saves by renaming a new file over the old one replaces
-        # the inode a watch on the file would follow
-        async for found in awatch(config.parent, debounce=_DEBOUNCE_MS, step=_STEP_MS, recursive=False,
-                                  watch_filter=lambda _, path: Path(path).name == config.name):
-            if found:
-                self.request("file changed")
+        # the directories, not the file: an editor that saves by renaming a new file over the old one replaces
+        # the inode a watch on the file would follow. Both the one the path names and the one its symlinks lead
+        # to: a Kubernetes ConfigMap is gateway.toml -> ..data/gateway.toml, ..data -> ..<timestamp>/, and an
+        # update swaps ..data to a new directory and removes the old one, so the watch starts again on the new one
+        while True:
+            target = _real(config)
+            folders = {f for f in (config.parent, target.parent) if f.is_dir()}
+            names = {config, target}
+            watching = awatch(*folders, debounce=_DEBOUNCE_MS, step=_STEP_MS, recursive=False, watch_filter=None)
+            async with contextlib.aclosing(watching):  # a watch left for the collector keeps its thread
+                async for found in watching:
+                    moved = _real(config) != target
+                    if moved or any(Path(path) in names for _, path in found):
+                        self.request("file changed")
+                    if moved:
+                        break
 
     async def close(self) -> None:
         self.watch(False)
         for task in (self._running,):
             if task is not None and not task.done():
                 await asyncio.gather(task, return_exceptions=True)
+
+
+def _real(path: Path) -> Path:
+    """Where the path's symlinks lead now (a few stat calls: no thread needed)."""
+    return Path(os.path.realpath(path))
 
 
 # --- the pid file ---------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ Alice signed in through SAML; steady traffic from several client loops goes on w
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -309,3 +311,44 @@ def test_with_several_workers_the_parent_passes_sighup_to_each_and_sigterm_stops
     assert gateway.process.wait(15) == 0
     log = gateway.output()
     assert log.count("routes added: b") == 2 and log.count("session-gateway stopped") == 2, log
+
+
+async def test_watch_config_follows_each_configmap_update_not_only_the_first(start_upstream, tmp_path):
+    """Kubernetes mounts a ConfigMap as gateway.toml -> ..data/gateway.toml, ..data -> ..<timestamp>/; an update
+    writes a new timestamped directory, swaps ..data and removes the old directory. The watch must follow every
+    update, not the directory it resolved at start (gone after the first), and a file beside it is no reload."""
+    texts = [await answering(start_upstream, f"v{i}") for i in range(3)]
+    port = free_port()
+    mount = tmp_path / "mount"
+    mount.mkdir()
+
+    def publish(version: int) -> None:
+        routes = [{"name": "a", "host": "*", "path": "/", "upstream": texts[version]}]
+        data = mount / f"..2026_12_02_v{version}"
+        data.mkdir()
+        (data / "gateway.toml").write_text(toml_text(routes, server={"listen": f"127.0.0.1:{port}",
+                                                                    "stop_delay": 0, "watch_config": True}))
+        old = os.readlink(mount / "..data") if (mount / "..data").is_symlink() else None
+        (mount / "..data_tmp").symlink_to(data.name)
+        (mount / "..data_tmp").replace(mount / "..data")
+        if old is not None:
+            shutil.rmtree(mount / old)
+
+    publish(0)
+    (mount / "gateway.toml").symlink_to("..data/gateway.toml")
+    gateway = GatewayProcess(mount / "gateway.toml", port)
+    await asyncio.to_thread(gateway.start)
+    try:
+        assert await text_of(gateway.url("/")) == (200, "v0")
+        for version in (1, 2):
+            publish(version)
+
+            async def answers_new(version: int = version) -> bool:
+                return await text_of(gateway.url("/")) == (200, f"v{version}")
+
+            await eventually(answers_new)
+        (mount / "notes.txt").write_text("not the configuration")
+        await asyncio.sleep(2.5)
+    finally:
+        log = await asyncio.to_thread(gateway.stop)
+    assert log.count("configuration reloaded (file changed)") == 2, log
