@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import stat
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -224,10 +225,22 @@ def _real(path: Path) -> Path:
 def write_pid_file(path: str) -> None:
     """This process's id, written whole (a temporary file renamed over it), readable by all, writable by us."""
     target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}")
-    temporary.write_text(f"{os.getpid()}\n")
-    temporary.chmod(0o644)
-    temporary.replace(target)
+    try:
+        # a name no one can plant a symlink at beforehand (mkstemp opens with O_EXCL), in a directory others may
+        # write
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            os.fchmod(fd, 0o644)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+        try:
+            os.replace(temporary, target)
+        except OSError:
+            os.unlink(temporary)
+            raise
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write the pid file {path}: {exc.strerror}") from None
 
 
 def remove_pid_file(path: str) -> None:

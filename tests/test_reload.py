@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from cryptography.fernet import Fernet
 from conftest import origin, route, settings, toml_text
 from gateway.config import load
 from gateway.dispatch import Generations
-from gateway.reload import changes
+from gateway.reload import NoGateway, changes, gateway_pid, write_pid_file
 from gateway.server import GENERATIONS, METRICS, RELOADER, build_app
 
 OKTA = {"org_url": "https://example.okta.com", "api_token": "${OKTA_API_TOKEN}"}
@@ -190,3 +192,37 @@ def _answer(text: str) -> Any:
 async def _get_text(http: aiohttp.ClientSession, url: Any) -> str:
     async with http.get(url) as r:
         return await r.text()
+
+
+# --- the pid file ---------------------------------------------------------------------------------------------
+
+
+def test_the_pid_file_is_written_through_no_symlink_another_user_planted_beside_it(tmp_path):
+    """In a directory others may write (/run/shared, /tmp without protected_symlinks), a symlink planted at the
+    temporary name must not make the gateway overwrite or chmod the file it points to."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o600)
+    pid_file = tmp_path / "gateway.pid"
+    (tmp_path / f".gateway.pid.{os.getpid()}").symlink_to(victim)
+    write_pid_file(str(pid_file))
+    assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert pid_file.read_text() == f"{os.getpid()}\n" and not pid_file.is_symlink()
+    assert stat.S_IMODE(pid_file.stat().st_mode) == 0o644
+    assert gateway_pid_ok(pid_file)
+
+
+def test_a_pid_file_that_cannot_be_written_is_named_in_the_error(tmp_path):
+    with pytest.raises(OSError) as caught:
+        write_pid_file(str(tmp_path / "no-such-directory" / "gateway.pid"))
+    assert caught.value.strerror == (f"cannot write the pid file {tmp_path}/no-such-directory/gateway.pid: "
+                                     "No such file or directory")
+
+
+def gateway_pid_ok(pid_file: Path) -> bool:
+    """Whether `session-gateway reload` would trust the file (this process runs no gateway: it refuses later)."""
+    try:
+        gateway_pid(str(pid_file), "gateway.toml")
+    except NoGateway as exc:
+        return "is not session-gateway run" in str(exc)
+    return True
