@@ -162,6 +162,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     app[RELOADER] = Reloader(settings, apply, metrics)
     app.cleanup_ctx.append(_reloader_ctx)
     app.on_shutdown.append(_leaving)
+    app.on_response_prepare.append(_closing_when_stopping)
     return app
 
 
@@ -208,6 +209,15 @@ async def _reloader_ctx(app: web.Application) -> AsyncIterator[None]:
     reloader.watch(reloader.settings.server.watch_config)
     yield
     await reloader.close()
+
+
+async def _closing_when_stopping(request: web.Request, response: web.StreamResponse) -> None:
+    """From a stop on, every answer closes its connection: a client that keeps one open (or a balancer's pooled
+    connection to this pod) reconnects, and reaches another replica, rather than go on sending here until the
+    listener closes and its next request is lost unanswered. A WebSocket's 101 is left alone: its 1001 comes."""
+    if request.app[HEALTH].stopping and not isinstance(response, web.WebSocketResponse):
+        response.force_close()
+        response.headers["Connection"] = "close"  # the head is built before this hook runs
 
 
 async def _leaving(app: web.Application) -> None:

@@ -226,3 +226,26 @@ def gateway_pid_ok(pid_file: Path) -> bool:
     except NoGateway as exc:
         return "is not session-gateway run" in str(exc)
     return True
+
+
+async def test_two_hundred_reloads_under_traffic_leave_no_upstream_connection_nor_task_behind(
+        aiohttp_server, start_upstream, http, tmp_path):
+    upstream = await start_upstream(_answer("up"))
+    path = tmp_path / "gateway.toml"
+    gateway = await served(aiohttp_server, path, [route(upstream)])
+    reloader = gateway.app[RELOADER]
+    assert await _get_text(http, gateway.make_url("/x")) == "up"
+    assert len(upstream.runner.server.connections) == 1  # the pool keeps it
+    await asyncio.sleep(0.1)
+    tasks_before = len(asyncio.all_tasks())
+    for i in range(200):
+        rewrite(path, [route(upstream, read_timeout=5 + i % 2)])
+        assert await reloader.reload() is True
+        assert await _get_text(http, gateway.make_url("/x")) == "up"
+    for _ in range(200):
+        if len(upstream.runner.server.connections) <= 2 and len(asyncio.all_tasks()) <= tasks_before + 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(upstream.runner.server.connections) <= 2  # the current generation's idle one (and the client's)
+    assert len(asyncio.all_tasks()) <= tasks_before + 2
+    assert not gateway.app[GENERATIONS].draining

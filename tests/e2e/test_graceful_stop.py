@@ -123,3 +123,32 @@ async def test_sigint_stops_without_the_delay_and_still_finishes_the_answer_in_f
             raise AssertionError(f"still answering: {r.status}")
     except aiohttp.ClientConnectionError:
         pass
+
+
+async def test_a_keep_alive_client_is_told_to_close_during_the_stop_delay_so_its_next_request_goes_elsewhere(
+        gateway_process, start_upstream):
+    """A client (or an L4 balancer's connection) that keeps one connection open would go on sending on it through
+    the stop delay, and its next request, sent as the listener closes, would be lost unanswered (a POST cannot be
+    retried). Every answer from SIGTERM on says Connection: close."""
+    upstream = await upstream_app(start_upstream)
+    gateway = await asyncio.to_thread(gateway_process, [route(upstream)], server={"stop_delay": 2})
+    assert gateway.process is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    request = b"GET /fast HTTP/1.1\r\nHost: app\r\n\r\n"
+    try:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert b"connection: close" not in head.lower()
+        await asyncio.wait_for(reader.readexactly(4), 5)
+        gateway.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        writer.write(request)  # within the stop delay, on the kept-alive connection: served, and closed after
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200") and b"\r\nconnection: close\r\n" in head.lower()
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"fast"
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once, not at the end of the delay
+    finally:
+        writer.close()
+    async with aiohttp.ClientSession() as http, http.get(gateway.url("/fast")) as r:  # a new connection: served
+        assert (r.status, await r.text()) == (200, "fast")
+    assert await asyncio.to_thread(gateway.process.wait, 15) == 0
