@@ -152,3 +152,36 @@ async def test_a_keep_alive_client_is_told_to_close_during_the_stop_delay_so_its
     async with aiohttp.ClientSession() as http, http.get(gateway.url("/fast")) as r:  # a new connection: served
         assert (r.status, await r.text()) == (200, "fast")
     assert await asyncio.to_thread(gateway.process.wait, 15) == 0
+
+
+async def test_requests_cut_when_shutdown_timeout_runs_out_are_counted_in_a_warning_and_the_exit_is_still_0(
+        gateway_process):
+    """A stop asked for and carried out as configured exits 0 (systemd and Kubernetes read anything else as a
+    failure); but an operator must be able to tell a clean stop from one that cut answers."""
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        await asyncio.sleep(60)
+
+    silent = await asyncio.start_server(hang, "127.0.0.1", 0)
+    upstream = f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}"
+    gateway = await asyncio.to_thread(gateway_process, [route(upstream, read_timeout=600)],
+                                      server={"shutdown_timeout": 1}, ready=False)
+    assert gateway.process is not None
+    try:
+        async with aiohttp.ClientSession() as http:
+            waiting = asyncio.create_task(http.get(gateway.url("/x")))
+            await asyncio.sleep(0.5)
+            sent_at = time.monotonic()
+            gateway.process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(gateway.process.wait, 15)
+            try:
+                await waiting
+            except aiohttp.ClientError:
+                pass
+    finally:
+        silent.close()
+    log = gateway.output()
+    assert code == 0, log
+    assert time.monotonic() - sent_at < 5
+    warnings = [line for line in log.splitlines() if " WARNING " in line and "shutdown_timeout" in line]
+    assert len(warnings) == 1 and "1 " in warnings[0] and "cut" in warnings[0], log
