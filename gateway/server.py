@@ -195,7 +195,7 @@ async def reconfigure(app: web.Application, lasting: _Lasting, new: Settings) ->
     if VALIDATOR in app and new.okta is not None:
         app[VALIDATOR].cache.policy = new.okta.cache
     app[POLICIES].follow(routes, generation.enforcers)
-    if ADMIN in app and new.admin_token is not None:
+    if ADMIN in app:  # [admin] removed: the token stays until a restart, the routes and enforcers follow
         app[ADMIN].follow(new.admin_token, routes, generation.enforcers, new.server.trusted_proxies)
     if HOOKS in app and new.okta is not None and new.okta.event_hook is not None:
         app[HOOKS].rekey(new.okta.event_hook.secret, new.okta.event_hook.header)

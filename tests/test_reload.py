@@ -249,3 +249,20 @@ async def test_two_hundred_reloads_under_traffic_leave_no_upstream_connection_no
     assert len(upstream.runner.server.connections) <= 2  # the current generation's idle one (and the client's)
     assert len(asyncio.all_tasks()) <= tasks_before + 2
     assert not gateway.app[GENERATIONS].draining
+
+
+async def test_a_reload_that_removes_admin_keeps_the_token_until_a_restart_but_shows_the_new_routes(
+        aiohttp_server, start_upstream, http, tmp_path, monkeypatch):
+    """[admin] removed needs a restart (the token keeps working meanwhile, as the WARNING says); the rest of the
+    file takes effect, the status page included: it must not go on showing the routes that no longer serve."""
+    upstream = await start_upstream(_answer("up"))
+    path = tmp_path / "gateway.toml"
+    monkeypatch.setenv("REVIEW_ADMIN_TOKEN", "operator-token-0123456789")
+    token = {"Authorization": "Bearer operator-token-0123456789"}
+    gateway = await served(aiohttp_server, path, [route(upstream, name="old")],
+                           admin={"token": "${REVIEW_ADMIN_TOKEN}"})
+    rewrite(path, [route(upstream, name="new")])
+    assert await gateway.app[RELOADER].reload() is True
+    async with http.get(gateway.make_url("/.gateway/status.json"), headers=token) as r:
+        assert r.status == 200
+        assert [shown["name"] for shown in (await r.json())["routes"]] == ["new"]
