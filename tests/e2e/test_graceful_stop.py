@@ -154,7 +154,7 @@ async def test_a_keep_alive_client_is_told_to_close_during_the_stop_delay_so_its
     assert await asyncio.to_thread(gateway.process.wait, 15) == 0
 
 
-async def test_requests_cut_when_shutdown_timeout_runs_out_are_counted_in_a_warning_and_the_exit_is_still_0(
+async def test_requests_still_open_when_shutdown_timeout_runs_out_are_cut_then_counted_in_a_warning_exit_0(
         gateway_process):
     """A stop asked for and carried out as configured exits 0 (systemd and Kubernetes read anything else as a
     failure); but an operator must be able to tell a clean stop from one that cut answers."""
@@ -165,7 +165,7 @@ async def test_requests_cut_when_shutdown_timeout_runs_out_are_counted_in_a_warn
     silent = await asyncio.start_server(hang, "127.0.0.1", 0)
     upstream = f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}"
     gateway = await asyncio.to_thread(gateway_process, [route(upstream, read_timeout=600)],
-                                      server={"shutdown_timeout": 1}, ready=False)
+                                      server={"shutdown_timeout": 3}, ready=False)
     assert gateway.process is not None
     try:
         async with aiohttp.ClientSession() as http:
@@ -182,6 +182,8 @@ async def test_requests_cut_when_shutdown_timeout_runs_out_are_counted_in_a_warn
         silent.close()
     log = gateway.output()
     assert code == 0, log
+    # within shutdown_timeout, as documented (aiohttp alone waits it twice: for the handler, then for it to
+    # heed a cancellation it only sends to the request body)
     assert time.monotonic() - sent_at < 5
     warnings = [line for line in log.splitlines() if " WARNING " in line and "shutdown_timeout" in line]
     assert len(warnings) == 1 and "1 " in warnings[0] and "cut" in warnings[0], log
