@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import web
 from fleet_support import start_replica
 from okta_sandbox_support import ALICE, OKTA_HOST, sandbox_org
-from stack_support import ADMIN_TOKEN, KEYS, SLOW_CACHE
+from stack_support import ADMIN_TOKEN, HOOK_SECRET, KEYS, SLOW_CACHE
 
 from conftest import REPO, GatewayProcess, toml_text
 from gateway.sandbox.browser import Browser
@@ -352,3 +352,55 @@ async def test_watch_config_follows_each_configmap_update_not_only_the_first(sta
     finally:
         log = await asyncio.to_thread(gateway.stop)
     assert log.count("configuration reloaded (file changed)") == 2, log
+
+
+async def test_after_a_reload_a_dropped_binding_key_the_old_admin_token_and_the_old_hook_secret_open_nothing(
+        binding_keys, tmp_path, monkeypatch):
+    monkeypatch.setenv("REVIEW_ADMIN_TOKEN_2", "a-second-operator-token-0123456789")
+    monkeypatch.setenv("REVIEW_HOOK_SECRET_2", "a-second-hook-secret-0123456789")
+    port = free_port(OKTA_HOST)
+    world = await start_world([AppRoute("hr")], org=sandbox_org(port), okta_host=OKTA_HOST, okta_port=port,
+                              okta={**SLOW_CACHE, "event_hook": {"secret": "${OKTA_HOOK_SECRET}"}}, admin=True,
+                              server={"stop_delay": 0})
+    keys_file = tmp_path / "binding.keys"
+    keys_file.write_text(KEYS[0] + "\n")
+    config = {**world.config, "binding": {"keys_file": "binding.keys"}}
+    path = tmp_path / "gateway.toml"
+    gateway = await start_gateway(world, dict(config), path, int(world.gateway_url.rpartition(":")[2]))
+    browser = Browser(Fleet(world, [gateway.port]))  # type: ignore[arg-type]
+    hooks = gateway.url("/.gateway/okta/events")
+
+    async def hook_status(secret: str) -> int:
+        async with aiohttp.ClientSession() as http, http.post(hooks, json={"data": {"events": []}},
+                                                              headers={"Authorization": secret}) as r:
+            return r.status
+
+    try:
+        assert (await browser.sign_in(ALICE)).status == 200
+        cookie = "; ".join(f"{m.key}={m.value}" for m in browser.http.cookie_jar if m["domain"] == "127.0.0.1")
+        signed_in = {"headers": {"Cookie": cookie, "Accept": "application/json"}}
+        status, body = await text_of(gateway.url("/api/me"), **signed_in)
+        assert status == 200 and ALICE[0] in body
+        assert await hook_status(HOOK_SECRET) == 200
+        keys_file.write_text(KEYS[1] + "\n")  # the old key dropped, not kept
+        write_config(path, {**config, "admin": {"token": "${REVIEW_ADMIN_TOKEN_2}"},
+                            "okta": {**config["okta"], "event_hook": {"secret": "${REVIEW_HOOK_SECRET_2}"}}})
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGHUP)
+
+        async def new_token_works() -> bool:
+            return (await text_of(gateway.url("/.gateway/status.json"), headers={
+                "Authorization": "Bearer a-second-operator-token-0123456789"}))[0] == 200
+
+        await eventually(new_token_works)
+        assert (await text_of(gateway.url("/.gateway/status.json"), headers=BEARER))[0] == 401
+        assert await hook_status(HOOK_SECRET) == 401
+        assert await hook_status("a-second-hook-secret-0123456789") == 200
+        status, body = await text_of(gateway.url("/api/me"), **signed_in)
+        assert ALICE[0] not in body, (status, body)
+    finally:
+        await browser.close()
+        log = await asyncio.to_thread(gateway.stop)
+        await world.close()
+    assert "binding keys rotated (1 keys, a new first key, 0 kept)" in log and "admin token changed" in log
+    assert "event hook secret or header changed" in log and "Traceback" not in log
