@@ -286,8 +286,9 @@ def _runs(argv: list[bytes], cwd: str, config: str) -> bool:
     """Whether a command line is the gateway's `run` of this configuration file."""
     words = [a.decode(errors="replace") for a in argv if a]
     is_gateway = any(w.endswith("session-gateway") for w in words) or "gateway.cli" in words
-    if not is_gateway or "run" not in words or "--config" not in words:
+    spelled = [w.removeprefix("--config=") for w in words if w.startswith("--config=")]  # argparse takes both
+    if not is_gateway or "run" not in words or ("--config" not in words and not spelled):
         return False
-    i = words.index("--config")
-    given = words[i + 1] if i + 1 < len(words) else ""
+    i = words.index("--config") if "--config" in words else -1
+    given = spelled[0] if i < 0 else words[i + 1] if i + 1 < len(words) else ""
     return os.path.realpath(os.path.join(cwd, given)) == os.path.realpath(config)

@@ -404,3 +404,25 @@ async def test_after_a_reload_a_dropped_binding_key_the_old_admin_token_and_the_
         await world.close()
     assert "binding keys rotated (1 keys, a new first key, 0 kept)" in log and "admin token changed" in log
     assert "event hook secret or header changed" in log and "Traceback" not in log
+
+
+def test_the_reload_command_finds_a_gateway_started_with_config_equals_path(tmp_path):
+    """`run --config=FILE` (a systemd unit's spelling) is the same gateway as `run --config FILE`."""
+    port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml_text([{"name": "a", "host": "*", "path": "/", "upstream": "http://127.0.0.1:9",
+                                  "required_for_ready": False}],
+                                server={"listen": f"127.0.0.1:{port}", "stop_delay": 0, "pid_file": "gateway.pid"}))
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", f"--config={config}"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "gateway.pid").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.05)
+        done = subprocess.run([sys.executable, "-m", "gateway.cli", "reload", "--config", str(config)], cwd=REPO,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and f"pid {process.pid}" in done.stdout, done.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
