@@ -187,3 +187,19 @@ async def test_requests_still_open_when_shutdown_timeout_runs_out_are_cut_then_c
     assert time.monotonic() - sent_at < 5
     warnings = [line for line in log.splitlines() if " WARNING " in line and "shutdown_timeout" in line]
     assert len(warnings) == 1 and "1 " in warnings[0] and "cut" in warnings[0], log
+
+
+async def test_a_stop_that_meets_reloads_in_flight_still_exits_0(gateway_process):
+    """SIGHUPs (a ConfigMap update during a rollout, a reload script) around a SIGTERM: the reload in flight is
+    finished, and the process exits, rather than hang until it is killed."""
+    routes = [{"name": "a", "host": "*", "path": "/", "upstream": "http://127.0.0.1:9", "required_for_ready": False}]
+    gateway = await asyncio.to_thread(gateway_process, routes, server={"log_level": "warning"})
+    assert gateway.process is not None
+    gateway.process.send_signal(signal.SIGHUP)
+    gateway.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while gateway.process.poll() is None and time.monotonic() < deadline:
+        gateway.process.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.002)
+    assert gateway.process.poll() == 0, "still running 15 s after SIGTERM"
+    assert "Traceback" not in gateway.output()
