@@ -189,6 +189,9 @@ async def reconfigure(app: web.Application, lasting: _Lasting, new: Settings) ->
     """Put a validated configuration in place (reload.py's `changes` has refused what cannot change here)."""
     generations = app[GENERATIONS]
     generation = lasting.generation(new, generations.current.number + 1)
+    for name, enforcer in generation.enforcers.items():
+        if (previous := generations.current.enforcers.get(name)) is not None:
+            enforcer.take_over(previous)
     await generation.pools.start()
     # from here on no await: every part takes the new configuration in the same step of the event loop
     routes = new.routes.routes

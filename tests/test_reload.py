@@ -14,11 +14,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
+from okta_sandbox_support import ALICE, OKTA_HOST, sandbox_org
 
 from conftest import origin, route, settings, toml_text
 from gateway.config import load
 from gateway.dispatch import Generations
 from gateway.reload import NoGateway, changes, gateway_pid, write_pid_file
+from gateway.run import handler_options
+from gateway.sandbox.browser import Browser
+from gateway.sandbox.run import start_app
+from gateway.sandbox.stack import AppRoute, Stack, free_port, start_world
 from gateway.server import GENERATIONS, METRICS, RELOADER, build_app
 
 OKTA = {"org_url": "https://example.okta.com", "api_token": "${OKTA_API_TOKEN}"}
@@ -266,3 +271,35 @@ async def test_a_reload_that_removes_admin_keeps_the_token_until_a_restart_but_s
     async with http.get(gateway.make_url("/.gateway/status.json"), headers=token) as r:
         assert r.status == 200
         assert [shown["name"] for shown in (await r.json())["routes"]] == ["new"]
+
+
+async def test_a_reload_does_not_extend_every_active_okta_session_once_more(binding_keys, tmp_path):
+    """extend_okta_on_activity refreshes an Okta session at most once an interval; the memo of when must outlive a
+    reload, or every active user's next request after each reload costs one more call on the org's rate limit."""
+    port = free_port(OKTA_HOST)
+    world = await start_world([AppRoute("hr", route={"extend_okta_on_activity": 600})], org=sandbox_org(port),
+                              okta_host=OKTA_HOST, okta_port=port, server={"stop_delay": 0})
+    path = tmp_path / "gateway.toml"
+    config = dict(world.config)
+    path.write_text(toml_text(config.pop("route"), **config))
+    settings = load(path)
+    gateway = build_app(settings, clock=world.org.clock.timestamp)
+    world.runners.append(await start_app(gateway, settings.server.host, settings.server.port,
+                                         **handler_options(settings.server)))
+    browser = Browser(Stack(world.org, settings, world.gateway_url, world.apps, gateway, world.runners))
+    metrics = gateway[METRICS]
+
+    async def extensions_after_a_page() -> float:
+        assert (await browser.get("/page/1")).status == 200
+        await asyncio.sleep(0.1)  # the background refresh lands
+        return metrics.value("session_gateway_okta_extensions_total")
+
+    try:
+        assert (await browser.sign_in(ALICE)).status == 200
+        once = await extensions_after_a_page()
+        assert once >= 1 and await extensions_after_a_page() == once
+        assert await gateway[RELOADER].reload() is True
+        assert await extensions_after_a_page() == once
+    finally:
+        await browser.close()
+        await world.close()
