@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -227,7 +228,10 @@ async def _leaving(app: web.Application) -> None:
     """The gateway stops (the listener is closed): open WebSockets close with 1001 before requests are awaited."""
     app[LEAVING].set()
     timeout = app[SETTINGS].server.shutdown_timeout
-    asyncio.get_running_loop().call_later(timeout, _cut_short, app[GENERATIONS], timeout)
+    loop = asyncio.get_running_loop()
+    # just after aiohttp's own wait has ended (at most at the whole second after the timeout): a handler that ends
+    # in the very step its wait times out makes aiohttp log an InvalidStateError traceback
+    loop.call_at(math.ceil(loop.time() + timeout) + 0.1, _cut_short, app[GENERATIONS], timeout)
 
 
 def _cut_short(generations: Generations, timeout: float) -> None:
