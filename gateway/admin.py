@@ -214,10 +214,11 @@ class Admin:
         self._throttle = throttle or SignInThrottle(operator.clock)
         self.policies = policies if policies is not None else RoutePolicies(routes, enforcers, clock=operator.clock)
 
-    def follow(self, token: str, routes: tuple[Route, ...], enforcers: dict[str, Enforcer],
+    def follow(self, token: str | None, routes: tuple[Route, ...], enforcers: dict[str, Enforcer],
                trusted_proxies: Sequence[IPNetwork]) -> None:
-        """A reload's operator token (signed-in browsers sign in again when it changed), routes and enforcers."""
-        if not self._operator.check_token(token):
+        """A reload's operator token (signed-in browsers sign in again when it changed; None, [admin] removed:
+        the token stays until a restart), routes and enforcers."""
+        if token is not None and not self._operator.check_token(token):
             self._operator = Operator(token, self._prefix, self._operator.clock)
         self._routes, self._enforcers, self._trusted = routes, enforcers, tuple(trusted_proxies)
 

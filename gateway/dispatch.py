@@ -141,6 +141,7 @@ class Generations:
         self._enforcers: weakref.WeakSet[Enforcer] = weakref.WeakSet()  # of every generation: closed at shutdown
         self._enforcers.update(first.enforcers.values())
         self._closing: set[asyncio.Task[None]] = set()
+        self.running: set[asyncio.Task[Any]] = set()  # the tasks of the proxied requests in flight, of any generation
 
     def swap(self, new: Generation) -> Generation:
         """Make `new` the one new requests take (its pools started); the old one closes when it has drained."""
@@ -191,6 +192,9 @@ def proxy_handler(generations: Generations) -> Handler:
         logged.route = route.name
         generation.requests[route.name].inc()
         generation.users += 1
+        task = asyncio.current_task()
+        assert task is not None  # a handler runs in its connection's task
+        generations.running.add(task)
         try:
             if request.body_exists:
                 coding = request.headers.get("Transfer-Encoding")
@@ -201,6 +205,7 @@ def proxy_handler(generations: Generations) -> Handler:
             else:
                 response = await generation.dispatch(request, route)
         finally:
+            generations.running.discard(task)
             generation.users -= 1
             if generation.retired and not generation.users:
                 generations.drained(generation)

@@ -106,7 +106,10 @@ class UpstreamChecks:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self._every)
+                # not wait_for: Python 3.11's returns the event's result when a cancellation (close) comes with it
+                # (a reload's update() just before a stop), and the loop would never end
+                async with asyncio.timeout(self._every):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

@@ -27,14 +27,20 @@ from .metrics import Metrics
 
 PATH = "/metrics"
 _NOT_FOUND = b"Not found: this listener serves GET /metrics only.\n"
+_NOT_SERVED = b"Only HTTP/1.0 and HTTP/1.1 requests are served.\n"
 
 Lifetime = Callable[[web.Application], AsyncIterator[None]]
 
 
 def scrape_handler(metrics: Metrics) -> Callable[[web.BaseRequest], Awaitable[web.Response]]:
-    """GET (or HEAD) /metrics, a query string allowed (Prometheus sends none, a browser may); nothing else."""
+    """GET (or HEAD) /metrics over HTTP/1.0 or 1.1, a query string allowed (Prometheus sends none, a browser
+    may); nothing else."""
 
     async def scrape(request: web.BaseRequest) -> web.Response:
+        if request.version[0] != 1 or request.version[1] > 1:  # HTTP/0.9, "HTTP/2.0" as text: as dispatch.py
+            refused = web.Response(status=400, body=_NOT_SERVED, content_type="text/plain")
+            refused.force_close()
+            return refused
         if request.method not in ("GET", "HEAD") or request.raw_path.partition("?")[0] != PATH:
             return web.Response(status=404, body=_NOT_FOUND, content_type="text/plain")
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))

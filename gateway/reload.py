@@ -20,9 +20,11 @@ it names is `session-gateway run` (or `python -m gateway.cli run`) of the same c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -179,9 +181,10 @@ class Reloader:
     # --- watch_config --------------------------------------------------------------------------------------
 
     def watch(self, on: bool) -> None:
-        """Start or stop watching the file (and a binding keys_file beside it) for changes."""
+        """Start or stop watching the file for changes (a `[binding] keys_file` is read again by any reload, but
+        its change alone is none)."""
         if on and (self._watching is None or self._watching.done()):
-            self._watching = asyncio.get_running_loop().create_task(self._watch(Path(self.path).resolve()))
+            self._watching = asyncio.get_running_loop().create_task(self._watch(Path(self.path).absolute()))
         elif not on and self._watching is not None:
             self._watching.cancel()
             self._watching = None
@@ -189,12 +192,22 @@ class Reloader:
     async def _watch(self, config: Path) -> None:
         from watchfiles import awatch
 
-        # the directory, not the file: an editor that saves by renaming a new file over the old one replaces
-        # the inode a watch on the file would follow
-        async for found in awatch(config.parent, debounce=_DEBOUNCE_MS, step=_STEP_MS, recursive=False,
-                                  watch_filter=lambda _, path: Path(path).name == config.name):
-            if found:
-                self.request("file changed")
+        # the directories, not the file: an editor that saves by renaming a new file over the old one replaces
+        # the inode a watch on the file would follow. Both the one the path names and the one its symlinks lead
+        # to: a Kubernetes ConfigMap is gateway.toml -> ..data/gateway.toml, ..data -> ..<timestamp>/, and an
+        # update swaps ..data to a new directory and removes the old one, so the watch starts again on the new one
+        while True:
+            target = _real(config)
+            folders = {f for f in (config.parent, target.parent) if f.is_dir()}
+            names = {config, target}
+            watching = awatch(*folders, debounce=_DEBOUNCE_MS, step=_STEP_MS, recursive=False, watch_filter=None)
+            async with contextlib.aclosing(watching):  # a watch left for the collector keeps its thread
+                async for found in watching:
+                    moved = _real(config) != target
+                    if moved or any(Path(path) in names for _, path in found):
+                        self.request("file changed")
+                    if moved:
+                        break
 
     async def close(self) -> None:
         self.watch(False)
@@ -203,16 +216,33 @@ class Reloader:
                 await asyncio.gather(task, return_exceptions=True)
 
 
+def _real(path: Path) -> Path:
+    """Where the path's symlinks lead now (a few stat calls: no thread needed)."""
+    return Path(os.path.realpath(path))
+
+
 # --- the pid file ---------------------------------------------------------------------------------------------
 
 
 def write_pid_file(path: str) -> None:
     """This process's id, written whole (a temporary file renamed over it), readable by all, writable by us."""
     target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}")
-    temporary.write_text(f"{os.getpid()}\n")
-    temporary.chmod(0o644)
-    temporary.replace(target)
+    try:
+        # a name no one can plant a symlink at beforehand (mkstemp opens with O_EXCL), in a directory others may
+        # write
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            os.fchmod(fd, 0o644)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+        try:
+            os.replace(temporary, target)
+        except OSError:
+            os.unlink(temporary)
+            raise
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write the pid file {path}: {exc.strerror}") from None
 
 
 def remove_pid_file(path: str) -> None:
@@ -258,8 +288,9 @@ def _runs(argv: list[bytes], cwd: str, config: str) -> bool:
     """Whether a command line is the gateway's `run` of this configuration file."""
     words = [a.decode(errors="replace") for a in argv if a]
     is_gateway = any(w.endswith("session-gateway") for w in words) or "gateway.cli" in words
-    if not is_gateway or "run" not in words or "--config" not in words:
+    spelled = [w.removeprefix("--config=") for w in words if w.startswith("--config=")]  # argparse takes both
+    if not is_gateway or "run" not in words or ("--config" not in words and not spelled):
         return False
-    i = words.index("--config")
-    given = words[i + 1] if i + 1 < len(words) else ""
+    i = words.index("--config") if "--config" in words else -1
+    given = spelled[0] if i < 0 else words[i + 1] if i + 1 < len(words) else ""
     return os.path.realpath(os.path.join(cwd, given)) == os.path.realpath(config)

@@ -114,6 +114,9 @@ async def _serve(settings: Settings, sock: socket.socket, scrape: socket.socket 
         if pid_file:
             remove_pid_file(pid_file)
         await runner.cleanup()
+        # the loop's close would put back SIGHUP's default action (the end of the process) for what remains of it
+        loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 class _Stop:

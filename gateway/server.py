@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -163,6 +164,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     app[RELOADER] = Reloader(settings, apply, metrics)
     app.cleanup_ctx.append(_reloader_ctx)
     app.on_shutdown.append(_leaving)
+    app.on_response_prepare.append(_closing_when_stopping)
     return app
 
 
@@ -189,13 +191,16 @@ async def reconfigure(app: web.Application, lasting: _Lasting, new: Settings) ->
     """Put a validated configuration in place (reload.py's `changes` has refused what cannot change here)."""
     generations = app[GENERATIONS]
     generation = lasting.generation(new, generations.current.number + 1)
+    for name, enforcer in generation.enforcers.items():
+        if (previous := generations.current.enforcers.get(name)) is not None:
+            enforcer.take_over(previous)
     await generation.pools.start()
     # from here on no await: every part takes the new configuration in the same step of the event loop
     routes = new.routes.routes
     if VALIDATOR in app and new.okta is not None:
         app[VALIDATOR].cache.policy = new.okta.cache
     app[POLICIES].follow(routes, generation.enforcers)
-    if ADMIN in app and new.admin_token is not None:
+    if ADMIN in app:  # [admin] removed: the token stays until a restart, the routes and enforcers follow
         app[ADMIN].follow(new.admin_token, routes, generation.enforcers, new.server.trusted_proxies)
     if HOOKS in app and new.okta is not None and new.okta.event_hook is not None:
         app[HOOKS].rekey(new.okta.event_hook.secret, new.okta.event_hook.header)
@@ -211,9 +216,35 @@ async def _reloader_ctx(app: web.Application) -> AsyncIterator[None]:
     await reloader.close()
 
 
+async def _closing_when_stopping(request: web.Request, response: web.StreamResponse) -> None:
+    """From a stop on, every answer closes its connection: a client that keeps one open (or a balancer's pooled
+    connection to this pod) reconnects, and reaches another replica, rather than go on sending here until the
+    listener closes and its next request is lost unanswered. A WebSocket's 101 is left alone: its 1001 comes."""
+    if request.app[HEALTH].stopping and not isinstance(response, web.WebSocketResponse):
+        response.force_close()
+        response.headers["Connection"] = "close"  # the head is built before this hook runs
+
+
 async def _leaving(app: web.Application) -> None:
     """The gateway stops (the listener is closed): open WebSockets close with 1001 before requests are awaited."""
     app[LEAVING].set()
+    timeout = app[SETTINGS].server.shutdown_timeout
+    loop = asyncio.get_running_loop()
+    # just after aiohttp's own wait has ended (at most at the whole second after the timeout): a handler that ends
+    # in the very step its wait times out makes aiohttp log an InvalidStateError traceback
+    loop.call_at(math.ceil(loop.time() + timeout) + 0.1, _cut_short, app[GENERATIONS], timeout)
+
+
+def _cut_short(generations: Generations, timeout: float) -> None:
+    """shutdown_timeout ran out: what is still in flight is cancelled now, and counted, or a stop that cut
+    answers reads in the log as a clean one (the exit status is 0 either way: the stop was asked for). aiohttp
+    would wait as long again first: its cancellation at the timeout reaches only a handler reading the body."""
+    open_now = list(generations.running)
+    if open_now:
+        log.warning("stopping: shutdown_timeout (%gs) ran out with %d proxied request(s) or WebSocket(s) still "
+                    "open: they are cut", timeout, len(open_now))
+    for task in open_now:
+        task.cancel()
 
 
 JWKS_HTTP = web.AppKey("jwks_http", aiohttp.ClientSession)

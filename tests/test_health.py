@@ -249,3 +249,14 @@ def test_after_a_reload_readiness_follows_the_new_generation_of_pools():
     assert health.readiness()[1] == ["upstream pools are not up"]
     checks.update([])  # the same pools
     assert health.readiness()[1] == ["upstream pools are not up"]
+
+
+async def test_the_checks_stop_when_closed_right_after_an_update_as_a_reload_ending_in_a_stop_does():
+    """A reload in flight when the gateway stops ends (its update() wakes the loop) just before the checks are
+    closed. asyncio.wait_for of Python 3.11 returns the woken event's result instead of the cancellation that came
+    with it, so the loop ran on and the stop hung until the gateway was killed."""
+    ports, connect = counting()
+    checks = UpstreamChecks([a_route("http://127.0.0.1:9")], every=60.0, connect=connect)
+    await checks.start()
+    checks.update(checks.routes)
+    await asyncio.wait_for(checks.close(), 5)

@@ -109,3 +109,15 @@ async def test_the_listener_closes_with_its_app():
         await anext(lifetime)
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("version", [b"HTTP/0.9", b"HTTP/2.0", b"HTTP/1.9"])
+async def test_only_http_1_0_and_1_1_are_served_there_as_on_the_gateway(listener, version):
+    """aiohttp's parsers take these and answer them with that version in the status line ("HTTP/0.9 200 OK"),
+    which no client of that version reads; the gateway itself refuses them (dispatch.py)."""
+    url, _ = listener
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rpartition(":")[2]))
+    writer.write(b"GET /metrics " + version + b"\r\nHost: t\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert b" 400 " in answer.split(b"\r\n", 1)[0] and b"session_gateway_" not in answer, answer

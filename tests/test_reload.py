@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
+from okta_sandbox_support import ALICE, OKTA_HOST, sandbox_org
 
 from conftest import origin, route, settings, toml_text
 from gateway.config import load
 from gateway.dispatch import Generations
-from gateway.reload import changes
+from gateway.reload import NoGateway, changes, gateway_pid, write_pid_file
+from gateway.run import handler_options
+from gateway.sandbox.browser import Browser
+from gateway.sandbox.run import start_app
+from gateway.sandbox.stack import AppRoute, Stack, free_port, start_world
 from gateway.server import GENERATIONS, METRICS, RELOADER, build_app
 
 OKTA = {"org_url": "https://example.okta.com", "api_token": "${OKTA_API_TOKEN}"}
@@ -190,3 +197,109 @@ def _answer(text: str) -> Any:
 async def _get_text(http: aiohttp.ClientSession, url: Any) -> str:
     async with http.get(url) as r:
         return await r.text()
+
+
+# --- the pid file ---------------------------------------------------------------------------------------------
+
+
+def test_the_pid_file_is_written_through_no_symlink_another_user_planted_beside_it(tmp_path):
+    """In a directory others may write (/run/shared, /tmp without protected_symlinks), a symlink planted at the
+    temporary name must not make the gateway overwrite or chmod the file it points to."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o600)
+    pid_file = tmp_path / "gateway.pid"
+    (tmp_path / f".gateway.pid.{os.getpid()}").symlink_to(victim)
+    write_pid_file(str(pid_file))
+    assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert pid_file.read_text() == f"{os.getpid()}\n" and not pid_file.is_symlink()
+    assert stat.S_IMODE(pid_file.stat().st_mode) == 0o644
+    assert gateway_pid_ok(pid_file)
+
+
+def test_a_pid_file_that_cannot_be_written_is_named_in_the_error(tmp_path):
+    with pytest.raises(OSError) as caught:
+        write_pid_file(str(tmp_path / "no-such-directory" / "gateway.pid"))
+    assert caught.value.strerror == (f"cannot write the pid file {tmp_path}/no-such-directory/gateway.pid: "
+                                     "No such file or directory")
+
+
+def gateway_pid_ok(pid_file: Path) -> bool:
+    """Whether `session-gateway reload` would trust the file (this process runs no gateway: it refuses later)."""
+    try:
+        gateway_pid(str(pid_file), "gateway.toml")
+    except NoGateway as exc:
+        return "is not session-gateway run" in str(exc)
+    return True
+
+
+async def test_two_hundred_reloads_under_traffic_leave_no_upstream_connection_nor_task_behind(
+        aiohttp_server, start_upstream, http, tmp_path):
+    upstream = await start_upstream(_answer("up"))
+    path = tmp_path / "gateway.toml"
+    gateway = await served(aiohttp_server, path, [route(upstream)])
+    reloader = gateway.app[RELOADER]
+    assert await _get_text(http, gateway.make_url("/x")) == "up"
+    assert len(upstream.runner.server.connections) == 1  # the pool keeps it
+    await asyncio.sleep(0.1)
+    tasks_before = len(asyncio.all_tasks())
+    for i in range(200):
+        rewrite(path, [route(upstream, read_timeout=5 + i % 2)])
+        assert await reloader.reload() is True
+        assert await _get_text(http, gateway.make_url("/x")) == "up"
+    for _ in range(200):
+        if len(upstream.runner.server.connections) <= 2 and len(asyncio.all_tasks()) <= tasks_before + 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(upstream.runner.server.connections) <= 2  # the current generation's idle one (and the client's)
+    assert len(asyncio.all_tasks()) <= tasks_before + 2
+    assert not gateway.app[GENERATIONS].draining
+
+
+async def test_a_reload_that_removes_admin_keeps_the_token_until_a_restart_but_shows_the_new_routes(
+        aiohttp_server, start_upstream, http, tmp_path, monkeypatch):
+    """[admin] removed needs a restart (the token keeps working meanwhile, as the WARNING says); the rest of the
+    file takes effect, the status page included: it must not go on showing the routes that no longer serve."""
+    upstream = await start_upstream(_answer("up"))
+    path = tmp_path / "gateway.toml"
+    monkeypatch.setenv("REVIEW_ADMIN_TOKEN", "operator-token-0123456789")
+    token = {"Authorization": "Bearer operator-token-0123456789"}
+    gateway = await served(aiohttp_server, path, [route(upstream, name="old")],
+                           admin={"token": "${REVIEW_ADMIN_TOKEN}"})
+    rewrite(path, [route(upstream, name="new")])
+    assert await gateway.app[RELOADER].reload() is True
+    async with http.get(gateway.make_url("/.gateway/status.json"), headers=token) as r:
+        assert r.status == 200
+        assert [shown["name"] for shown in (await r.json())["routes"]] == ["new"]
+
+
+async def test_a_reload_does_not_extend_every_active_okta_session_once_more(binding_keys, tmp_path):
+    """extend_okta_on_activity refreshes an Okta session at most once an interval; the memo of when must outlive a
+    reload, or every active user's next request after each reload costs one more call on the org's rate limit."""
+    port = free_port(OKTA_HOST)
+    world = await start_world([AppRoute("hr", route={"extend_okta_on_activity": 600})], org=sandbox_org(port),
+                              okta_host=OKTA_HOST, okta_port=port, server={"stop_delay": 0})
+    path = tmp_path / "gateway.toml"
+    config = dict(world.config)
+    path.write_text(toml_text(config.pop("route"), **config))
+    settings = load(path)
+    gateway = build_app(settings, clock=world.org.clock.timestamp)
+    world.runners.append(await start_app(gateway, settings.server.host, settings.server.port,
+                                         **handler_options(settings.server)))
+    browser = Browser(Stack(world.org, settings, world.gateway_url, world.apps, gateway, world.runners))
+    metrics = gateway[METRICS]
+
+    async def extensions_after_a_page() -> float:
+        assert (await browser.get("/page/1")).status == 200
+        await asyncio.sleep(0.1)  # the background refresh lands
+        return metrics.value("session_gateway_okta_extensions_total")
+
+    try:
+        assert (await browser.sign_in(ALICE)).status == 200
+        once = await extensions_after_a_page()
+        assert once >= 1 and await extensions_after_a_page() == once
+        assert await gateway[RELOADER].reload() is True
+        assert await extensions_after_a_page() == once
+    finally:
+        await browser.close()
+        await world.close()

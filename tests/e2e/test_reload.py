@@ -7,7 +7,9 @@ Alice signed in through SAML; steady traffic from several client loops goes on w
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import aiohttp
 from aiohttp import web
 from fleet_support import start_replica
 from okta_sandbox_support import ALICE, OKTA_HOST, sandbox_org
-from stack_support import ADMIN_TOKEN, KEYS, SLOW_CACHE
+from stack_support import ADMIN_TOKEN, HOOK_SECRET, KEYS, SLOW_CACHE
 
 from conftest import REPO, GatewayProcess, toml_text
 from gateway.sandbox.browser import Browser
@@ -309,3 +311,118 @@ def test_with_several_workers_the_parent_passes_sighup_to_each_and_sigterm_stops
     assert gateway.process.wait(15) == 0
     log = gateway.output()
     assert log.count("routes added: b") == 2 and log.count("session-gateway stopped") == 2, log
+
+
+async def test_watch_config_follows_each_configmap_update_not_only_the_first(start_upstream, tmp_path):
+    """Kubernetes mounts a ConfigMap as gateway.toml -> ..data/gateway.toml, ..data -> ..<timestamp>/; an update
+    writes a new timestamped directory, swaps ..data and removes the old directory. The watch must follow every
+    update, not the directory it resolved at start (gone after the first), and a file beside it is no reload."""
+    texts = [await answering(start_upstream, f"v{i}") for i in range(3)]
+    port = free_port()
+    mount = tmp_path / "mount"
+    mount.mkdir()
+
+    def publish(version: int) -> None:
+        routes = [{"name": "a", "host": "*", "path": "/", "upstream": texts[version]}]
+        data = mount / f"..2026_12_02_v{version}"
+        data.mkdir()
+        (data / "gateway.toml").write_text(toml_text(routes, server={"listen": f"127.0.0.1:{port}",
+                                                                    "stop_delay": 0, "watch_config": True}))
+        old = os.readlink(mount / "..data") if (mount / "..data").is_symlink() else None
+        (mount / "..data_tmp").symlink_to(data.name)
+        (mount / "..data_tmp").replace(mount / "..data")
+        if old is not None:
+            shutil.rmtree(mount / old)
+
+    publish(0)
+    (mount / "gateway.toml").symlink_to("..data/gateway.toml")
+    gateway = GatewayProcess(mount / "gateway.toml", port)
+    await asyncio.to_thread(gateway.start)
+    try:
+        assert await text_of(gateway.url("/")) == (200, "v0")
+        for version in (1, 2):
+            publish(version)
+
+            async def answers_new(version: int = version) -> bool:
+                return await text_of(gateway.url("/")) == (200, f"v{version}")
+
+            await eventually(answers_new)
+        (mount / "notes.txt").write_text("not the configuration")
+        await asyncio.sleep(2.5)
+    finally:
+        log = await asyncio.to_thread(gateway.stop)
+    assert log.count("configuration reloaded (file changed)") == 2, log
+
+
+async def test_after_a_reload_a_dropped_binding_key_the_old_admin_token_and_the_old_hook_secret_open_nothing(
+        binding_keys, tmp_path, monkeypatch):
+    monkeypatch.setenv("REVIEW_ADMIN_TOKEN_2", "a-second-operator-token-0123456789")
+    monkeypatch.setenv("REVIEW_HOOK_SECRET_2", "a-second-hook-secret-0123456789")
+    port = free_port(OKTA_HOST)
+    world = await start_world([AppRoute("hr")], org=sandbox_org(port), okta_host=OKTA_HOST, okta_port=port,
+                              okta={**SLOW_CACHE, "event_hook": {"secret": "${OKTA_HOOK_SECRET}"}}, admin=True,
+                              server={"stop_delay": 0})
+    keys_file = tmp_path / "binding.keys"
+    keys_file.write_text(KEYS[0] + "\n")
+    config = {**world.config, "binding": {"keys_file": "binding.keys"}}
+    path = tmp_path / "gateway.toml"
+    gateway = await start_gateway(world, dict(config), path, int(world.gateway_url.rpartition(":")[2]))
+    browser = Browser(Fleet(world, [gateway.port]))  # type: ignore[arg-type]
+    hooks = gateway.url("/.gateway/okta/events")
+
+    async def hook_status(secret: str) -> int:
+        async with aiohttp.ClientSession() as http, http.post(hooks, json={"data": {"events": []}},
+                                                              headers={"Authorization": secret}) as r:
+            return r.status
+
+    try:
+        assert (await browser.sign_in(ALICE)).status == 200
+        cookie = "; ".join(f"{m.key}={m.value}" for m in browser.http.cookie_jar if m["domain"] == "127.0.0.1")
+        signed_in = {"headers": {"Cookie": cookie, "Accept": "application/json"}}
+        status, body = await text_of(gateway.url("/api/me"), **signed_in)
+        assert status == 200 and ALICE[0] in body
+        assert await hook_status(HOOK_SECRET) == 200
+        keys_file.write_text(KEYS[1] + "\n")  # the old key dropped, not kept
+        write_config(path, {**config, "admin": {"token": "${REVIEW_ADMIN_TOKEN_2}"},
+                            "okta": {**config["okta"], "event_hook": {"secret": "${REVIEW_HOOK_SECRET_2}"}}})
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGHUP)
+
+        async def new_token_works() -> bool:
+            return (await text_of(gateway.url("/.gateway/status.json"), headers={
+                "Authorization": "Bearer a-second-operator-token-0123456789"}))[0] == 200
+
+        await eventually(new_token_works)
+        assert (await text_of(gateway.url("/.gateway/status.json"), headers=BEARER))[0] == 401
+        assert await hook_status(HOOK_SECRET) == 401
+        assert await hook_status("a-second-hook-secret-0123456789") == 200
+        status, body = await text_of(gateway.url("/api/me"), **signed_in)
+        assert ALICE[0] not in body, (status, body)
+    finally:
+        await browser.close()
+        log = await asyncio.to_thread(gateway.stop)
+        await world.close()
+    assert "binding keys rotated (1 keys, a new first key, 0 kept)" in log and "admin token changed" in log
+    assert "event hook secret or header changed" in log and "Traceback" not in log
+
+
+def test_the_reload_command_finds_a_gateway_started_with_config_equals_path(tmp_path):
+    """`run --config=FILE` (a systemd unit's spelling) is the same gateway as `run --config FILE`."""
+    port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml_text([{"name": "a", "host": "*", "path": "/", "upstream": "http://127.0.0.1:9",
+                                  "required_for_ready": False}],
+                                server={"listen": f"127.0.0.1:{port}", "stop_delay": 0, "pid_file": "gateway.pid"}))
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", f"--config={config}"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "gateway.pid").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.05)
+        done = subprocess.run([sys.executable, "-m", "gateway.cli", "reload", "--config", str(config)], cwd=REPO,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and f"pid {process.pid}" in done.stdout, done.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
