@@ -5,7 +5,6 @@ sending the expired cookies is not counted again), for a session's end and a use
 from __future__ import annotations
 
 import asyncio
-import time
 
 from okta_sandbox_support import ALICE, BOB
 from stack_support import signed_in
@@ -27,7 +26,7 @@ async def test_the_revoked_served_window_is_observed_once_per_session_from_its_s
     kept = {name: alice.cookie(name) or "" for name in ("JSESSIONID", "gateway_binding_hr")}
     session = next(iter(stack.org.sessions_of(stack.org.user(ALICE[0]).id)))  # type: ignore[union-attr]
     stack.gateway[BUS].publish(Revocation("event_hook", "user_session_end", session.id,
-                                          happened_at=time.time() - 30))  # Okta ended it 30 s ago
+                                          happened_at=stack.org.clock.timestamp() - 30))  # by the gateway's clock
     assert refused(await alice.get("/page/1"))
     assert value(SERVED + "_count") == 1
     assert 30 <= value(SERVED + "_sum") < 40
