@@ -131,7 +131,8 @@ async def push_window(trials: int) -> list[float]:
 
 # --- 2. enforce against off ---------------------------------------------------------------------------------
 
-def gateway_conf(port: int, okta_port: int, upstream_port: int, extra: str = "") -> str:
+def gateway_conf(port: int, okta_port: int, upstream_port: int, extra: str = "", *, workers: int = 1,
+                 cache_ttl: float = 60.0) -> str:
     routes = ""
     for name, policy in (("on", "enforce"), ("off", "off")):
         routes += f"""
@@ -146,6 +147,7 @@ app_profile = "servlet"
     return f"""\
 [server]
 listen = "127.0.0.1:{port}"
+workers = {workers}
 access_log = false
 log_level = "warning"
 stop_delay = 0  # a benchmark stops at once: no load balancer to drain
@@ -153,6 +155,7 @@ stop_delay = 0  # a benchmark stops at once: no load balancer to drain
 [okta]
 org_url = "http://127.0.0.2:{okta_port}"
 api_token = "${{OKTA_API_TOKEN}}"
+cache_ttl = {cache_ttl:g}
 
 [binding]
 keys = "${{GATEWAY_BINDING_KEYS}}"
@@ -214,26 +217,34 @@ class Upstreams:
 
 
 def start_upstreams(args: argparse.Namespace, nginx: str, work: Path, children: list[pb.Child]) -> Upstreams:
+    direct, spare = free_port(), free_port()
+    children.append(pb.start_nginx(nginx, work, direct, spare))
+    pb.wait_for_port(direct, children[-1], work / "error.log")
+    return start_okta(args, direct, work, children)
+
+
+def start_okta(args: argparse.Namespace, nginx_port: int, work: Path, children: list[pb.Child]) -> Upstreams:
+    """The Okta sandbox with a signed-in session and a fresh binding key, for gateways in front of `nginx_port`
+    (bench/proxy_bench.py's enforce route uses it with its own nginx)."""
     key = Fernet.generate_key().decode()
     env = {**os.environ, "OKTA_API_TOKEN": TOKEN, "GATEWAY_BINDING_KEYS": key, "PYTHONPATH": str(pb.REPO),
            "PYTHONHASHSEED": "0"}
-    direct, spare, okta_port = free_port(), free_port(), free_port("127.0.0.2")
-    children.append(pb.start_nginx(nginx, work, direct, spare))
-    pb.wait_for_port(direct, children[-1], work / "error.log")
+    okta_port = free_port("127.0.0.2")
     children.append(pb.spawn([args.python, "-m", "gateway.cli", "sandbox", "okta", "--host", "127.0.0.2", "--port",
                               str(okta_port)], work / "okta.err", cwd=pb.REPO, env=env))
     for _ in range(100):
         if pb.http_status_at("127.0.0.2", okta_port, "/login/login.htm") == 200:
             break
         time.sleep(0.1)
-    return Upstreams(env, direct, okta_port, BindingCodec([key]), okta_session(okta_port))
+    return Upstreams(env, nginx_port, okta_port, BindingCodec([key]), okta_session(okta_port))
 
 
 def start_gateway(args: argparse.Namespace, up: Upstreams, work: Path, children: list[pb.Child],
-                  prefix: list[str], ready_timeout: float, extra: str = "") -> tuple[pb.Child, int]:
+                  prefix: list[str], ready_timeout: float, extra: str = "", *, workers: int = 1,
+                  cache_ttl: float = 60.0) -> tuple[pb.Child, int]:
     port = free_port()
     config = work / f"gateway-{port}.toml"
-    config.write_text(gateway_conf(port, up.okta_port, up.nginx_port, extra))
+    config.write_text(gateway_conf(port, up.okta_port, up.nginx_port, extra, workers=workers, cache_ttl=cache_ttl))
     child = pb.spawn([*prefix, args.python, "-m", "gateway.cli", "run", "--config", str(config)],
                      work / f"gateway-{port}.err", cwd=pb.REPO, env=up.env)
     children.append(child)
