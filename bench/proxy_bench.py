@@ -5,7 +5,19 @@
    `upstream {}` block with `keepalive 64`, `proxy_http_version 1.1` and `proxy_set_header Connection ""`;
 3. the gateway: `python -m gateway.cli run --config <tmp>.toml`, one route `/` to the same upstream, access log off;
 4. the same gateway with its access log on, in each format of `--access-logs` (default json: `[server] access_log
-   = true`, `[log] format = "json"`), its lines written to a file as a collector's agent would read them.
+   = true`, `[log] format = "json"`), its lines written to a file as a collector's agent would read them;
+5. the enforce route: another gateway (bench/revocation_bench.py's configuration: a route `/on` with policy enforce,
+   rewritten to `/`, in front of the same nginx-served file, access log off) and a bound session: a real sign-in
+   through the Okta sandbox (127.0.0.2) and a real sealed binding, sent by wrk as `Cookie:` (revocation_bench's
+   `start_okta` and `Upstreams.cookie`). The warm-up makes the one Okta call; the validation cache holds for an
+   hour (`cache_ttl = 3600`), so no revalidation falls inside a run. The binding is sealed just before each wrk
+   run of this route (warm-up and measured run together): a binding whose last activity is older than
+   `touch_every` (60 s, the most the gateway allows) is re-sealed on every request, as wrk never takes the new
+   cookie. So the route's runs are capped at ENFORCE_MAX_RUN seconds (with `--duration` above it they are
+   measured for that long, and a `#` line says so): every measured request is the warm hit, the Cookie header and
+   the cache entry of the last decision (`holds_until()`);
+6. at one connection (`wrk --connections 1`, the latency a lone user sees): nginx proxy_pass, the gateway's `off`
+   route and the enforce route.
 
 Each target gets a 2 s wrk warm-up (not reported), then a measured `wrk --latency` run. wrk is pinned to CPU 1
 when the machine has two CPUs or more; the servers are not pinned. Everything listens on 127.0.0.1 only, on free
@@ -15,19 +27,25 @@ wrk and nginx come from the Debian packages `wrk` and `nginx-light`, installed w
     python bench/proxy_bench.py [--duration 10s] [--connections 64] [--threads 1] [--workers 1] [--python PY]
                                 [--access-logs json[,text]|none]
 
-Prints a few `#` header lines, one line per target (requests/s, p50 and p99 latency), then
-`RESULT gateway_vs_nginx=<ratio> gateway_vs_direct=<ratio>` (ratios of requests/s) and, per access log format,
+Prints a few `#` header lines, one line per target (requests/s, p50 and p99 latency), a `# targets:` line (the
+floors of issue 14, printed beside the figures and never checked), then
+`RESULT gateway_vs_nginx=<ratio> gateway_vs_direct=<ratio> gateway_p99_ms=<ms>` (ratios of requests/s),
+`RESULT enforce_vs_nginx=<ratio> enforce_rps=<n> enforce_p99_ms=<ms>` (the enforce route against nginx proxy_pass),
+`RESULT added_p50_us=<us> enforce_added_p50_us=<us> nginx_p50_us=<us>` (at one connection: the p50 of the `off`
+route and of the enforce route minus nginx proxy_pass's p50, in microseconds) and, per access log format,
 `RESULT gateway_rps=<n> gateway_json_logs_rps=<n> json_logs_vs_off=<ratio>` and the same for the gateway's CPU
 time per request (`gateway_cpu_us`, `gateway_json_logs_cpu_us`, `json_logs_cpu_vs_off`, from /proc: steadier
 than requests/s on a machine that other work shares). The exit status is 1 when a
 gateway answered any non-2xx/3xx response (its figure is then flagged in its line) or a server could not be
-started. Not run by CI.
+started. Not run by CI. The enforce route needs the project's environment (the Okta sandbox, the binding's
+cryptography): run the script with the interpreter of the virtualenv, as `make bench` does.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import http.client
 import os
 import re
 import shutil
@@ -37,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -50,6 +69,11 @@ PORT_TIMEOUT = 10.0  # seconds for nginx to accept connections
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 WRK_CPU = 1
 LOG_FORMATS = ("json", "text")
+ENFORCE_PATH = "/on"  # revocation_bench's enforce route, rewritten to "/" upstream
+ENFORCE_CACHE_TTL = 3600.0  # seconds: no revalidation within the bench
+ENFORCE_MAX_RUN = 50  # seconds of a measured run of the enforce route: with the warm-up, well within touch_every
+TARGETS = ("# targets (issue 14; printed, not checked): gateway_vs_nginx>=0.33 enforce_vs_nginx>=0.31 "
+           "gateway_p99_ms<=6 added_p50_us<=90")
 
 Child = subprocess.Popen[bytes]
 
@@ -364,9 +388,11 @@ def wait_for_gateway(child: Child, port: int, log: Path) -> None:
 # --- wrk ------------------------------------------------------------------------------------------------------
 
 
-def run_wrk(wrk: str, pin: list[str], args: argparse.Namespace, port: int, duration: str, latency: bool) -> str:
+def run_wrk(wrk: str, pin: list[str], args: argparse.Namespace, port: int, duration: str, latency: bool,
+            path: str = URL_PATH, cookie: str | None = None) -> str:
     argv = [*pin, wrk, "--threads", str(args.threads), "--connections", str(args.connections),
-            "--duration", duration, *(["--latency"] if latency else []), f"http://127.0.0.1:{port}{URL_PATH}"]
+            "--duration", duration, *(["--latency"] if latency else []),
+            *(["--header", f"Cookie: {cookie}"] if cookie else []), f"http://127.0.0.1:{port}{path}"]
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=duration_seconds(duration) + 60)
     except subprocess.TimeoutExpired as exc:
@@ -397,12 +423,13 @@ def parse_wrk(out: str) -> WrkResult:
                      int(non_2xx.group(1)) if non_2xx else 0, socket_errors, int(total.group(1)) if total else 0)
 
 
-def measure(wrk: str, pin: list[str], args: argparse.Namespace, port: int, group: int | None = None) -> WrkResult:
+def measure(wrk: str, pin: list[str], args: argparse.Namespace, port: int, group: int | None = None,
+            path: str = URL_PATH, cookie: str | None = None) -> WrkResult:
     """wrk's figures; with `group` (a process group id), also the CPU time its processes spent per request: on a
     machine shared with other work, a steadier figure than requests/s."""
-    run_wrk(wrk, pin, args, port, WARMUP, latency=False)
+    run_wrk(wrk, pin, args, port, WARMUP, latency=False, path=path, cookie=cookie)
     before = group_cpu_seconds(group) if group is not None else 0.0
-    result = parse_wrk(run_wrk(wrk, pin, args, port, args.duration, latency=True))
+    result = parse_wrk(run_wrk(wrk, pin, args, port, args.duration, latency=True, path=path, cookie=cookie))
     if group is None or not result.requests:
         return result
     spent = group_cpu_seconds(group) - before
@@ -441,6 +468,76 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b > 0 else "nan"
 
 
+def workers_text(workers: int) -> str:
+    return f"{workers} worker{'s' if workers > 1 else ''}"
+
+
+def added_p50_us(result: WrkResult, base: WrkResult) -> float:
+    """What `result` adds to `base` at the median, in microseconds."""
+    return (result.p50_ms - base.p50_ms) * 1000
+
+
+def enforce_duration(duration: str) -> str:
+    """The measured run of the enforce route: `duration`, at most ENFORCE_MAX_RUN seconds (see the docstring)."""
+    return duration if duration_seconds(duration) <= ENFORCE_MAX_RUN else f"{ENFORCE_MAX_RUN}s"
+
+
+# --- the enforce route ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enforcing:
+    """The gateway of the enforce route, and how to seal a bound session's cookies for it."""
+
+    child: Child
+    port: int
+    err: Path  # its stderr
+    cookie: Callable[[], str]  # sealed when called: the binding's last activity is now
+
+
+def start_enforcing(args: argparse.Namespace, work: Path, upstream_port: int, children: list[Child]) -> Enforcing:
+    """The Okta sandbox, a signed-in session and a gateway whose route `/on` enforces in front of `upstream_port`,
+    built by revocation_bench's helpers (imported here: they need the project's environment)."""
+    try:
+        import revocation_bench as rb
+    except ImportError as exc:
+        raise BenchError(f"the enforce route needs the project's environment ({exc}): run this script with the "
+                         "virtualenv's python (make bench)") from exc
+    up = rb.start_okta(args, upstream_port, work, children)
+    child, port = rb.start_gateway(args, up, work, children, [], READY_TIMEOUT, workers=args.workers,
+                                   cache_ttl=ENFORCE_CACHE_TTL)
+    return Enforcing(child, port, work / f"gateway-{port}.err", up.cookie)  # the log rb.start_gateway writes
+
+
+def measure_enforcing(wrk: str, pin: list[str], args: argparse.Namespace, enforcing: Enforcing) -> WrkResult:
+    """One warm-up and one measured run of the enforce route, with a binding sealed just before them. A request
+    before and one after show that the binding was forwarded without a re-seal all along: wrk counts the redirect
+    that refuses a binding as a success."""
+    capped = argparse.Namespace(**{**vars(args), "duration": enforce_duration(args.duration)})
+    path, cookie = ENFORCE_PATH + URL_PATH, enforcing.cookie()
+    check_forwarded(enforcing.port, path, cookie, "before")
+    result = measure(wrk, pin, capped, enforcing.port, enforcing.child.pid, path, cookie)
+    check_forwarded(enforcing.port, path, cookie, "after")
+    return result
+
+
+def check_forwarded(port: int, path: str, cookie: str, when: str) -> None:
+    """One GET with `cookie` must be forwarded (200) without a Set-Cookie (no re-seal)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Cookie": cookie})
+        answer = connection.getresponse()
+        answer.read()
+    except OSError as exc:
+        raise BenchError(f"the enforce route did not answer {when} its run: {exc}") from exc
+    finally:
+        connection.close()
+    resealed = answer.getheader("Set-Cookie") is not None
+    if answer.status != 200 or resealed:
+        raise BenchError(f"the enforce route answered {answer.status}{' with a Set-Cookie' if resealed else ''} "
+                         f"{when} its run: the binding was refused or re-sealed, so its figure is not the warm hit")
+
+
 # --- main -----------------------------------------------------------------------------------------------------
 
 
@@ -452,7 +549,10 @@ def print_header(args: argparse.Namespace, nginx: str, pin: list[str]) -> None:
           f"nginx {'.'.join(map(str, nginx_version(nginx)))}")
     print(f"# wrk --threads {args.threads} --connections {args.connections} --duration {args.duration} --latency "
           f"http://127.0.0.1:PORT{URL_PATH} ({FILE_SIZE} B), after a {WARMUP} warm-up run per target")
-    servers = f"nginx (1 worker) and the gateway ({args.workers} worker{'s' if args.workers > 1 else ''})"
+    if enforce_duration(args.duration) != args.duration:
+        print(f"# the enforce route is measured for {enforce_duration(args.duration)} a run, not {args.duration}: "
+              "a longer run would outlive its binding's touch_every and re-seal on every request")
+    servers = f"nginx (1 worker) and the gateway ({workers_text(args.workers)})"
     if pin:
         print(f"# CPUs: wrk pinned to CPU {pin[-1]} ({' '.join(pin)}); {servers} unpinned on CPUs {cpu_list(cpus)}")
     else:
@@ -475,10 +575,11 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
         port = free_port()
         gateways[log_format] = start_gateway(args.python, work, port, direct_port, args.workers, log_format), port
         children.append(gateways[log_format][0])
+    enforcing = start_enforcing(args, work, direct_port, children)
     for log_format, (child, port) in gateways.items():
         wait_for_gateway(child, port, gateway_err(work, log_format))
 
-    workers = f"{args.workers} worker{'s' if args.workers > 1 else ''}"
+    workers = workers_text(args.workers)
     targets = [("nginx direct", direct_port), ("nginx proxy_pass (1 worker)", proxy_port),
                *((f"gateway ({workers}{f', {f} access log' if f else ''})", port) for f, (_, port) in gateways.items())]
     gateway_ports = {port for _, port in gateways.values()}
@@ -488,13 +589,25 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
         result = measure(wrk, pin, args, port, groups.get(port))
         results.append(result)
         print(result_line(name, result, loud=port in gateway_ports), flush=True)
-    for log_format, (child, _) in gateways.items():
+    enforced = measure_enforcing(wrk, pin, args, enforcing)
+    print(result_line(f"gateway ({workers}, enforce route)", enforced, loud=True), flush=True)
+    single = one_connection(wrk, pin, args, proxy_port, gateways[None], enforcing)
+    logs = [*((child, gateway_err(work, f)) for f, (child, _) in gateways.items()), (enforcing.child, enforcing.err)]
+    for child, err in logs:
         if child.poll() is not None:
-            raise BenchError(f"a gateway exited during the run; its stderr:\n{tail(gateway_err(work, log_format))}")
+            raise BenchError(f"a gateway exited during the run; its stderr:\n{tail(err)}")
 
     direct, proxied, through_gateway, *logging = results
+    print(TARGETS, flush=True)
     print(f"RESULT gateway_vs_nginx={ratio(through_gateway.rps, proxied.rps)} "
-          f"gateway_vs_direct={ratio(through_gateway.rps, direct.rps)}", flush=True)
+          f"gateway_vs_direct={ratio(through_gateway.rps, direct.rps)} gateway_p99_ms={through_gateway.p99_ms:.2f}",
+          flush=True)
+    print(f"RESULT enforce_vs_nginx={ratio(enforced.rps, proxied.rps)} enforce_rps={enforced.rps:.0f} "
+          f"enforce_p99_ms={enforced.p99_ms:.2f}", flush=True)
+    nginx_1, off_1, enforce_1 = single
+    print(f"RESULT added_p50_us={added_p50_us(off_1, nginx_1):.0f} "
+          f"enforce_added_p50_us={added_p50_us(enforce_1, nginx_1):.0f} nginx_p50_us={nginx_1.p50_ms * 1000:.0f}",
+          flush=True)
     off_cpu = through_gateway.cpu_us or 0.0
     for f, logged in zip(args.access_logs, logging, strict=True):
         cpu = logged.cpu_us or 0.0
@@ -502,7 +615,23 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
               f"{f}_logs_vs_off={ratio(logged.rps, through_gateway.rps)}", flush=True)
         print(f"RESULT gateway_cpu_us={off_cpu:.1f} gateway_{f}_logs_cpu_us={cpu:.1f} "
               f"{f}_logs_cpu_vs_off={ratio(cpu, off_cpu)}", flush=True)
-    return 1 if any(r.non_2xx for r in (through_gateway, *logging)) else 0
+    return 1 if any(r.non_2xx for r in (through_gateway, *logging, enforced, off_1, enforce_1)) else 0
+
+
+def one_connection(wrk: str, pin: list[str], args: argparse.Namespace, proxy_port: int, gateway: tuple[Child, int],
+                   enforcing: Enforcing) -> tuple[WrkResult, WrkResult, WrkResult]:
+    """nginx proxy_pass, the gateway's `off` route and the enforce route under `wrk --connections 1`: the latency
+    a lone client sees, where the gateway's cost per request is not hidden behind other connections' work."""
+    single = argparse.Namespace(**{**vars(args), "connections": 1})
+    child, port = gateway
+    workers = workers_text(args.workers)
+    results = (measure(wrk, pin, single, proxy_port), measure(wrk, pin, single, port, child.pid),
+               measure_enforcing(wrk, pin, single, enforcing))
+    names = ("1 connection: nginx proxy_pass", f"1 connection: gateway ({workers})",
+             "1 connection: gateway, enforce route")
+    for name, result in zip(names, results, strict=True):
+        print(result_line(name, result, loud="gateway" in name), flush=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -527,4 +656,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("proxy_bench", sys.modules[__name__])  # the module revocation_bench imports: one BenchError
     sys.exit(main())
