@@ -40,7 +40,7 @@ from .enforcement.enforcer import Enforcer
 from .metrics import Metrics
 from .proxy.body_deadline import body_deadline
 from .proxy.http import Forwarder, continue_if_expected, error_response
-from .proxy.request_id import begin_request, stamp
+from .proxy.request_id import Stop, begin_request, stamp
 from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from .routing import Route, RouteTable, resolve_path
@@ -92,16 +92,16 @@ def plainly_spelled(handler: Handler, limits: ServerSettings | Generations) -> H
     current one has them."""
 
     async def plain(request: web.Request) -> web.StreamResponse:
-        current = limits if isinstance(limits, ServerSettings) else limits.current.limits
+        current, stop = (limits, None) if isinstance(limits, ServerSettings) else (limits.current.limits, limits.stop)
         logged = begin_request(request, current.trusted_proxies)
         path = request.raw_path.partition("?")[0]
         if path[:1] != "/" or "%" in path or "//" in path or resolve_path(path) != path or _odd_version(request):
-            return stamp(error_response(request, 400, _ODD_SPELLING, close=True), logged)
+            return stamp(error_response(request, 400, _ODD_SPELLING, close=True), logged, stop)
         try:
             with body_deadline(request, current):
-                return stamp(await handler(request), logged)
+                return stamp(await handler(request), logged, stop)
         except web.HTTPException as answer:  # a redirect or refusal raised by the endpoint
-            stamp(answer, logged)
+            stamp(answer, logged, stop)
             raise
 
     return plain
@@ -135,8 +135,9 @@ class Generation:
 class Generations:
     """The generation new requests take (`current`), and the ones swapped out that still serve a request."""
 
-    def __init__(self, first: Generation) -> None:
+    def __init__(self, first: Generation, stop: Stop) -> None:
         self.current = first
+        self.stop = stop  # asked at a graceful stop: every answer closes its connection from then on
         self.draining: set[Generation] = set()
         self._enforcers: weakref.WeakSet[Enforcer] = weakref.WeakSet()  # of every generation: closed at shutdown
         self._enforcers.update(first.enforcers.values())
@@ -185,10 +186,10 @@ def proxy_handler(generations: Generations) -> Handler:
         generation = generations.current
         logged = begin_request(request, generation.limits.trusted_proxies)
         if request.raw_path[:1] != "/" or _odd_version(request):
-            return stamp(error_response(request, 400, _NOT_SERVED, close=True), logged)
+            return stamp(error_response(request, 400, _NOT_SERVED, close=True), logged, generations.stop)
         route = generation.table.match(request.headers.get("Host", ""), request.path, request.raw_path)
         if route is None:
-            return stamp(error_response(request, 404, answers.NO_ROUTE), logged)
+            return stamp(error_response(request, 404, answers.NO_ROUTE), logged, generations.stop)
         logged.route = route.name
         generation.requests[route.name].inc()
         generation.users += 1
@@ -199,7 +200,7 @@ def proxy_handler(generations: Generations) -> Handler:
             if request.body_exists:
                 coding = request.headers.get("Transfer-Encoding")
                 if coding is not None and coding.strip().lower() != "chunked":
-                    return stamp(error_response(request, 400, _CODING_NOT_SERVED, close=True), logged)
+                    return stamp(error_response(request, 400, _CODING_NOT_SERVED, close=True), logged, generations.stop)
                 with body_deadline(request, generation.limits):
                     response = await generation.dispatch(request, route)
             else:
@@ -213,7 +214,7 @@ def proxy_handler(generations: Generations) -> Handler:
             # aiohttp reads no further request on a connection that asked to switch to another protocol (h2c,
             # anything but a WebSocket, which was not switched here): close it, or what follows hangs unanswered
             response.force_close()
-        return stamp(response, logged)
+        return stamp(response, logged, generations.stop)
 
     return proxy
 

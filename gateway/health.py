@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .okta.client import OktaClient
+from .proxy.request_id import Stop
 from .proxy.upstream import UpstreamPools
 from .routing import Route
 from .store import StoreUnavailable
@@ -177,10 +178,19 @@ class Health:
     """The two endpoints. `stopping` is set by a graceful stop: readyz answers 503 from then on."""
 
     def __init__(self, checks: UpstreamChecks, okta: OktaClient | None, store: RedisLink | None = None, *,
-                 store_required: bool = False) -> None:
+                 store_required: bool = False, stop: Stop | None = None) -> None:
         self._checks, self._okta = checks, okta
         self._store, self._store_required = store, store_required
-        self.stopping = False
+        self._stop = Stop() if stop is None else stop
+
+    @property
+    def stopping(self) -> bool:
+        """Set by a graceful stop: readyz answers 503, and every answer closes its connection (`Stop`)."""
+        return self._stop.asked
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self._stop.asked = value
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"}, headers=_NO_STORE)

@@ -49,6 +49,7 @@ from .health import Health, UpstreamChecks, watch_credentials
 from .metrics import Metrics
 from .okta.client import OktaClient
 from .proxy.http import Forwarder
+from .proxy.request_id import Stop
 from .proxy.upstream import UpstreamPools
 from .proxy.websocket import WebSocketForwarder
 from .reload import Reloader
@@ -114,9 +115,10 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         if link is not None:
             app[FANOUT] = FanOut(bus, mirror, RedisRevocations(link), metrics, clock=clock)
         app[SWEEP] = SocketSweep(validator, app[SOCKETS], metrics, clock=clock)
-    lasting = _Lasting(app, clock, unknown_id_budget(settings.okta) if settings.okta is not None else None)
+    stop = Stop()
+    lasting = _Lasting(app, clock, unknown_id_budget(settings.okta) if settings.okta is not None else None, stop)
     first = lasting.generation(settings, 1)
-    app[GENERATIONS] = generations = Generations(first)
+    app[GENERATIONS] = generations = Generations(first, stop)
     app[POOLS], app[ENFORCERS] = first.pools, first.enforcers
     app.cleanup_ctx.append(_pools_ctx)
     if settings.okta is not None:
@@ -147,7 +149,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     app[CHECKS] = checks = UpstreamChecks(settings.routes.routes, first.pools, link)
     app.cleanup_ctx.append(_checks_ctx)
     app[HEALTH] = health = Health(checks, app[VALIDATOR].client if VALIDATOR in app else None, link,
-                                  store_required=settings.store.required_for_ready)
+                                  store_required=settings.store.required_for_ready, stop=stop)
     own.add_get(prefix + "healthz", health.healthz, allow_head=True)
     own.add_get(prefix + "readyz", health.readyz, allow_head=True)
     for r in own.routes():
@@ -164,21 +166,21 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     app[RELOADER] = Reloader(settings, apply, metrics)
     app.cleanup_ctx.append(_reloader_ctx)
     app.on_shutdown.append(_leaving)
-    app.on_response_prepare.append(_closing_when_stopping)
     return app
 
 
 class _Lasting:
     """The parts a generation is built on that live as long as the process."""
 
-    def __init__(self, app: web.Application, clock: Callable[[], float], unknown_ids: Budget | None) -> None:
-        self.app, self.clock, self.unknown_ids = app, clock, unknown_ids
+    def __init__(self, app: web.Application, clock: Callable[[], float], unknown_ids: Budget | None,
+                 stop: Stop) -> None:
+        self.app, self.clock, self.unknown_ids, self.stop = app, clock, unknown_ids, stop
 
     def generation(self, settings: Settings, number: int) -> Generation:
         """A configuration's route table, pools, forwarders and enforcers (its pools not started yet)."""
         app = self.app
         pools = UpstreamPools(settings.routes.routes, settings.proxy)
-        http = Forwarder(pools, settings.server, app[METRICS])
+        http = Forwarder(pools, settings.server, app[METRICS], self.stop)
         ws = WebSocketForwarder(pools, settings.server, settings.proxy, leaving=app[LEAVING])
         enforcers: dict[str, Enforcer] = {}
         if VALIDATOR in app and self.unknown_ids is not None:
@@ -214,15 +216,6 @@ async def _reloader_ctx(app: web.Application) -> AsyncIterator[None]:
     reloader.watch(reloader.settings.server.watch_config)
     yield
     await reloader.close()
-
-
-async def _closing_when_stopping(request: web.Request, response: web.StreamResponse) -> None:
-    """From a stop on, every answer closes its connection: a client that keeps one open (or a balancer's pooled
-    connection to this pod) reconnects, and reaches another replica, rather than go on sending here until the
-    listener closes and its next request is lost unanswered. A WebSocket's 101 is left alone: its 1001 comes."""
-    if request.app[HEALTH].stopping and not isinstance(response, web.WebSocketResponse):
-        response.force_close()
-        response.headers["Connection"] = "close"  # the head is built before this hook runs
 
 
 async def _leaving(app: web.Application) -> None:

@@ -260,3 +260,39 @@ async def test_the_checks_stop_when_closed_right_after_an_update_as_a_reload_end
     await checks.start()
     checks.update(checks.routes)
     await asyncio.wait_for(checks.close(), 5)
+
+
+async def test_once_stopping_every_answer_closes_its_connection_streamed_or_whole_the_gateway_s_own_too(
+        start_upstream, start_gateway, http):
+    """The stamp closes them (proxy/request_id.py's `Stop`): the app's streamed and whole answers, the gateway's
+    endpoints and its 404; before the stop they were kept alive."""
+
+    async def whole(request: web.Request) -> web.Response:
+        return web.Response(text="whole")
+
+    async def streamed(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse()
+        await answer.prepare(request)
+        await answer.write(b"x" * 1000)
+        await asyncio.sleep(0.05)  # the head comes without the whole body: the gateway streams the answer
+        await answer.write(b"y" * 1000)
+        await answer.write_eof()
+        return answer
+
+    upstream = web.Application()
+    upstream.router.add_get("/whole", whole)
+    upstream.router.add_get("/streamed", streamed)
+    gateway = await start_gateway(route(await start_upstream(upstream)))
+    paths = ("/whole", "/streamed", "/.gateway/healthz", "/.gateway/nothing")
+
+    async def connections() -> list[str]:
+        found = []
+        for path in paths:
+            async with http.get(gateway.make_url(path)) as r:
+                await r.read()
+                found.append(f"{r.status} {r.headers.get('Connection')}")
+        return found
+
+    assert await connections() == ["200 None", "200 None", "200 None", "404 None"]
+    gateway.app[HEALTH].stopping = True
+    assert await connections() == ["200 close", "200 close", "200 close", "404 close"]

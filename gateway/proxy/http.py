@@ -17,7 +17,7 @@ from ..routing import Route
 from ..settings import IPNetwork, ServerSettings
 from .client import UpstreamError, UpstreamResponse, UpstreamTimeout
 from .headers import Header, request_headers_for_upstream, response_headers_for_client
-from .request_id import stamp
+from .request_id import Stop, stamp
 from .upstream import UpstreamPools
 
 log = logging.getLogger("gateway.proxy")
@@ -45,8 +45,10 @@ class Forwarder:
     lockless `Timing`); a request the upstream did not answer is counted as an error instead.
     """
 
-    def __init__(self, pools: UpstreamPools, server: ServerSettings, metrics: Metrics) -> None:
+    def __init__(self, pools: UpstreamPools, server: ServerSettings, metrics: Metrics,
+                 stop: Stop | None = None) -> None:
         self._pools = pools
+        self._stop = stop
         self._trusted = server.trusted_proxies
         self._latency = TimingsByValue(metrics.upstream_latency)
         self._errors = metrics.upstream_errors
@@ -86,7 +88,7 @@ class Forwarder:
         self._latency[route.name].observe(took)
         upstream_answered(took)
         try:
-            return await _relay(request, route, upstream, before_answer)
+            return await _relay(request, route, upstream, before_answer, self._stop)
         finally:
             upstream.close()
 
@@ -167,7 +169,8 @@ async def _capped(content: StreamReader, cap: int) -> AsyncIterator[bytes]:
 
 
 async def _relay(
-    request: web.Request, route: Route, upstream: UpstreamResponse, before_answer: BeforeAnswer | None
+    request: web.Request, route: Route, upstream: UpstreamResponse, before_answer: BeforeAnswer | None,
+    stop: Stop | None,
 ) -> web.StreamResponse:
     headers = response_headers_for_client(upstream.headers)
     body = upstream.body_if_complete()
@@ -178,7 +181,7 @@ async def _relay(
         return whole
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     response.headers.extend(headers)
-    stamp(response, current.get())  # sent before the handler returns
+    stamp(response, current.get(), stop)  # sent before the handler returns
     if before_answer is not None and (waited := before_answer(response)) is not None:
         await waited
     try:
