@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,25 +59,6 @@ HOOK_TYPES = ["user.session.end", "user.session.clear", "user.lifecycle.suspend"
 
 
 # --- the fleet ---------------------------------------------------------------------------------------------
-
-def ensure_redis() -> str:
-    found = shutil.which("redis-server")
-    if found is None:
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "redis-server"], check=True,
-                       timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        found = shutil.which("redis-server")
-    if found is None:
-        raise pb.BenchError("redis-server is missing and could not be installed")
-    return found
-
-
-def start_redis(redis: str, work: Path, port: int, children: list[pb.Child]) -> pb.Child:
-    child = pb.spawn([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                      "--dir", str(work)], work / f"redis-{port}.log")
-    children.append(child)
-    pb.wait_for_port(port, child, work / f"redis-{port}.log")
-    return child
-
 
 @dataclass
 class ProcessFleet(Fleet):
@@ -217,7 +197,7 @@ async def outage(fleet: Fleet, sessions: int, redis: str, work: Path, redis_port
                 async with http.post(fleet.url(UNIVERSAL_LOGOUT, k % REPLICAS), headers=headers, data=body) as r:
                     if r.status != 204:
                         raise pb.BenchError(f"a Universal Logout got {r.status} while Redis was away")
-        start_redis(redis, work, redis_port, children)  # empty: nothing was persisted
+        pb.start_redis(redis, work, redis_port, children)  # empty: nothing was persisted
         await asyncio.sleep(10)
         lost = 0
         for _, browser in revoked:
@@ -248,7 +228,7 @@ def hot_path_ratio(args: argparse.Namespace, work: Path, children: list[pb.Child
 
 async def fleet_parts(args: argparse.Namespace, work: Path, children: list[pb.Child], redis: str) -> int:
     redis_port = free_port()
-    redis_child = start_redis(redis, work, redis_port, children)
+    redis_child = pb.start_redis(redis, work, redis_port, children)
     okta = {"cache_ttl": 3600, "revalidate": 0, "event_hook": {"secret": "${OKTA_HOOK_SECRET}"},
             "universal_logout": {}}
     fleet = await start_fleet(args, work, children, redis_port, okta)
@@ -287,7 +267,7 @@ def main() -> int:
     work.chmod(0o755)
     children: list[pb.Child] = []
     try:
-        redis = ensure_redis()
+        redis = pb.ensure_redis()
         redis_port = asyncio.run(fleet_parts(args, work, children, redis))
         ratio = hot_path_ratio(args, work, children, redis_port)
         print(f"RESULT hot_path_redis_vs_memory={ratio:.3f}", flush=True)

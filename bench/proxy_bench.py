@@ -24,8 +24,14 @@ when the machine has two CPUs or more; the servers are not pinned. Everything li
 ports, and every child process is stopped (SIGTERM, then SIGKILL after 5 s) and the temp dir removed at the end.
 wrk and nginx come from the Debian packages `wrk` and `nginx-light`, installed with apt-get when missing.
 
+The gateways use the memory store, or with `--store redis` the fleet's Redis store: a redis-server this bench starts
+on a free loopback port (persistence off; Debian's `redis-server`, installed when missing), each gateway its own
+database. `--workers` above 1 implies `--store redis`, since the gateway refuses more workers with the memory store.
+A `#` line says how many CPUs the gateway had: with fewer than workers + 1 (wrk takes one), the figure of N workers
+is not what N cores give.
+
     python bench/proxy_bench.py [--duration 10s] [--connections 64] [--threads 1] [--workers 1] [--python PY]
-                                [--access-logs json[,text]|none]
+                                [--store memory|redis] [--access-logs json[,text]|none]
 
 Prints a few `#` header lines, one line per target (requests/s, p50 and p99 latency), a `# targets:` line (the
 floors of issue 14, printed beside the figures and never checked), then
@@ -69,6 +75,7 @@ PORT_TIMEOUT = 10.0  # seconds for nginx to accept connections
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 WRK_CPU = 1
 LOG_FORMATS = ("json", "text")
+STORES = ("memory", "redis")
 ENFORCE_PATH = "/on"  # revocation_bench's enforce route, rewritten to "/" upstream
 ENFORCE_CACHE_TTL = 3600.0  # seconds: no revalidation within the bench
 ENFORCE_MAX_RUN = 50  # seconds of a measured run of the enforce route: with the warm-up, well within touch_every
@@ -106,11 +113,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", default=64, type=_positive, help="wrk connections (default 64)")
     parser.add_argument("--threads", default=1, type=_positive, help="wrk threads (default 1)")
     parser.add_argument("--workers", default=1, type=_positive, help="gateway worker processes (default 1)")
+    parser.add_argument("--store", choices=STORES, default=None,
+                        help="the gateways' store: memory (the default with 1 worker) or redis (a redis-server this "
+                             "bench starts on loopback; the default, and the only choice, with more workers)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the gateway")
     parser.add_argument("--access-logs", default="json", type=_log_formats,
                         help="access log formats to measure the gateway with besides logs off: json, text, "
                              "json,text or none (default json)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.store is None:
+        args.store = "redis" if args.workers > 1 else "memory"
+    elif args.store == "memory" and args.workers > 1:
+        parser.error("--workers above 1 needs --store redis: the gateway refuses workers > 1 with the memory store")
+    return args
 
 
 def _log_formats(text: str) -> tuple[str, ...]:
@@ -180,6 +195,17 @@ def wrk_pin() -> list[str]:
     if shutil.which("taskset") and len(cpus) >= 2 and WRK_CPU in cpus:
         return ["taskset", "-c", str(WRK_CPU)]
     return []
+
+
+def cpu_note(workers: int, cpus: int, pinned: bool) -> str:
+    """The `#` line on the CPUs the gateway had: its workers share every CPU with nginx, and with wrk's when wrk is
+    pinned, so with fewer than workers + 1 CPUs the figure of N workers is not what N cores of their own give."""
+    note = f"# the gateway ({workers_text(workers)}) had {cpus} CPU{'s' if cpus > 1 else ''}, " + (
+        "wrk's among them" if pinned else "shared with wrk")
+    if workers > 1 and cpus < workers + 1:
+        return (f"{note}; fewer than workers + 1 = {workers + 1}, so the {workers}-worker figure is not what "
+                f"{workers} cores give: the workers, nginx and wrk share them with nothing to spare")
+    return note
 
 
 def cpu_list(cpus: set[int]) -> str:
@@ -302,11 +328,11 @@ def start_nginx(nginx: str, work: Path, direct_port: int, proxy_port: int) -> Ch
     return spawn(argv, work / "nginx.out")
 
 
-def wait_for_port(port: int, child: Child, log: Path) -> None:
+def wait_for_port(port: int, child: Child, log: Path, name: str = "nginx") -> None:
     deadline = time.monotonic() + PORT_TIMEOUT
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            raise BenchError(f"nginx exited with status {child.returncode}:\n{tail(log)}")
+            raise BenchError(f"{name} exited with status {child.returncode}:\n{tail(log)}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
@@ -315,10 +341,42 @@ def wait_for_port(port: int, child: Child, log: Path) -> None:
     raise BenchError(f"nothing accepts connections on 127.0.0.1:{port} after {PORT_TIMEOUT:g} s:\n{tail(log)}")
 
 
+# --- redis ----------------------------------------------------------------------------------------------------
+
+
+def ensure_redis() -> str:
+    """The path of redis-server, installing Debian's package when it is missing."""
+    found = shutil.which("redis-server")
+    if found is None:
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "redis-server"], check=True,
+                       timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        found = shutil.which("redis-server")
+    if found is None:
+        raise BenchError("redis-server is missing and could not be installed")
+    return found
+
+
+def start_redis(redis: str, work: Path, port: int, children: list[Child]) -> Child:
+    """A redis-server on 127.0.0.1:`port`, persistence off, stopped with `children` at the end."""
+    child = spawn([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                   "--dir", str(work)], work / f"redis-{port}.log")
+    children.append(child)
+    wait_for_port(port, child, work / f"redis-{port}.log", "redis-server")
+    return child
+
+
+def store_conf(redis_port: int | None, db: int = 0) -> str:
+    """The `[store]` table of a gateway: none (the memory store) without a redis port, else Redis database `db`
+    (each gateway its own, so that none reads another's state)."""
+    if redis_port is None:
+        return ""
+    return f'\n[store]\nbackend = "redis"\nurl = "redis://127.0.0.1:{redis_port}/{db}"\n'
+
+
 # --- gateway --------------------------------------------------------------------------------------------------
 
 
-def gateway_conf(port: int, upstream_port: int, workers: int, log_format: str | None = None) -> str:
+def gateway_conf(port: int, upstream_port: int, workers: int, log_format: str | None = None, store: str = "") -> str:
     """One route to the upstream; with `log_format`, an access line per request in that format (INFO lets them
     through), else no access log."""
     logs = f'log_level = "info"\naccess_log = true\n\n[log]\nformat = "{log_format}"' if log_format else (
@@ -329,7 +387,7 @@ listen = "127.0.0.1:{port}"
 workers = {workers}
 stop_delay = 0  # a benchmark stops at once: no load balancer to drain
 {logs}
-
+{store}
 [[route]]
 name = "static"
 host = "*"
@@ -347,10 +405,10 @@ def gateway_err(work: Path, log_format: str | None) -> Path:
 
 
 def start_gateway(python: str, work: Path, port: int, upstream_port: int, workers: int,
-                  log_format: str | None = None) -> Child:
+                  log_format: str | None = None, store: str = "") -> Child:
     name = gateway_name(log_format)
     config = work / f"{name}.toml"
-    config.write_text(gateway_conf(port, upstream_port, workers, log_format))
+    config.write_text(gateway_conf(port, upstream_port, workers, log_format, store))
     pythonpath = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     argv = [python, "-m", "gateway.cli", "run", "--config", str(config)]
@@ -495,7 +553,8 @@ class Enforcing:
     cookie: Callable[[], str]  # sealed when called: the binding's last activity is now
 
 
-def start_enforcing(args: argparse.Namespace, work: Path, upstream_port: int, children: list[Child]) -> Enforcing:
+def start_enforcing(args: argparse.Namespace, work: Path, upstream_port: int, children: list[Child],
+                    store: str = "") -> Enforcing:
     """The Okta sandbox, a signed-in session and a gateway whose route `/on` enforces in front of `upstream_port`,
     built by revocation_bench's helpers (imported here: they need the project's environment)."""
     try:
@@ -504,7 +563,7 @@ def start_enforcing(args: argparse.Namespace, work: Path, upstream_port: int, ch
         raise BenchError(f"the enforce route needs the project's environment ({exc}): run this script with the "
                          "virtualenv's python (make bench)") from exc
     up = rb.start_okta(args, upstream_port, work, children)
-    child, port = rb.start_gateway(args, up, work, children, [], READY_TIMEOUT, workers=args.workers,
+    child, port = rb.start_gateway(args, up, work, children, [], READY_TIMEOUT, store, workers=args.workers,
                                    cache_ttl=ENFORCE_CACHE_TTL)
     return Enforcing(child, port, work / f"gateway-{port}.err", up.cookie)  # the log rb.start_gateway writes
 
@@ -552,11 +611,14 @@ def print_header(args: argparse.Namespace, nginx: str, pin: list[str]) -> None:
     if enforce_duration(args.duration) != args.duration:
         print(f"# the enforce route is measured for {enforce_duration(args.duration)} a run, not {args.duration}: "
               "a longer run would outlive its binding's touch_every and re-seal on every request")
+    print(f"# store: {args.store}" + (" (a redis-server this bench started on 127.0.0.1, persistence off, one "
+                                      "database per gateway)" if args.store == "redis" else ""))
     servers = f"nginx (1 worker) and the gateway ({workers_text(args.workers)})"
     if pin:
         print(f"# CPUs: wrk pinned to CPU {pin[-1]} ({' '.join(pin)}); {servers} unpinned on CPUs {cpu_list(cpus)}")
     else:
         print(f"# CPUs: nothing pinned (one CPU or no taskset); wrk and {servers} share CPUs {cpu_list(cpus)}")
+    print(cpu_note(args.workers, len(cpus), bool(pin)))
     sys.stdout.flush()
 
 
@@ -570,12 +632,14 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
     children.append(nginx_child)
     for port in (direct_port, proxy_port):
         wait_for_port(port, nginx_child, work / "error.log")
+    redis_port = start_store(args, work, children)
     gateways: dict[str | None, tuple[Child, int]] = {}
-    for log_format in (None, *args.access_logs):
-        port = free_port()
-        gateways[log_format] = start_gateway(args.python, work, port, direct_port, args.workers, log_format), port
+    for db, log_format in enumerate((None, *args.access_logs)):
+        port, store = free_port(), store_conf(redis_port, db)
+        gateways[log_format] = start_gateway(args.python, work, port, direct_port, args.workers, log_format,
+                                             store), port
         children.append(gateways[log_format][0])
-    enforcing = start_enforcing(args, work, direct_port, children)
+    enforcing = start_enforcing(args, work, direct_port, children, store_conf(redis_port, len(gateways)))
     for log_format, (child, port) in gateways.items():
         wait_for_gateway(child, port, gateway_err(work, log_format))
 
@@ -616,6 +680,15 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
         print(f"RESULT gateway_cpu_us={off_cpu:.1f} gateway_{f}_logs_cpu_us={cpu:.1f} "
               f"{f}_logs_cpu_vs_off={ratio(cpu, off_cpu)}", flush=True)
     return 1 if any(r.non_2xx for r in (through_gateway, *logging, enforced, off_1, enforce_1)) else 0
+
+
+def start_store(args: argparse.Namespace, work: Path, children: list[Child]) -> int | None:
+    """With `--store redis`, the port of a redis-server started for the gateways (stopped with `children`)."""
+    if args.store != "redis":
+        return None
+    port = free_port()
+    start_redis(ensure_redis(), work, port, children)
+    return port
 
 
 def one_connection(wrk: str, pin: list[str], args: argparse.Namespace, proxy_port: int, gateway: tuple[Child, int],

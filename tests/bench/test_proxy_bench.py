@@ -65,3 +65,33 @@ def test_a_whole_enforce_run_stays_within_the_bindings_touch_every(monkeypatch: 
     assert pb.duration_seconds(pb.WARMUP) + pb.ENFORCE_MAX_RUN < route.sessions.rules.touch_every
     assert settings.okta is not None
     assert settings.okta.cache.ttl == pb.ENFORCE_CACHE_TTL
+
+
+def test_more_workers_take_the_redis_store_and_refuse_the_memory_one() -> None:
+    assert pb.parse_args([]).store == "memory"
+    assert pb.parse_args(["--workers", "2"]).store == "redis"
+    assert pb.parse_args(["--store", "redis"]).store == "redis"
+    with pytest.raises(SystemExit):
+        pb.parse_args(["--workers", "2", "--store", "memory"])
+
+
+def test_every_gateway_the_bench_starts_parses_with_more_workers_on_the_redis_store(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway refuses workers > 1 with the memory store: both kinds of gateway, given store_conf, are valid."""
+    monkeypatch.setenv("OKTA_API_TOKEN", "token")
+    monkeypatch.setenv("GATEWAY_BINDING_KEYS", Fernet.generate_key().decode())
+    confs = {1: pb.gateway_conf(8080, 8081, 2, store=pb.store_conf(6379, 1)),
+             2: pb.gateway_conf(8080, 8081, 2, "json", pb.store_conf(6379, 2)),
+             3: rb.gateway_conf(8080, 8081, 8082, pb.store_conf(6379, 3), workers=2)}
+    for db, conf in confs.items():
+        settings = parse(tomllib.loads(conf))
+        assert (settings.server.workers, settings.store.backend) == (2, "redis")
+        assert tomllib.loads(conf)["store"]["url"] == f"redis://127.0.0.1:6379/{db}"
+    assert pb.store_conf(None) == ""
+
+
+def test_the_cpu_note_says_when_the_workers_figure_is_not_what_their_cores_give() -> None:
+    assert "not what 2 cores give" in pb.cpu_note(2, 2, pinned=True)
+    assert "not what" not in pb.cpu_note(2, 3, pinned=True)
+    assert "not what" not in pb.cpu_note(1, 2, pinned=True)
+    assert pb.cpu_note(1, 2, pinned=True).startswith("# the gateway (1 worker) had 2 CPUs")
