@@ -109,18 +109,23 @@ def plainly_spelled(handler: Handler, limits: ServerSettings | Generations) -> H
 
 class Generation:
     """One configuration's way of serving proxied requests, built whole and never changed: its route table and
-    body limits, upstream pools, forwarders and enforcers. `users` counts the requests (and WebSockets) that
-    started on it and have not finished."""
+    body limits, upstream pools, forwarders and enforcers. `running` holds the tasks of the requests (and
+    WebSockets) that started on it and have not finished."""
 
-    __slots__ = ("number", "table", "limits", "pools", "http", "ws", "enforcers", "requests", "users", "retired")
+    __slots__ = ("number", "table", "limits", "pools", "http", "ws", "enforcers", "requests", "running", "retired")
 
     def __init__(self, number: int, table: RouteTable, limits: ServerSettings, pools: UpstreamPools,
                  http: Forwarder, ws: WebSocketForwarder, enforcers: dict[str, Enforcer], metrics: Metrics) -> None:
         self.number, self.table, self.limits, self.pools = number, table, limits, pools
         self.http, self.ws, self.enforcers = http, ws, enforcers
         self.requests = {r.name: metrics.requests.get(r.name) for r in table.routes}
-        self.users = 0
+        self.running: set[asyncio.Task[Any]] = set()
         self.retired = False
+
+    @property
+    def users(self) -> int:
+        """The requests (and WebSockets) in flight on this generation."""
+        return len(self.running)
 
     def dispatch(self, request: web.Request, route: Route) -> Awaitable[web.StreamResponse]:
         """A route that binds sessions goes through its enforcer; any other straight to the forwarders."""
@@ -142,14 +147,13 @@ class Generations:
         self._enforcers: weakref.WeakSet[Enforcer] = weakref.WeakSet()  # of every generation: closed at shutdown
         self._enforcers.update(first.enforcers.values())
         self._closing: set[asyncio.Task[None]] = set()
-        self.running: set[asyncio.Task[Any]] = set()  # the tasks of the proxied requests in flight, of any generation
 
     def swap(self, new: Generation) -> Generation:
         """Make `new` the one new requests take (its pools started); the old one closes when it has drained."""
         old, self.current = self.current, new
         self._enforcers.update(new.enforcers.values())
         old.retired = True
-        if old.users:
+        if old.running:
             self.draining.add(old)
         else:
             self._close(old)
@@ -165,6 +169,10 @@ class Generations:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
         log.debug("generation %d drained: its upstream pools close", generation.number)
+
+    def running(self) -> list[asyncio.Task[Any]]:
+        """The tasks of the proxied requests in flight, of any generation."""
+        return [task for generation in (self.current, *self.draining) for task in generation.running]
 
     def enforcers(self) -> list[Enforcer]:
         """The enforcers of every generation still referenced (their background work is closed at shutdown)."""
@@ -192,10 +200,9 @@ def proxy_handler(generations: Generations) -> Handler:
             return stamp(error_response(request, 404, answers.NO_ROUTE), logged, generations.stop)
         logged.route = route.name
         generation.requests[route.name].inc()
-        generation.users += 1
         task = asyncio.current_task()
         assert task is not None  # a handler runs in its connection's task
-        generations.running.add(task)
+        generation.running.add(task)
         try:
             if request.body_exists:
                 coding = request.headers.get("Transfer-Encoding")
@@ -206,9 +213,8 @@ def proxy_handler(generations: Generations) -> Handler:
             else:
                 response = await generation.dispatch(request, route)
         finally:
-            generations.running.discard(task)
-            generation.users -= 1
-            if generation.retired and not generation.users:
+            generation.running.discard(task)
+            if generation.retired and not generation.running:
                 generations.drained(generation)
         if "Upgrade" in request.headers and not is_websocket_upgrade(request):
             # aiohttp reads no further request on a connection that asked to switch to another protocol (h2c,

@@ -30,7 +30,6 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from pythonjsonlogger.json import JsonFormatter
 
-FORMATS = ("text", "json")
 REQUEST_ID_HEADER = "X-Request-Id"
 MAX_PATH = 1024  # characters of a path in a line; the rest is cut (aiohttp admits request lines of 16 KiB)
 

@@ -232,7 +232,7 @@ def _cut_short(generations: Generations, timeout: float) -> None:
     """shutdown_timeout ran out: what is still in flight is cancelled now, and counted, or a stop that cut
     answers reads in the log as a clean one (the exit status is 0 either way: the stop was asked for). aiohttp
     would wait as long again first: its cancellation at the timeout reaches only a handler reading the body."""
-    open_now = list(generations.running)
+    open_now = generations.running()
     if open_now:
         log.warning("stopping: shutdown_timeout (%gs) ran out with %d proxied request(s) or WebSocket(s) still "
                     "open: they are cut", timeout, len(open_now))

@@ -182,4 +182,6 @@ class MetricsSettings:
 class LogSettings:
     """How log lines are written: "text" for a person, "json" (one object a line) for a collector."""
 
+    FORMATS = ("text", "json")
+
     format: str = "text"

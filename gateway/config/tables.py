@@ -226,11 +226,8 @@ def _overlap(a: str, b: str) -> bool:
     return first == second or first.is_unspecified or second.is_unspecified
 
 
-_LOG_FORMATS = ("text", "json")
-
-
 def read_log(s: Section) -> LogSettings:
-    format = s.check("format", s.get("format", str, '"text" or "json"', "text"), lambda v: v in _LOG_FORMATS,
+    format = s.check("format", s.get("format", str, '"text" or "json"', "text"), lambda v: v in LogSettings.FORMATS,
                      '"text" or "json"')
     s.finish()
     return LogSettings(format)
