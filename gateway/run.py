@@ -30,7 +30,7 @@ from . import __version__, metrics_listener
 from .config import Settings
 from .logs import AccessLogger
 from .reload import remove_pid_file, write_pid_file
-from .server import HEALTH, METRICS, RELOADER, build_app
+from .server import HEALTH, METRICS, RELOADER, build_app, serve_directly
 from .settings import ServerSettings
 
 log = logging.getLogger("gateway")
@@ -99,6 +99,7 @@ async def _serve(settings: Settings, sock: socket.socket, scrape: socket.socket 
                            access_log_class=AccessLogger,
                            **handler_options(server))
     await runner.setup()
+    serve_directly(runner)
     stop = _Stop(app, server.shutdown_timeout)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.request, "SIGTERM", True)

@@ -36,6 +36,8 @@ from .dispatch import (
     ClientFaultsAtDebug,
     Generation,
     Generations,
+    Handler,
+    direct,
     expect_continue_only,
     expect_later,
     not_found,
@@ -90,6 +92,7 @@ POLICIES = web.AppKey("policies", RoutePolicies)
 HOOKS = web.AppKey("hooks", EventHookReceiver)
 GENERATIONS = web.AppKey("generations", Generations)
 RELOADER = web.AppKey("reloader", Reloader)
+PROXY: web.AppKey[Handler] = web.AppKey("proxy")  # the router's catch-all; `serve_directly` calls it without the router
 CHECKS = web.AppKey("checks", UpstreamChecks)  # readiness of the routes' upstreams: update(routes, pools) on reload
 HEALTH = web.AppKey("health", Health)  # health.stopping = True makes readyz 503 during a graceful stop
 ADMIN = web.AppKey("admin", Admin)
@@ -158,7 +161,8 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
                                  expect_handler=expect_continue_only)
     app.router.add_route("*", prefix + "{tail:.*}", plainly_spelled(not_found, generations),
                          expect_handler=expect_continue_only)
-    app.router.add_route("*", "/{tail:.*}", proxy_handler(generations), expect_handler=expect_later)
+    app[PROXY] = proxy = proxy_handler(generations)
+    app.router.add_route("*", "/{tail:.*}", proxy, expect_handler=expect_later)
 
     async def apply(new: Settings) -> None:
         await reconfigure(app, lasting, new)
@@ -167,6 +171,16 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     app.cleanup_ctx.append(_reloader_ctx)
     app.on_shutdown.append(_leaving)
     return app
+
+
+def serve_directly(runner: web.AppRunner) -> None:
+    """Have the runner's server send proxied requests straight to the proxy handler (dispatch.py's `direct`), once
+    `runner.setup()` has made it and before its site starts."""
+    server, app = runner.server, runner.app
+    assert server is not None, "runner.setup() first"
+    # the app's request factory makes every request a web.Request, which is what both handlers take
+    server.request_handler = direct(server.request_handler, app[PROXY],  # type: ignore[assignment]
+                                    app[SETTINGS].server.prefix)
 
 
 class _Lasting:

@@ -29,7 +29,7 @@ from gateway.config import Settings, parse
 from gateway.sandbox.fleet import replica_config, replica_ports
 from gateway.sandbox.stack import AppRoute, Stack, free_port, start_stack, start_world
 from gateway.sandbox.toml import toml_text as write_toml
-from gateway.server import build_app
+from gateway.server import build_app, serve_directly
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -135,9 +135,12 @@ def start_gateway(aiohttp_server: Any) -> Callable[..., Awaitable[TestServer]]:
 
     async def start(routes: list[dict[str, Any]] | dict[str, Any], **sections: dict[str, Any]) -> TestServer:
         app = build_app(settings(routes, **sections))
-        return await aiohttp_server(  # type: ignore[no-any-return]
+        server: TestServer = await aiohttp_server(
             app, auto_decompress=False, access_log=None  # TestServer sets handler_cancellation=True, as run.py does
         )
+        assert server.runner is not None
+        serve_directly(server.runner)  # no connection has been accepted yet: every one is served as run.py serves
+        return server
 
     return start
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ..server import PROXY, serve_directly
+
 DEMO_USERS = (("alice@example.com", "Alice-demo-1"), ("bob@example.com", "Bob-demo-2"))
 
 
@@ -19,6 +21,8 @@ async def start_app(app: web.Application, host: str, port: int, **kwargs: Any) -
     """Serve `app` on host:port; `kwargs` go to aiohttp's runner (for the gateway: `run.handler_options`)."""
     runner = web.AppRunner(app, **{"access_log": None, "handler_cancellation": True, **kwargs})
     await runner.setup()
+    if PROXY in app:  # the gateway, served as run.py serves it
+        serve_directly(runner)
     await web.TCPSite(runner, host, port).start()
     return runner
 
