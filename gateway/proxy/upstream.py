@@ -21,7 +21,8 @@ class UpstreamPools:
     def __init__(self, routes: tuple[Route, ...], settings: ProxySettings) -> None:
         self._routes = routes
         self._settings = settings
-        self._http: dict[str, OriginPool] = {}
+        self._http: dict[str, OriginPool] = {}  # by origin
+        self._by_route: dict[str, OriginPool] = {}  # by route name: a route's origin is a yarl call to spell
         self._websocket: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -35,6 +36,7 @@ class UpstreamPools:
                     size=self._settings.pool_size,
                     keepalive_timeout=self._settings.keepalive_timeout,
                 )
+            self._by_route[route.name] = self._http[origin]
         self._websocket = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
@@ -43,7 +45,7 @@ class UpstreamPools:
         )
 
     async def close(self) -> None:
-        pools, self._http = list(self._http.values()), {}
+        pools, self._http, self._by_route = list(self._http.values()), {}, {}
         for pool in pools:
             await pool.close()
         if self._websocket is not None:
@@ -58,7 +60,8 @@ class UpstreamPools:
         )
 
     def http(self, route: Route) -> OriginPool:
-        return self._http[route.upstream_origin]
+        """The pool of the route's origin; `route` is one of this generation's (its routes have unique names)."""
+        return self._by_route[route.name]
 
     def websocket(self, route: Route) -> aiohttp.ClientSession:
         assert self._websocket is not None
