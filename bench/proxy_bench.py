@@ -535,6 +535,13 @@ def added_p50_us(result: WrkResult, base: WrkResult) -> float:
     return (result.p50_ms - base.p50_ms) * 1000
 
 
+def queueing_ms(result: WrkResult, connections: int) -> float:
+    """The mean latency that `connections` always-busy clients see at `result`'s throughput, whatever the server
+    (Little's law: connections = throughput x latency): no percentile can be below it for long, so a p99 target
+    under it asks for throughput first, and p99 over this is the tail the server itself adds."""
+    return connections / result.rps * 1000 if result.rps > 0 else float("nan")
+
+
 def enforce_duration(duration: str) -> str:
     """The measured run of the enforce route: `duration`, at most ENFORCE_MAX_RUN seconds (see the docstring)."""
     return duration if duration_seconds(duration) <= ENFORCE_MAX_RUN else f"{ENFORCE_MAX_RUN}s"
@@ -668,6 +675,9 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
           flush=True)
     print(f"RESULT enforce_vs_nginx={ratio(enforced.rps, proxied.rps)} enforce_rps={enforced.rps:.0f} "
           f"enforce_p99_ms={enforced.p99_ms:.2f}", flush=True)
+    floor = queueing_ms(through_gateway, args.connections)
+    print(f"RESULT gateway_queueing_ms={floor:.2f} gateway_p99_over_queueing={through_gateway.p99_ms / floor:.2f} "
+          f"gateway_p99_over_p50={ratio(through_gateway.p99_ms, through_gateway.p50_ms)}", flush=True)
     nginx_1, off_1, enforce_1 = single
     print(f"RESULT added_p50_us={added_p50_us(off_1, nginx_1):.0f} "
           f"enforce_added_p50_us={added_p50_us(enforce_1, nginx_1):.0f} nginx_p50_us={nginx_1.p50_ms * 1000:.0f}",

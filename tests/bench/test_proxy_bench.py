@@ -41,6 +41,13 @@ def test_a_one_connection_run_is_read_in_microseconds() -> None:
     assert result.p99_ms == pytest.approx(0.234)
 
 
+def test_the_queueing_floor_is_littles_law() -> None:
+    """64 busy connections at 10,000 answers a second wait 6.4 ms on average, whatever serves them."""
+    result = pb.parse_wrk(WRK_ONE_CONNECTION.replace("Requests/sec:  14279.00", "Requests/sec:  10000.00"))
+    assert pb.queueing_ms(result, 64) == pytest.approx(6.4)
+    assert pb.queueing_ms(result, 1) == pytest.approx(0.1)
+
+
 def test_added_p50_is_the_difference_of_the_medians_in_microseconds() -> None:
     nginx = pb.parse_wrk(WRK_ONE_CONNECTION)
     gateway = pb.parse_wrk(WRK_ONE_CONNECTION.replace("50%   73.00us", "50%  252.00us"))
