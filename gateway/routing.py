@@ -74,8 +74,8 @@ class Route:
 def _has_dot_segment(raw_path: str) -> bool:
     """True when the path part has a `.` or `..` segment, spelled plainly, percent-encoded or with `;params`."""
     path = raw_path.partition("?")[0]
-    if "." not in path and "%" not in path:
-        return False
+    if "%" not in path and "/." not in path and path[:1] != ".":
+        return False  # a plain dot segment starts the path or follows a slash: `/1k.bin` has none
     for segment in path.split("/"):
         segment = segment.partition(";")[0].lower().replace("%2e", ".")
         if segment in (".", ".."):

@@ -6,10 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given as examples
+from hypothesis import strategies as st
 from yarl import URL
 
 from gateway.config import parse
-from gateway.routing import Route, RouteTable, host_of, normalize_prefix, resolve_path, servlet_path
+from gateway.routing import (
+    Route,
+    RouteTable,
+    _has_dot_segment,
+    host_of,
+    normalize_prefix,
+    resolve_path,
+    servlet_path,
+)
 
 
 def route(name: str = "r", host: str = "*", path: str = "/", rewrite: str | None = None) -> Route:
@@ -342,3 +352,15 @@ def test_an_escaped_semicolon_reads_the_same_both_ways_and_is_served():
 def test_only_origin_form_targets_have_an_upstream_target(target):
     for rewrite in (None, "/base/"):
         assert route(path="/", rewrite=rewrite).upstream_target(target) is None
+
+
+def _has_dot_segment_by_walking(raw_path: str) -> bool:
+    """The rule spelled as a walk over every segment (what `_has_dot_segment` does when its quick test fails)."""
+    return any(segment.partition(";")[0].lower().replace("%2e", ".") in (".", "..")
+               for segment in raw_path.partition("?")[0].split("/"))
+
+
+@examples(st.lists(st.sampled_from(["/", ".", "..", "%2e", "%2E", ";", "x", "1k.bin", "?", "%", "e"]), max_size=8))
+def test_the_quick_test_for_dot_segments_misses_none(parts):
+    raw_path = "".join(parts)
+    assert _has_dot_segment(raw_path) == _has_dot_segment_by_walking(raw_path)
