@@ -196,7 +196,10 @@ def proxy_handler(generations: Generations) -> Handler:
     """The catch-all handler: match the route, refuse what is not served, enforce or forward, all of it with the
     generation that is current when the request starts."""
 
+    loop: asyncio.AbstractEventLoop | None = None  # asyncio.current_task() finds it with a getpid() syscall each time
+
     async def proxy(request: web.Request) -> web.StreamResponse:
+        nonlocal loop
         generation = generations.current
         logged = begin_request(request, generation.limits.trusted_proxies)
         if request.raw_path[:1] != "/" or _odd_version(request):
@@ -206,8 +209,10 @@ def proxy_handler(generations: Generations) -> Handler:
             return stamp(error_response(request, 404, answers.NO_ROUTE), logged, generations.stop)
         logged.route = route.name
         generation.requests[route.name].inc()
-        task = asyncio.current_task()
-        assert task is not None  # a handler runs in its connection's task
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        assert task is not None  # a handler runs in a task of its own
         generation.running.add(task)
         try:
             if request.body_exists:
