@@ -49,6 +49,8 @@ _LENGTH_LINES = re.compile(rb"\r\ncontent-length:[^\r]*", re.IGNORECASE)
 _LENGTH = re.compile(rb"\r\ncontent-length: *([^\r]*)", re.IGNORECASE)
 _SET_COOKIES = re.compile(rb"\r\nset-cookie: *([^\r]*)", re.IGNORECASE)
 _SERVER = f"\r\nServer: {SERVER_SOFTWARE}".encode()
+# the headers whose presence changes what is added: one pass over the lower-cased lines finds them all
+_WATCHED = re.compile(rb"\r\n(content-length|content-type|date|server|connection|x-request-id|set-cookie):")
 
 
 class RelayedAnswer(web.StreamResponse):
@@ -59,7 +61,7 @@ class RelayedAnswer(web.StreamResponse):
     def __init__(self, status: int, reason: str, headers: list[RawHeader], whole: bytes | None) -> None:
         super().__init__(status=status, reason=reason)
         self._upstream = headers
-        self._lines: tuple[bytes, bytes] | None = None
+        self._lines: tuple[bytes, frozenset[bytes]] | None = None
         self._whole = whole
         self._head = b""
         self._request_id: str | None = None
@@ -81,8 +83,8 @@ class RelayedAnswer(web.StreamResponse):
         """The Set-Cookie headers the app sent, as text (the gateway's own cookies are in `cookies`)."""
         if self._upstream is None:
             return self._text.getall("Set-Cookie", [])
-        lines, low = self._header_lines()
-        return [value.decode() for value in _SET_COOKIES.findall(lines)] if b"\r\nset-cookie:" in low else []
+        lines, present = self._header_lines()
+        return [value.decode() for value in _SET_COOKIES.findall(lines)] if b"set-cookie" in present else []
 
     def stamp(self, request_id: str | None, close: bool) -> None:
         """request_id.stamp's marks: the request's id, and (a stop) `Connection: close`."""
@@ -118,20 +120,20 @@ class RelayedAnswer(web.StreamResponse):
             data = self._head + self._whole
         await super().write_eof(data)
 
-    def _header_lines(self) -> tuple[bytes, bytes]:
-        """The headers to send, each after a CRLF (the upstream's bytes, or the text they became), and the same
-        in lower case: `b"\r\nname:" in low` says whether the answer has such a header."""
+    def _header_lines(self) -> tuple[bytes, frozenset[bytes]]:
+        """The headers to send, each after a CRLF (the upstream's bytes, or the text they became), and which of
+        the `_WATCHED` ones they have (lower-case names)."""
         if self._upstream is None:
             for name, value in self._text.items():
                 _refuse_control(name + value)
             lines = "".join([f"\r\n{k}: {v}" for k, v in self._text.items()]).encode()
-            return lines, lines.lower()
+            return lines, frozenset(_WATCHED.findall(lines.lower()))
         if self._lines is None:
             upstream = self._upstream
             lines = _CRLF + _CRLF.join(map(_COLON.join, upstream)) if upstream else b""
             if not lines.isascii():
                 lines = lines.decode("utf-8", "replace").encode()
-            self._lines = lines, lines.lower()
+            self._lines = lines, frozenset(_WATCHED.findall(lines.lower()))
         return self._lines
 
     def _head_for(self, request: web.BaseRequest) -> tuple[bytes, int | None, bool]:
@@ -141,11 +143,11 @@ class RelayedAnswer(web.StreamResponse):
         reason = self._reason
         if not reason.isprintable():
             _refuse_control(reason)
-        lines, low = self._header_lines()
+        lines, present = self._header_lines()
         empty = must_be_empty_body(method, status)
         unlengthed = empty and should_remove_content_length(method, status)
         keep_alive = request.keep_alive if self._keep_alive is None else self._keep_alive
-        has_length = b"\r\ncontent-length:" in low
+        has_length = b"content-length" in present
         length: int | None = None
         if whole is not None:
             length = len(whole)  # the upstream's Content-Length, if it sent one: httptools framed the body by it
@@ -156,7 +158,7 @@ class RelayedAnswer(web.StreamResponse):
         out = [f"HTTP/{version[0]}.{version[1]} {status} {reason}".encode(), lines]
         if self._request_id is not None:
             ours = b"\r\nX-Request-Id: " + self._request_id.encode()
-            if b"\r\nx-request-id:" in low and (app := _REQUEST_ID_LINES.search(lines)) is not None:
+            if b"x-request-id" in present and (app := _REQUEST_ID_LINES.search(lines)) is not None:
                 after = _REQUEST_ID_LINES.sub(b"", lines[app.end():])  # where the app's was, as aiohttp puts it
                 out[1] = lines[:app.start()] + ours + after
             else:
@@ -180,14 +182,14 @@ class RelayedAnswer(web.StreamResponse):
         if empty:
             if whole is not None:
                 self._whole = b""  # HEAD, 1xx, 204, 304: no body, whatever came
-        elif length != 0 and b"\r\ncontent-type:" not in low:
+        elif length != 0 and b"content-type" not in present:
             out.append(b"\r\nContent-Type: application/octet-stream")
-        if b"\r\ndate:" not in low:
+        if b"date" not in present:
             out.append(b"\r\nDate: " + rfc822_formatted_time().encode())
-        if b"\r\nserver:" not in low:
+        if b"server" not in present:
             out.append(_SERVER)
         self._keep_alive = keep_alive
-        if not self._says_close and b"\r\nconnection:" not in low:
+        if not self._says_close and b"connection" not in present:
             if keep_alive:
                 if version == HttpVersion10:
                     out.append(b"\r\nConnection: keep-alive")
