@@ -32,6 +32,7 @@ from ..buckets import Budget
 from ..metrics import Metrics
 from ..plugin import RequestInfo, SidSource, SignInReader, make_source
 from ..proxy.http import Forwarder, error_response
+from ..proxy.relayed import RelayedAnswer
 from ..proxy.upstream import UpstreamPools
 from ..proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 from ..revocation.bus import Revocation, RevocationBus
@@ -263,11 +264,11 @@ class Enforcer:
             binding = replace(binding, app_fingerprint=self._storage.codec.fingerprint(*app))
         return binding.touched(now) if decision.touch else binding
 
-    def _on_answer(self, request: web.Request, response: web.StreamResponse, reseal: Binding | None,
+    def _on_answer(self, request: web.Request, response: RelayedAnswer, reseal: Binding | None,
                    binding: Binding | None, app: tuple[str, str] | None) -> None:
         """The app's answer, before it is sent: follow its session cookie, and re-seal or drop our binding."""
         base = reseal
-        for header in response.headers.getall("Set-Cookie", ()):
+        for header in response.set_cookie_headers():
             set_cookie = read_set_cookie(header, self._clock())
             if set_cookie is None or not self.app.is_app_cookie(set_cookie.name):
                 continue

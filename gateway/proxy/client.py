@@ -38,6 +38,7 @@ import httptools
 from .backend import Connect, Transport, tcp_connect
 
 Header = tuple[str, str]
+RawHeader = tuple[bytes, bytes]
 
 _HIGH_WATER = 2**18
 _LOW_WATER = 2**16
@@ -52,16 +53,25 @@ class UpstreamTimeout(UpstreamError):
 
 
 class UpstreamResponse:
-    """An answer whose head has arrived; its body streams from `iter_body()`. Always `close()` it."""
+    """An answer whose head has arrived; its body streams from `iter_body()`. Always `close()` it.
 
-    __slots__ = ("status", "reason", "headers", "_conn", "_pool")
+    `raw_headers` are the answer's headers as the upstream sent them: httptools let no CR, LF or other control
+    character through (a tab, and bytes from 0x80 up, may be in values).
+    """
+
+    __slots__ = ("status", "reason", "raw_headers", "_conn", "_pool")
 
     def __init__(self, conn: _Connection, pool: OriginPool) -> None:
         self.status = conn.status
         self.reason = conn.reason
-        self.headers = conn.headers
+        self.raw_headers = conn.headers
         self._conn = conn
         self._pool = pool
+
+    @property
+    def headers(self) -> list[Header]:
+        """The headers as text; what is not UTF-8 reads as U+FFFD."""
+        return [(k.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for k, v in self.raw_headers]
 
     def iter_body(self) -> AsyncIterator[bytes]:
         return self._conn.iter_body()
@@ -176,6 +186,7 @@ class _Unasked(Exception):
 
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 _FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)  # most names are not lower-cased at all
+_FRAMED_ANSWER = frozenset({b"content-length", b"transfer-encoding"})
 
 
 def _request_head(method: str, target: str, headers: list[Header], length: int | None, *, chunked: bool) -> bytes:
@@ -218,8 +229,7 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self.status = 0
         self.reason = ""
-        self.headers: list[Header] = []
-        self._has_length = False
+        self.headers: list[RawHeader] = []
 
     @property
     def usable(self) -> bool:
@@ -308,8 +318,10 @@ class _Connection(asyncio.Protocol):
     def body_if_complete(self) -> bytes | None:
         if not self._answer_done or self._failure is not None:
             return None
-        chunks, self._body, self._buffered = self._body, collections.deque(), 0
-        return b"".join(chunks)
+        body = b"".join(self._body)  # one chunk, most often: join gives it back as it is
+        self._body.clear()
+        self._buffered = 0
+        return body
 
     async def iter_body(self) -> AsyncIterator[bytes]:
         while True:
@@ -394,10 +406,7 @@ class _Connection(asyncio.Protocol):
         self.reason = reason.decode("utf-8", "replace")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # aiohttp's server writes header text as UTF-8, so only valid UTF-8 can cross unchanged
-        self.headers.append((name.decode("utf-8", "replace"), value.decode("utf-8", "replace")))
-        if len(name) == 14 and name.lower() == b"content-length":
-            self._has_length = True
+        self.headers.append((name, value))  # called for every header of every answer: nothing else here
 
     def on_headers_complete(self) -> None:
         assert self._parser is not None
@@ -405,7 +414,7 @@ class _Connection(asyncio.Protocol):
         if 100 <= status < 200:
             if status == 101:
                 raise UpstreamError("the upstream switched protocols on a plain request")
-            self.headers, self.reason, self._has_length = [], "", False  # an interim answer: wait for the real one
+            self.headers, self.reason = [], ""  # an interim answer: wait for the real one
             return
         self.status = status
         if not self._parser.should_keep_alive():
@@ -438,9 +447,9 @@ class _Connection(asyncio.Protocol):
     # --- helpers -------------------------------------------------------------------------------------
 
     def _ends_at_close(self) -> bool:
-        if self._has_length or self.status in (204, 304):
+        if self.status in (204, 304):
             return False
-        return not any(k.lower() == "transfer-encoding" for k, _ in self.headers)
+        return not any(k.lower() in _FRAMED_ANSWER for k, _ in self.headers)
 
     def _fail(self, error: UpstreamError) -> None:
         if self._failure is None:

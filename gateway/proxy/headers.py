@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
+from typing import AnyStr
 
 from ..settings import IPNetwork
 
@@ -66,6 +67,10 @@ MAX_REQUEST_ID = 128
 # the other ways of naming a client's address, as forgeable as X-Forwarded-For when they come from a client
 _NOT_FORWARDED_FROM_CLIENTS = _NOT_FORWARDED_UP | {"forwarded", "x-real-ip"}
 WEBSOCKET_OWN = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"})
+# the answer's headers come as text or as the bytes the upstream sent: a set of names in both spellings serves both
+_HOP_BY_HOP_EITHER: frozenset[str | bytes] = HOP_BY_HOP | {name.encode() for name in HOP_BY_HOP}
+_CONNECTION_EITHER: frozenset[str | bytes] = frozenset({"connection", b"connection"})
+_PLAIN_CONNECTION: frozenset[str | bytes] = frozenset({"close", "keep-alive", b"close", b"keep-alive"})
 
 
 def connection_tokens(headers: Iterable[Header]) -> frozenset[str]:
@@ -129,13 +134,26 @@ def _forwarded(headers: Sequence[Header], trusted: bool, *, peer: str | None, sc
     return out
 
 
-def response_headers_for_client(headers: Sequence[Header]) -> list[Header]:
-    """The upstream's answer headers less hop-by-hop ones; repeated headers (Set-Cookie) stay apart."""
-    kept = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+def response_headers_for_client(headers: Sequence[tuple[AnyStr, AnyStr]]) -> list[tuple[AnyStr, AnyStr]]:
+    """The upstream's answer headers less hop-by-hop ones; repeated headers (Set-Cookie) stay apart. As text, or
+    as the bytes the upstream sent (the proxy relays those, without decoding them)."""
+    kept = [h for h in headers if h[0].lower() not in _HOP_BY_HOP_EITHER]
     if len(kept) == len(headers):
         return kept  # no Connection header, so no other header was named hop-by-hop
-    named = connection_tokens(headers)
-    return [(k, v) for k, v in kept if k.lower() not in named] if named else kept
+    named = _named_hop_by_hop(headers)
+    return [h for h in kept if h[0].lower() not in named] if named else kept
+
+
+def _named_hop_by_hop(headers: Sequence[tuple[AnyStr, AnyStr]]) -> frozenset[str | bytes]:
+    """The names that Connection headers declare hop-by-hop beyond those that always are (most answers' Connection
+    says only `close` or `keep-alive`: then none), spelled as the headers are."""
+    values = [v for k, v in headers if k.lower() in _CONNECTION_EITHER]
+    if all(v.lower() in _PLAIN_CONNECTION for v in values):
+        return frozenset()
+    raw = isinstance(values[0], bytes)
+    named = connection_tokens([("Connection", v.decode("latin-1") if isinstance(v, bytes) else v)
+                               for v in values]) - HOP_BY_HOP
+    return frozenset(name.encode("latin-1") for name in named) if raw else named
 
 
 def is_trusted(peer: str | None, trusted_proxies: Sequence[IPNetwork]) -> bool:

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, S
 from time import perf_counter
 
 from aiohttp import StreamReader, web
-from multidict import CIMultiDict
 
 from .. import answers
 from ..logs import REQUEST_ID_HEADER, current
@@ -17,6 +16,7 @@ from ..routing import Route
 from ..settings import IPNetwork, ServerSettings
 from .client import UpstreamError, UpstreamResponse, UpstreamTimeout
 from .headers import Header, request_headers_for_upstream, response_headers_for_client
+from .relayed import RelayedAnswer
 from .request_id import Stop, stamp
 from .upstream import UpstreamPools
 
@@ -30,7 +30,7 @@ class BodyTooLarge(Exception):
     """The client's body went past the route's cap while it streamed."""
 
 
-BeforeAnswer = Callable[[web.StreamResponse], Awaitable[None] | None]  # an awaitable one holds the head back
+BeforeAnswer = Callable[[RelayedAnswer], Awaitable[None] | None]  # an awaitable one holds the head back
 
 
 class Forwarder:
@@ -172,15 +172,12 @@ async def _relay(
     request: web.Request, route: Route, upstream: UpstreamResponse, before_answer: BeforeAnswer | None,
     stop: Stop | None,
 ) -> web.StreamResponse:
-    headers = response_headers_for_client(upstream.headers)
     body = upstream.body_if_complete()
-    if body:  # the whole answer is here: aiohttp sends head and body in one write, and handles a vanished client
-        whole = web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=CIMultiDict(headers))
-        if before_answer is not None and (waited := before_answer(whole)) is not None:
+    response = RelayedAnswer(upstream.status, upstream.reason, response_headers_for_client(upstream.raw_headers), body)
+    if body is not None:  # the whole answer is here: head and body go in one write once the handler returns
+        if before_answer is not None and (waited := before_answer(response)) is not None:
             await waited
-        return whole
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-    response.headers.extend(headers)
+        return response
     stamp(response, current.get(), stop)  # sent before the handler returns
     if before_answer is not None and (waited := before_answer(response)) is not None:
         await waited

@@ -21,6 +21,7 @@ from aiohttp import web
 from ..logs import REQUEST_ID_HEADER, RequestLog, begin, new_request_id
 from ..settings import IPNetwork
 from .headers import client_address, is_trusted, well_formed_request_id
+from .relayed import RelayedAnswer
 
 
 class Stop:
@@ -50,10 +51,15 @@ def begin_request(request: web.Request, trusted_proxies: Sequence[IPNetwork]) ->
 def stamp(response: web.StreamResponse, entry: RequestLog | None, stop: Stop | None = None) -> web.StreamResponse:
     """The answer with the request's id on it (replacing any the app sent) and, once `stop` is asked, closing its
     connection; unless its head is already sent: the forwarders stamp what they stream before they send it."""
-    if not response.prepared:
-        if entry is not None:
-            response.headers[REQUEST_ID_HEADER] = entry.request_id
-        if stop is not None and stop.asked and not isinstance(response, web.WebSocketResponse):
-            response.force_close()
-            response.headers["Connection"] = "close"
+    if response.prepared:
+        return response
+    close = stop is not None and stop.asked and not isinstance(response, web.WebSocketResponse)
+    if isinstance(response, RelayedAnswer):  # the app's answer: its headers stay bytes
+        response.stamp(entry.request_id if entry is not None else None, close)
+        return response
+    if entry is not None:
+        response.headers[REQUEST_ID_HEADER] = entry.request_id
+    if close:
+        response.force_close()
+        response.headers["Connection"] = "close"
     return response
