@@ -68,6 +68,8 @@ _MAX_REFUSED_REVOKED = 10_000
 SEEN_BYTES = 8 * 1024 * 1024  # what a route keeps of the Cookie headers it has read
 _SEEN_FIXED = 700  # a remembered header's _Seen, tuple, dict slots and the Opened it shares with the codec's memo
 _PER_COOKIE = 130  # a parsed cookie's two str objects and its dict slot
+PLAIN_PATH_BYTES = 1024 * 1024  # what a route keeps of the paths it found to be neither its ACS nor a logout
+_PLAIN_SLOT = 100  # a remembered path's dict slot
 
 
 class _Seen:
@@ -123,6 +125,8 @@ class Enforcer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen_memo: Remembered[str, _Seen] = Remembered(SEEN_BYTES)
         self._cookie_headers = self._seen_memo.entries
+        self._plain_memo: Remembered[str, None] = Remembered(PLAIN_PATH_BYTES)
+        self._plain_paths = self._plain_memo.entries
         self._forwarded = metrics.decisions.get(route.name, FORWARD.action, FORWARD.reason)
         self._hit = metrics.lookups["hit"]
 
@@ -132,11 +136,14 @@ class Enforcer:
             return await self._forward_plain(request)
         header = request.headers.get("Cookie", "")
         seen = self._cookie_headers.get(header) or self._seen(header)
-        if request.method == "POST" and self._sign_ins is not None and request.path == self._profile.acs_path:
-            return await self._sign_ins(request, seen.for_app)
-        if mode is Mode.ENFORCE and self._logout.wants(request):
-            self._metrics.decisions.get(self.route.name, "logout", "app_logout").inc()
-            return await self._logout(request, seen.cookies, seen.binding)
+        path = request.path
+        if path not in self._plain_paths:
+            if request.method == "POST" and self._sign_ins is not None and path == self._profile.acs_path:
+                return await self._sign_ins(request, seen.for_app)
+            if mode is Mode.ENFORCE and self._logout.wants(request):
+                self._metrics.decisions.get(self.route.name, "logout", "app_logout").inc()
+                return await self._logout(request, seen.cookies, seen.binding)
+            self._plain(path)
         upgrade = is_websocket_upgrade(request)
         store = self._store
         if seen.mode is mode and seen.generation == store.generation and not upgrade:
@@ -258,6 +265,12 @@ class Enforcer:
         each request may claim another."""
         if entry is not None and entry.session is not None:
             seen.remember(min(holds_until(facts, self.sessions.rules), entry.fresh_until), entry, mode, generation)
+
+    def _plain(self, path: str) -> None:
+        """Remember a decoded path that is neither the ACS nor, by any method or spelling, the logout: the next
+        request of it is neither, found with one look-up. A client may vary paths at will: the memo is bounded."""
+        if path != self._profile.acs_path and self._logout.never_wants(path):
+            self._plain_memo.remember(path, None, sys.getsizeof(path) + _PLAIN_SLOT)
 
     def _resealed(self, decision: Decision, binding: Binding | None, app: tuple[str, str] | None,
                   now: float) -> Binding | None:
