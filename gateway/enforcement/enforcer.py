@@ -69,17 +69,20 @@ _MAX_REFUSED_REVOKED = 10_000
 SEEN_BYTES = 8 * 1024 * 1024  # what a route keeps of the Cookie headers it has read
 _SEEN_FIXED = 700  # a remembered header's _Seen, tuple, dict slots and the Opened it shares with the codec's memo
 _PER_COOKIE = 130  # a parsed cookie's two str objects and its dict slot
+PLAIN_PATH_BYTES = 1024 * 1024  # what a route keeps of the paths it found to be neither its ACS nor a logout
+_PLAIN_SLOT = 100  # a remembered path's dict slot
 
 
 class _Seen:
     """What one Cookie header says, and the last plain forward decided for it: until when it holds, from which
     cache entry, in which mode."""
 
-    __slots__ = ("cookies", "app", "opened", "for_app", "until", "entry", "mode", "generation")
+    __slots__ = ("cookies", "app", "opened", "binding", "for_app", "until", "entry", "mode", "generation")
 
     def __init__(self, cookies: dict[str, str], app: tuple[str, str] | None, opened: Opened | None,
                  for_app: str) -> None:
         self.cookies, self.app, self.opened, self.for_app = cookies, app, opened, for_app
+        self.binding = opened.binding if opened is not None else None
         self.until = NEVER
         self.entry: Entry | None = None
         self.mode = Mode.OFF
@@ -123,6 +126,8 @@ class Enforcer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen_memo: Remembered[str, _Seen] = Remembered(SEEN_BYTES)
         self._cookie_headers = self._seen_memo.entries
+        self._plain_memo: Remembered[str, None] = Remembered(PLAIN_PATH_BYTES)
+        self._plain_paths = self._plain_memo.entries
         self._forwarded = metrics.decisions.get(route.name, FORWARD.action, FORWARD.reason)
         self._hit = metrics.lookups["hit"]
 
@@ -130,21 +135,30 @@ class Enforcer:
         mode = self.mode
         if mode is Mode.OFF:
             return await self._forward_plain(request)
-        seen = self._seen(request.headers.get("Cookie", ""))
-        cookies, app, opened, for_app = seen.cookies, seen.app, seen.opened, seen.for_app
-        if self._sign_ins is not None and request.method == "POST" and request.path == self._profile.acs_path:
-            return await self._sign_ins(request, for_app)
-        binding = opened.binding if opened is not None else None
-        if mode is Mode.ENFORCE and self._logout.wants(request):
-            self._metrics.decisions.get(self.route.name, "logout", "app_logout").inc()
-            return await self._logout(request, cookies, binding)
+        header = request.headers.get("Cookie", "")
+        seen = self._cookie_headers.get(header) or self._seen(header)
+        path = request.path
+        if path not in self._plain_paths:
+            if request.method == "POST" and self._sign_ins is not None and path == self._profile.acs_path:
+                return await self._sign_ins(request, seen.for_app)
+            if mode is Mode.ENFORCE and self._logout.wants(request):
+                self._metrics.decisions.get(self.route.name, "logout", "app_logout").inc()
+                return await self._logout(request, seen.cookies, seen.binding)
+            self._plain(path)
         upgrade = is_websocket_upgrade(request)
         store = self._store
-        if (seen.entry is not None and seen.mode is mode and seen.generation == store.generation and not upgrade
-                and not self._identifiers):
-            now = self._clock()
-            if now < seen.until and self._validator.cache.still(seen.entry, now):
-                return await self._forward_again(request, seen)  # the same facts as the last request: forward
+        if seen.mode is mode and seen.generation == store.generation and not upgrade:
+            entry = seen.entry
+            if entry is not None and self._clock() < seen.until and self._validator.cache.holds(entry):
+                # the same facts as the last request: forward, counted as a cache hit and a forward, as the long
+                # way would
+                self._hit.inc()
+                self._forwarded.inc()
+                binding, app = seen.binding, seen.app
+                return await self._http(request, self.route, cookie=seen.for_app,
+                                        before_answer=lambda response: self._on_answer(request, response, None,
+                                                                                       binding, app))
+        cookies, app, opened, for_app, binding = seen.cookies, seen.app, seen.opened, seen.for_app, seen.binding
         generation = store.generation
         facts = self._facts(request, cookies, app is not None, opened)
         session_id = session_to_validate(facts)
@@ -157,8 +171,8 @@ class Enforcer:
         decision = decide(facts, self.sessions.rules, mode, now)
         if decision is FORWARD:
             self._forwarded.inc()
-            if validation is not None and validation.entry is not None:
-                seen.remember(holds_until(facts, self.sessions.rules), validation.entry, mode, generation)
+            if validation is not None and not self._identifiers:
+                self._remember(seen, facts, validation.entry, mode, generation)
         else:
             self._metrics.decisions.get(self.route.name, decision.action, decision.reason).inc()
         if decision.action is Action.END:
@@ -180,16 +194,6 @@ class Enforcer:
                                                                                app))
 
     # --- forwarding --------------------------------------------------------------------------------------
-
-    async def _forward_again(self, request: web.Request, seen: _Seen) -> web.StreamResponse:
-        """What decide() said of this Cookie header last time still holds (its Okta entry is the one cached, and
-        no rule of time has turned since): forward, counted as a cache hit and a forward, as the long way would."""
-        self._hit.inc()
-        self._forwarded.inc()
-        binding = seen.opened.binding if seen.opened is not None else None
-        return await self._http(request, self.route, cookie=seen.for_app,
-                                before_answer=lambda response: self._on_answer(request, response, None, binding,
-                                                                               seen.app))
 
     async def _forward_plain(self, request: web.Request) -> web.StreamResponse:
         if is_websocket_upgrade(request):
@@ -254,6 +258,20 @@ class Enforcer:
                         + sys.getsizeof(cookies) + len(cookies) * _PER_COOKIE + _SEEN_FIXED)
                 self._seen_memo.remember(header, seen, size)
         return seen
+
+    def _remember(self, seen: _Seen, facts: Facts, entry: Entry | None, mode: Mode, generation: int) -> None:
+        """What a plain forward decided, for the next request with the same Cookie header: it holds while the
+        validation's entry of a live session is the one cached and fresh, and no rule of time has turned. A route
+        that reads a session id from the request itself (`sid_sources` other than the sign-in) remembers nothing:
+        each request may claim another."""
+        if entry is not None and entry.session is not None:
+            seen.remember(min(holds_until(facts, self.sessions.rules), entry.fresh_until), entry, mode, generation)
+
+    def _plain(self, path: str) -> None:
+        """Remember a decoded path that is neither the ACS nor, by any method or spelling, the logout: the next
+        request of it is neither, found with one look-up. A client may vary paths at will: the memo is bounded."""
+        if path != self._profile.acs_path and self._logout.never_wants(path):
+            self._plain_memo.remember(path, None, sys.getsizeof(path) + _PLAIN_SLOT)
 
     def _resealed(self, decision: Decision, binding: Binding | None, app: tuple[str, str] | None,
                   now: float) -> Binding | None:

@@ -108,11 +108,17 @@ class LogoutInterceptor:
         path = request.path
         if path in self._paths:
             return True
+        if self.never_wants(path):
+            return False
+        return logout_form(request.rel_url.raw_path) in self._forms
+
+    def never_wants(self, path: str) -> bool:
+        """Whether no request of this decoded path is the logout, whatever its method and its raw spelling: it is
+        none of the logout paths and has the last segment of none in it (any case)."""
+        if path in self._paths:
+            return False
         lowered = path.lower()
-        for word in self._words:
-            if word in lowered:
-                return logout_form(request.rel_url.raw_path) in self._forms
-        return False
+        return not any(word in lowered for word in self._words)
 
     async def __call__(self, request: web.Request, cookies: dict[str, str],
                        binding: Binding | None) -> web.StreamResponse:

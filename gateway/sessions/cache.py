@@ -71,9 +71,11 @@ class ValidationCache:
             return Freshness.REFRESH, entry
         return Freshness.FRESH, entry
 
-    def still(self, entry: Entry, now: float) -> bool:
-        """Whether this entry of a live session is still the one held, and fresh (for a caller that kept it)."""
-        return entry.session is not None and now < entry.fresh_until and self._entries.get(entry.session.id) is entry
+    def holds(self, entry: Entry) -> bool:
+        """Whether this entry of a live session is still the one held (for a caller that kept it, and knows until
+        when it is fresh): an entry is never changed, only replaced or evicted."""
+        session = entry.session
+        return session is not None and self._entries.get(session.id) is entry
 
     def last_alive(self, session_id: str, now: float) -> Entry | None:
         """The last entry of a live session, even past its end, if the session's own expiresAt is still ahead."""

@@ -190,3 +190,21 @@ async def test_a_route_that_can_bind_nothing_yet_ends_what_is_unbound_is_named_a
     with caplog.at_level("WARNING", logger="gateway.sessions"):
         await enforced(start_upstream, start_gateway, start_okta_sandbox, sid_sources=sources, unbound=unbound, **extra)
     assert any("can be bound" in r.getMessage() for r in caplog.records) is warned
+
+
+async def test_the_paths_found_plain_are_remembered_within_their_budget_and_no_logout_is(start_upstream,
+                                                                                         start_gateway,
+                                                                                         start_okta_sandbox, http,
+                                                                                         monkeypatch):
+    monkeypatch.setattr("gateway.enforcement.enforcer.PLAIN_PATH_BYTES", 20_000)
+    app, gateway, _ = await enforced(start_upstream, start_gateway, start_okta_sandbox)
+    base = f"http://{gateway.host}:{gateway.port}"
+    for path in [f"/page{i}" for i in range(300)] + ["/logout", "/LogOut/", "/a/logout", "/saml/acs"]:
+        async with http.get(base + path, allow_redirects=False) as r:
+            await r.read()
+    enforcer = gateway.app[ENFORCERS]["app"]
+    assert "/page299" in enforcer._plain_paths and "/page0" not in enforcer._plain_paths
+    assert enforcer._plain_memo.bytes <= 20_000
+    assert not [p for p in enforcer._plain_paths if "logout" in p.lower() or p == "/saml/acs"]
+    async with http.get(base + "/logout", allow_redirects=False) as r:  # still the logout
+        assert r.status == 302 and "/login/signout" in r.headers["Location"]

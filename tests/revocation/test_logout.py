@@ -3,13 +3,15 @@ and the sign-out URL that carries it."""
 
 from __future__ import annotations
 
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from multidict import MultiDict
 from yarl import URL
 
-from gateway.revocation.logout import after_logout_target, logout_form, okta_sign_out_url
+from gateway.revocation.logout import LogoutInterceptor, after_logout_target, logout_form, okta_sign_out_url
 from gateway.routing import plain_host
 from gateway.settings import LogoutRules
 
@@ -158,12 +160,35 @@ def test_the_sign_out_url_keeps_the_orgs_origin_and_port_and_replaces_any_path()
 # --- the logout path as the app reads it, and the Host the after-logout origin is made of ---------------------------
 
 
-@pytest.mark.parametrize("raw", [
+LOGOUT_SPELLINGS = [
     "/hr/logout", "/hr/logout/", "/hr//logout", "//hr///logout//", "/hr/logout;jsessionid=X", "/hr;a=b/logout;c",
     "/HR/LogOut", "/hr/%6Cogout", "/hr/x/../logout", "/hr/x/..;/logout", "/hr/./logout/.", "/hr/%2e%2e/hr/logout",
-    "/hr\\logout", "/hr%2Flogout", "/hr/logout?next=/x", "/../hr/logout"])
+    "/hr\\logout", "/hr%2Flogout", "/hr/logout?next=/x", "/../hr/logout"]
+
+
+@pytest.mark.parametrize("raw", LOGOUT_SPELLINGS)
 def test_a_logout_path_is_read_as_servlet_containers_read_it(raw):
     assert logout_form(raw) == "/hr/logout"
+
+
+def interceptor(*paths: str) -> LogoutInterceptor:
+    none = cast(Any, None)
+    return LogoutInterceptor(LogoutRules(), paths, none, none, none, URL("https://org.example.com"))
+
+
+@pytest.mark.parametrize("raw", [r for r in LOGOUT_SPELLINGS if not r.startswith("//")])  # a mocked `//x` has a host
+def test_no_spelling_of_the_logout_is_one_that_never_wants_it(raw):
+    # the enforcer remembers the decoded paths that never_wants() clears, and skips wants() for them
+    request = make_mocked_request("GET", raw)
+    logout = interceptor("/hr/logout")
+    assert logout.wants(request)
+    assert not logout.never_wants(request.path)
+
+
+@pytest.mark.parametrize("path", ["/hr/page", "/", "/hr/log/out", "/hr/logoff"])
+def test_a_path_without_the_logout_in_it_never_wants_it(path):
+    assert interceptor("/hr/logout").never_wants(path)
+    assert not interceptor("/hr/logout").wants(make_mocked_request("POST", path))
 
 
 @pytest.mark.parametrize("raw", ["/hr/logout%3Bx", "/hr/logout.jsp", "/hr/logoutx", "/hr/x/logout", "/hr/%256Cogout",

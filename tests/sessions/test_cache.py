@@ -153,3 +153,19 @@ def test_an_adopted_gone_answer_is_a_negative_entry_for_at_most_negative_ttl():
     c = cache()
     entry = c.adopt(SESSION.id, None, fetched_at=T0, fresh_until=T0 + 300, now=T0 + 10)
     assert entry is not None and entry.session is None and entry.fresh_until == entry.good_until == T0 + 30
+
+
+def test_a_kept_entry_is_held_until_it_is_replaced_evicted_or_no_longer_served_stale():
+    c = cache()
+    kept = c.store_alive(SESSION, T0)
+    assert c.holds(kept)
+    c.stop_serving_stale(SESSION.id)  # a failed revalidation: the held entry is another one now
+    assert not c.holds(kept)
+    kept = c.store_alive(SESSION, T0 + 1)
+    assert c.holds(kept) and not c.holds(c.store_gone("other", T0))  # a gone session's entry vouches for none
+    c.store_alive(SESSION, T0 + 2)
+    assert not c.holds(kept)
+    kept = c.lookup(SESSION.id, T0 + 2)[1]
+    assert kept is not None and c.holds(kept)
+    c.evict_user([SESSION.user_id])
+    assert not c.holds(kept)
