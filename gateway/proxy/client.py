@@ -52,6 +52,11 @@ class UpstreamTimeout(UpstreamError):
     """The upstream took longer than a configured limit."""
 
 
+def headers_as_text(raw: list[RawHeader]) -> list[Header]:
+    """An answer's header bytes as text; what is not UTF-8 reads as U+FFFD (as aiohttp's text would have it)."""
+    return [(k.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for k, v in raw]
+
+
 class UpstreamResponse:
     """An answer whose head has arrived; its body streams from `iter_body()`. Always `close()` it.
 
@@ -71,7 +76,7 @@ class UpstreamResponse:
     @property
     def headers(self) -> list[Header]:
         """The headers as text; what is not UTF-8 reads as U+FFFD."""
-        return [(k.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for k, v in self.raw_headers]
+        return headers_as_text(self.raw_headers)
 
     def iter_body(self) -> AsyncIterator[bytes]:
         return self._conn.iter_body()

@@ -39,7 +39,7 @@ from aiohttp.helpers import must_be_empty_body, rfc822_formatted_time, should_re
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
 from multidict import CIMultiDict
 
-from .client import RawHeader
+from .client import RawHeader, headers_as_text
 
 _CRLF = b"\r\n"
 _COLON = b": "
@@ -72,7 +72,7 @@ class RelayedAnswer(web.StreamResponse):
         upstream = self._upstream
         if upstream is not None:  # the first look: the upstream's headers become the answer's, as text
             self._upstream = self._lines = None
-            self._text.extend([(k.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for k, v in upstream])
+            self._text.extend(headers_as_text(upstream))
         return self._text
 
     @_headers.setter
