@@ -88,7 +88,9 @@ def _run(args: argparse.Namespace) -> int:
     import signal
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for while starting must not kill the gateway
-    from .run import serve
+    from .run import EARLY_SIGHUP, serve
+
+    signal.signal(signal.SIGHUP, EARLY_SIGHUP.hold)  # nor be lost: the file may have changed since it was read
 
     settings = load(args.config)
     setup_logging(settings.server.log_level, settings.log.format)

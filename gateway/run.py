@@ -4,7 +4,9 @@ The listening socket options, uvloop and the access log are set here once; every
 server.py and below.
 
 Signals, in every process of the gateway from its start (SIGHUP's default action would kill it):
-- SIGHUP reloads the configuration (reload.py); with `workers > 1` the parent passes it to every worker.
+- SIGHUP reloads the configuration (reload.py); with `workers > 1` the parent passes it to every worker. One that
+  comes while a process is still starting is held and acted on once its reloader (or the parent's passing on) is in
+  place: a worker that was still building its app when the operator sent it would otherwise serve the old file.
 - SIGTERM stops gracefully: readyz answers 503 at once, the listener keeps accepting for `[server] stop_delay`
   seconds (the load balancer, or Kubernetes, stops sending meanwhile), then closes; the requests in flight finish
   within `shutdown_timeout`, open WebSockets close with 1001, and the process exits 0.
@@ -41,7 +43,7 @@ def serve(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM; with `workers > 1`, fork that many processes on one port."""
     server = settings.server
     workers = server.workers
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until this process's own handler is in place
+    signal.signal(signal.SIGHUP, EARLY_SIGHUP.hold)  # until this process's own handler is in place
     if workers == 1:
         _serve_one(settings, listening_socket(server.host, server.port, reuse_port=False), *metrics_sockets(settings))
         return
@@ -50,6 +52,7 @@ def serve(settings: Settings) -> None:
     context = multiprocessing.get_context("fork")
     children = [context.Process(target=_serve_one, args=(settings, sock, scrape), daemon=True)
                 for sock, scrape in zip(sockets, scrapes, strict=True)]
+    held = EARLY_SIGHUP.take()  # the children start with none held: they get this one passed on, as any other
     for child in children:
         child.start()
     for sock in [*sockets, *(s for s in scrapes if s is not None)]:
@@ -62,6 +65,8 @@ def serve(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
+    if EARLY_SIGHUP.take() or held:
+        forward(signal.SIGHUP, None)
     if server.pid_file:
         write_pid_file(server.pid_file)
     try:
@@ -107,6 +112,8 @@ async def _serve(settings: Settings, sock: socket.socket, scrape: socket.socket 
     loop.add_signal_handler(signal.SIGTERM, stop.request, "SIGTERM", True)
     loop.add_signal_handler(signal.SIGINT, stop.request, "SIGINT", False)
     loop.add_signal_handler(signal.SIGHUP, app[RELOADER].request, "SIGHUP")
+    if EARLY_SIGHUP.take():
+        app[RELOADER].request("SIGHUP during start")
     try:
         await web.SockSite(runner, sock).start()
         if pid_file:
@@ -120,6 +127,24 @@ async def _serve(settings: Settings, sock: socket.socket, scrape: socket.socket 
         # the loop's close would put back SIGHUP's default action (the end of the process) for what remains of it
         loop.remove_signal_handler(signal.SIGHUP)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+class EarlySighup:
+    """Whether a SIGHUP came before this process's reloader (or, in the parent of several workers, its passing on)
+    was in place. A forked worker inherits the handler, and the flag as it stood at the fork."""
+
+    def __init__(self) -> None:
+        self._held = False
+
+    def hold(self, signum: int, frame: object) -> None:
+        self._held = True
+
+    def take(self) -> bool:
+        held, self._held = self._held, False
+        return held
+
+
+EARLY_SIGHUP = EarlySighup()
 
 
 # The cyclic collector's first generation runs after this many more container objects were made than freed: above

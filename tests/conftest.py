@@ -172,10 +172,17 @@ class GatewayProcess:
     def start(self, *, ready: bool = True) -> None:
         """Start it and wait until readyz answers 200 (`ready=False`: until healthz answers, for a gateway that is
         not meant to be ready)."""
+        self.launch()
+        self.wait(ready=ready)
+
+    def launch(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
+
+    def wait(self, *, ready: bool = True) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -214,10 +221,12 @@ class GatewayProcess:
 
 @pytest.fixture
 def gateway_process(tmp_path: Path) -> Any:
-    """Start `session-gateway run` on a config made of these routes and sections; stopped after the test."""
+    """Start `session-gateway run` on a config made of these routes and sections (`wait=False`: return once it
+    is launched, `GatewayProcess.wait` waits); stopped after the test."""
     started: list[GatewayProcess] = []
 
-    def start(routes: list[dict[str, Any]], *, ready: bool = True, **sections: dict[str, Any]) -> GatewayProcess:
+    def start(routes: list[dict[str, Any]], *, ready: bool = True, wait: bool = True,
+              **sections: dict[str, Any]) -> GatewayProcess:
         port = free_port()
         # stop at once on the SIGTERM that ends the test, unless the test asks for a stop delay
         server = {"listen": f"127.0.0.1:{port}", "stop_delay": 0, **sections.pop("server", {})}
@@ -225,7 +234,10 @@ def gateway_process(tmp_path: Path) -> Any:
         config.write_text(toml_text(routes, server=server, **sections))
         process = GatewayProcess(config, port)
         started.append(process)
-        process.start(ready=ready)
+        if wait:
+            process.start(ready=ready)
+        else:
+            process.launch()
         return process
 
     yield start

@@ -313,6 +313,35 @@ def test_with_several_workers_the_parent_passes_sighup_to_each_and_sigterm_stops
     assert log.count("routes added: b") == 2 and log.count("session-gateway stopped") == 2, log
 
 
+def test_a_sighup_that_comes_while_the_workers_start_reloads_each_of_them(gateway_process, start_redis):
+    """The operator's SIGHUP reaches the parent as its workers are still building their apps: each worker keeps it
+    and reloads once its reloader is in place, rather than serving the file as it was before the signal."""
+    redis = start_redis()
+    routes = [{"name": "a", "host": "*", "path": "/a/", "upstream": "http://127.0.0.1:9",
+               "required_for_ready": False}]
+    gateway = gateway_process(routes, wait=False, server={"workers": 2}, store={"backend": "redis", "url": redis.url})
+    assert gateway.process is not None
+    pid = gateway.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    deadline = time.monotonic() + 20
+    while len(children.read_text().split()) < 2:
+        assert time.monotonic() < deadline and gateway.process.poll() is None, gateway.output()
+        time.sleep(0.002)
+    gateway.config.write_text(gateway.config.read_text() + '[[route]]\nname = "b"\nhost = "*"\npath = "/b/"\n'
+                                                          'upstream = "http://127.0.0.1:9"\n')
+    gateway.process.send_signal(signal.SIGHUP)
+    gateway.wait(ready=False)  # route b's upstream, required for readiness, refuses
+    deadline = time.monotonic() + 15
+    while not _route_b_answers(gateway):
+        assert time.monotonic() < deadline, "route b did not come"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    answers = [_route_b_answers(gateway) for _ in range(40)]
+    assert all(answers), (answers, gateway.stop())  # both workers: a new connection each
+    log = gateway.stop()
+    assert log.count("routes added: b") == 2, log
+
+
 async def test_watch_config_follows_each_configmap_update_not_only_the_first(start_upstream, tmp_path):
     """Kubernetes mounts a ConfigMap as gateway.toml -> ..data/gateway.toml, ..data -> ..<timestamp>/; an update
     writes a new timestamped directory, swaps ..data and removes the old directory. The watch must follow every
