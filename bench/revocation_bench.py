@@ -15,6 +15,7 @@
    of CPU time per request (from /proc) and of requests/s.
 
     python bench/revocation_bench.py [--duration 10s] [--connections 64] [--trials 5]
+    python bench/revocation_bench.py --instructions-only    # the callgrind counts alone, about a minute
 
 Prints `RESULT pull_revocation_window_s=<worst> cache_ttl_s=<ttl>`, `RESULT push_revocation_p99_ms=<ms>` and
 `RESULT enforce_vs_off=<ratio>
@@ -339,6 +340,27 @@ def instructions_per_request(args: argparse.Namespace, up: Upstreams, work: Path
     return {name: min(counts) for name, counts in per_request.items()}
 
 
+def instructions_only(args: argparse.Namespace) -> int:
+    """`RESULT enforce_vs_off=... off_instructions=... enforce_instructions=...`, counted by callgrind alone."""
+    work = Path(tempfile.mkdtemp(prefix="revocation-bench-"))
+    work.chmod(0o755)
+    children: list[pb.Child] = []
+    try:
+        _, nginx = pb.ensure_tools()
+        up = start_upstreams(args, nginx, work, children)
+        per_request = instructions_per_request(args, up, work, children, ("off", "on"))
+    except pb.BenchError as exc:
+        print(f"revocation_bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for child in reversed(children):
+            pb.stop(child)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"RESULT enforce_vs_off={per_request['off'] / per_request['on']:.4f} "
+          f"off_instructions={per_request['off']:.0f} enforce_instructions={per_request['on']:.0f}", flush=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", default="4s", help="of each measured wrk run")
@@ -349,7 +371,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10, help="wrk runs of each policy")
     parser.add_argument("--requests", type=int, default=1000, help="requests of each policy counted by callgrind")
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--instructions-only", action="store_true",
+                        help="count the instructions per request of each policy and nothing else (about a minute): "
+                             "the figure for a commit message")
     args = parser.parse_args()
+    if args.instructions_only:
+        return instructions_only(args)
     window = asyncio.run(pull_window(args.trials))
     print(f"RESULT pull_revocation_window_s={window:.3f} cache_ttl_s={TTL:g}", flush=True)
     pushed = sorted(asyncio.run(push_window(args.push_trials)))
