@@ -100,20 +100,34 @@ def request_headers_for_upstream(
     `drop` names further headers to leave out, in lower case.
     """
     trusted = is_trusted(peer, trusted_proxies)
-    named = connection_tokens(headers)
     skip = _skip_set(trusted, drop)
-    if named:
-        skip = skip | named
-    out = [(k, v) for k, v in headers if k.lower() not in skip]
+    out: list[Header] = []
+    connection: list[Header] | None = None
+    for name, value in headers:  # one pass: Connection, never forwarded itself, is noted on the way
+        lower = name.lower()
+        if lower not in skip:
+            out.append((name, value))
+        elif lower == "connection":
+            if connection is None:
+                connection = []
+            connection.append(("Connection", value))
+    if connection is not None and (named := connection_tokens(connection)):
+        out = [h for h in out if h[0].lower() not in named]
     out.append(("Host", host if preserve_host and host else upstream_host))
     out.extend(_forwarded(headers, trusted, peer=peer, scheme=scheme, host=host))
     return out
 
 
-@functools.cache
 def _skip_set(trusted: bool, drop: frozenset[str]) -> frozenset[str]:
-    """The headers never forwarded, with the caller's own (a handful of fixed sets: built once each)."""
-    return (_NOT_FORWARDED_UP if trusted else _NOT_FORWARDED_FROM_CLIENTS) | drop
+    """The headers never forwarded, with the caller's own."""
+    base = _NOT_FORWARDED_UP if trusted else _NOT_FORWARDED_FROM_CLIENTS
+    return _with_dropped(base, drop) if drop else base
+
+
+@functools.cache
+def _with_dropped(base: frozenset[str], drop: frozenset[str]) -> frozenset[str]:
+    """A handful of fixed sets (the Cookie header the enforcer replaces, the WebSocket's own): built once each."""
+    return base | drop
 
 
 def forwarded_headers(
@@ -124,30 +138,41 @@ def forwarded_headers(
 
 
 def _forwarded(headers: Sequence[Header], trusted: bool, *, peer: str | None, scheme: str, host: str) -> list[Header]:
-    prior_for = [v for k, v in headers if k.lower() == "x-forwarded-for"] if trusted else []
-    chain = ", ".join([*prior_for, peer or "unknown"])
-    proto = _first(headers, "x-forwarded-proto") if trusted else None
-    fhost = _first(headers, "x-forwarded-host") if trusted else None
-    out = [("X-Forwarded-For", chain), ("X-Forwarded-Proto", proto or scheme)]
-    if fhost or host:
-        out.append(("X-Forwarded-Host", fhost or host))
+    if not trusted:
+        out = [("X-Forwarded-For", peer or "unknown"), ("X-Forwarded-Proto", scheme)]
+        if host:
+            out.append(("X-Forwarded-Host", host))
+        return out
+    chain = ", ".join([*(v for k, v in headers if k.lower() == "x-forwarded-for"), peer or "unknown"])
+    fhost = _first(headers, "x-forwarded-host") or host
+    out = [("X-Forwarded-For", chain), ("X-Forwarded-Proto", _first(headers, "x-forwarded-proto") or scheme)]
+    if fhost:
+        out.append(("X-Forwarded-Host", fhost))
     return out
 
 
 def response_headers_for_client(headers: Sequence[tuple[AnyStr, AnyStr]]) -> list[tuple[AnyStr, AnyStr]]:
     """The upstream's answer headers less hop-by-hop ones; repeated headers (Set-Cookie) stay apart. As text, or
     as the bytes the upstream sent (the proxy relays those, without decoding them)."""
-    kept = [h for h in headers if h[0].lower() not in _HOP_BY_HOP_EITHER]
-    if len(kept) == len(headers):
-        return kept  # no Connection header, so no other header was named hop-by-hop
-    named = _named_hop_by_hop(headers)
+    kept: list[tuple[AnyStr, AnyStr]] = []
+    connection: list[AnyStr] | None = None
+    for header in headers:  # one pass: Connection, never relayed itself, is noted on the way
+        lower = header[0].lower()
+        if lower not in _HOP_BY_HOP_EITHER:
+            kept.append(header)
+        elif lower in _CONNECTION_EITHER:
+            if connection is None:
+                connection = []
+            connection.append(header[1])
+    if connection is None:
+        return kept
+    named = _named_hop_by_hop(connection)
     return [h for h in kept if h[0].lower() not in named] if named else kept
 
 
-def _named_hop_by_hop(headers: Sequence[tuple[AnyStr, AnyStr]]) -> frozenset[str | bytes]:
-    """The names that Connection headers declare hop-by-hop beyond those that always are (most answers' Connection
-    says only `close` or `keep-alive`: then none), spelled as the headers are."""
-    values = [v for k, v in headers if k.lower() in _CONNECTION_EITHER]
+def _named_hop_by_hop(values: list[AnyStr]) -> frozenset[str | bytes]:
+    """The names that Connection headers of these values declare hop-by-hop beyond those that always are (most
+    answers' Connection says only `close` or `keep-alive`: then none), spelled as the headers are."""
     if all(v.lower() in _PLAIN_CONNECTION for v in values):
         return frozenset()
     raw = isinstance(values[0], bytes)
