@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 
@@ -199,6 +200,22 @@ def test_a_session_id_is_shortened_as_on_the_status_page():
 def test_made_request_ids_are_distinct_and_well_formed():
     made = {new_request_id() for _ in range(10_000)}
     assert len(made) == 10_000 and all(re.fullmatch(r"[0-9a-f]{16}", r) and well_formed_request_id(r) for r in made)
+
+
+def test_a_forked_worker_makes_request_ids_of_its_own_not_the_rest_of_its_parents():
+    """The ids come from random bytes read ahead: a child forked with some of them unread must not repeat them."""
+    new_request_id()  # the parent has read ahead
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's side
+        os.write(writing, " ".join(new_request_id() for _ in range(20)).encode())
+        os._exit(0)
+    os.close(writing)
+    with os.fdopen(reading) as pipe:
+        childs = set(pipe.read().split())
+    os.waitpid(child, 0)
+    parents = {new_request_id() for _ in range(20)}
+    assert len(childs) == 20 and not childs & parents
 
 
 @pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "caf\u00e9", "a b", "a\tb", "\x00", "", "\x7f",
