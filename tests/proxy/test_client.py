@@ -13,7 +13,7 @@ from yarl import URL
 
 from conftest import route
 from gateway.proxy.backend import Connect
-from gateway.proxy.client import OriginPool, UpstreamError, UpstreamResponse, UpstreamTimeout
+from gateway.proxy.client import OriginPool, UpstreamError, UpstreamResponse, UpstreamTimeout, _Slots
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
@@ -209,6 +209,52 @@ async def test_pool_size_bounds_concurrent_upstream_connections(raw_upstream, st
 
     assert await asyncio.gather(*(one() for _ in range(12))) == [200] * 12
     assert peak <= 3
+
+
+# --- the pool's slots --------------------------------------------------------------------------------------
+
+async def test_slots_go_to_the_waiters_in_the_order_they_came():
+    slots, order = _Slots(1), []
+    assert slots.take_now()
+
+    async def wait(name: str) -> None:
+        await slots.take(5)
+        order.append(name)
+
+    waiting = [asyncio.ensure_future(wait(name)) for name in "abc"]
+    await asyncio.sleep(0)
+    assert not slots.take_now()  # a newcomer does not jump the queue
+    for _ in range(3):
+        slots.give()
+        await asyncio.sleep(0)
+    await asyncio.gather(*waiting)
+    assert order == ["a", "b", "c"]
+
+
+async def test_a_waiter_whose_time_ran_out_leaves_no_slot_taken():
+    slots = _Slots(1)
+    assert slots.take_now()
+    with pytest.raises(UpstreamTimeout):
+        await slots.take(0.01)
+    slots.give()
+    assert slots.take_now() and not slots.take_now()
+
+
+async def test_a_slot_handed_to_a_waiter_cancelled_before_it_ran_goes_to_the_next():
+    """give() hands the slot over, then the waiter's caller is cancelled (the client went away) before the waiter
+    resumed: the slot must not be lost with it."""
+    slots = _Slots(1)
+    assert slots.take_now()
+    first = asyncio.ensure_future(slots.take(5))
+    second = asyncio.ensure_future(slots.take(5))
+    await asyncio.sleep(0)
+    slots.give()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, 1)  # the slot went on to the second
+    slots.give()
+    assert slots.take_now() and not slots.take_now()
 
 
 # --- the client alone, over memory ----------------------------------------------------------------------------
