@@ -86,6 +86,12 @@ class RelayedAnswer(web.StreamResponse):
         lines, present = self._header_lines()
         return [value.decode() for value in _SET_COOKIES.findall(lines)] if b"set-cookie" in present else []
 
+    def sets_cookies(self) -> bool:
+        """Whether the app's answer has a Set-Cookie header: `set_cookie_headers()` has none to read without it."""
+        if self._upstream is None:
+            return "Set-Cookie" in self._text
+        return b"set-cookie" in self._header_lines()[1]
+
     def stamp(self, request_id: str | None, close: bool) -> None:
         """request_id.stamp's marks: the request's id, and (a stop) `Connection: close`."""
         if request_id is not None:
