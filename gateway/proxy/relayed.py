@@ -149,7 +149,7 @@ class RelayedAnswer(web.StreamResponse):
         reason = self._reason
         if not reason.isprintable():
             _refuse_control(reason)
-        lines, present = self._header_lines()
+        lines, present = self._lines or self._header_lines()  # the enforcer may have asked for them already
         empty = must_be_empty_body(method, status)
         unlengthed = empty and should_remove_content_length(method, status)
         keep_alive = request.keep_alive if self._keep_alive is None else self._keep_alive
