@@ -157,7 +157,7 @@ class Enforcer:
 
             def answered(response: RelayedAnswer, request: web.Request = request, seen: _Seen = seen,
                          enforcer: Enforcer = self) -> None:  # defaults, not a closure: no cells in this frame
-                if response.sets_cookies():
+                if response.app_sets_cookies:
                     enforcer._on_answer(request, response, None, seen.binding, seen.app)
 
             return self._http(request, self.route, cookie=seen.for_app, before_answer=answered)
