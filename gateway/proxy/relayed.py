@@ -20,7 +20,7 @@ as aiohttp's text would have made it), with the headers aiohttp would add, added
 `headers` is the answer's headers as text, as on any response: built from the upstream's bytes the first time
 anything looks at them (`_headers`, which StreamResponse's own accessors read too), and from then on what the
 head is written from. The relay itself never looks: `set_cookie_headers()` reads the Set-Cookie values from the
-bytes.
+bytes, and `app_sets_cookies` (read when the answer is made) says whether there are any.
 
 aiohttp's private parts this relies on (hence aiohttp's pin in pyproject.toml; tests/proxy/test_relayed.py
 compares what this writes with what aiohttp's Response and StreamResponse write, byte for byte, and fails if
@@ -62,6 +62,9 @@ class RelayedAnswer(web.StreamResponse):
         super().__init__(status=status, reason=reason)
         self._upstream = headers
         self._lines: tuple[bytes, frozenset[bytes]] | None = None
+        # read here rather than when the head is written (the same one pass): a before_answer learns from an
+        # attribute, not a call, whether the app set a cookie
+        self.app_sets_cookies = b"set-cookie" in self._header_lines()[1]
         self._whole = whole
         self._head = b""
         self._request_id: str | None = None
@@ -143,7 +146,7 @@ class RelayedAnswer(web.StreamResponse):
         reason = self._reason
         if not reason.isprintable():
             _refuse_control(reason)
-        lines, present = self._header_lines()
+        lines, present = self._lines or self._header_lines()  # kept since __init__, unless read as text since
         empty = must_be_empty_body(method, status)
         unlengthed = empty and should_remove_content_length(method, status)
         keep_alive = request.keep_alive if self._keep_alive is None else self._keep_alive

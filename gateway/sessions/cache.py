@@ -56,17 +56,17 @@ class Entry:
 class ValidationCache:
     def __init__(self, policy: CachePolicy) -> None:
         self.policy = policy
-        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self.entries: OrderedDict[str, Entry] = OrderedDict()  # by session id: read them, change them here
         self._by_user: dict[str, set[str]] = {}  # user key -> ids of the user's live sessions held here
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def lookup(self, session_id: str, now: float) -> tuple[Freshness, Entry | None]:
-        entry = self._entries.get(session_id)
+        entry = self.entries.get(session_id)
         if entry is None or now >= entry.good_until:
             return Freshness.MISSING, None
-        self._entries.move_to_end(session_id)
+        self.entries.move_to_end(session_id)
         if now >= entry.fresh_until:
             return Freshness.REFRESH, entry
         return Freshness.FRESH, entry
@@ -75,11 +75,11 @@ class ValidationCache:
         """Whether this entry of a live session is still the one held (for a caller that kept it, and knows until
         when it is fresh): an entry is never changed, only replaced or evicted."""
         session = entry.session
-        return session is not None and self._entries.get(session.id) is entry
+        return session is not None and self.entries.get(session.id) is entry
 
     def last_alive(self, session_id: str, now: float) -> Entry | None:
         """The last entry of a live session, even past its end, if the session's own expiresAt is still ahead."""
-        entry = self._entries.get(session_id)
+        entry = self.entries.get(session_id)
         if entry is None or entry.session is None or now >= entry.session.expires_at:
             return None
         return entry
@@ -111,12 +111,12 @@ class ValidationCache:
 
     def stop_serving_stale(self, session_id: str) -> None:
         """A revalidation failed: the entry is no longer served past its TTL (it stays for `last_alive`)."""
-        entry = self._entries.get(session_id)
+        entry = self.entries.get(session_id)
         if entry is not None and entry.good_until > entry.fresh_until:
-            self._entries[session_id] = replace(entry, good_until=entry.fresh_until)
+            self.entries[session_id] = replace(entry, good_until=entry.fresh_until)
 
     def evict(self, session_id: str) -> None:
-        self._unindex(self._entries.pop(session_id, None))
+        self._unindex(self.entries.pop(session_id, None))
 
     def evict_user(self, keys: Iterable[str]) -> int:
         """Drop every entry of the user's sessions (a user-wide revocation arrived); how many there were."""
@@ -130,14 +130,14 @@ class ValidationCache:
         return set().union(*(self._by_user.get(key, ()) for key in keys))
 
     def _put(self, session_id: str, entry: Entry) -> Entry:
-        self._unindex(self._entries.get(session_id))
-        self._entries[session_id] = entry
-        self._entries.move_to_end(session_id)
+        self._unindex(self.entries.get(session_id))
+        self.entries[session_id] = entry
+        self.entries.move_to_end(session_id)
         if entry.session is not None:
             for key in user_keys(entry.session.user_id, entry.session.login):
                 self._by_user.setdefault(key, set()).add(session_id)
-        while len(self._entries) > self.policy.max_entries:
-            self._unindex(self._entries.popitem(last=False)[1])
+        while len(self.entries) > self.policy.max_entries:
+            self._unindex(self.entries.popitem(last=False)[1])
         return entry
 
     def _unindex(self, entry: Entry | None) -> None:

@@ -38,7 +38,8 @@ class App:
         self.web.router.add_route("*", "/{tail:.*}", self.answer)
 
     async def answer(self, request: web.Request) -> web.Response:
-        """Any ACS POST signs in (a new JSESSIONID; this app checks no signature); anything else is "ok"."""
+        """Any ACS POST signs in (a new JSESSIONID; this app checks no signature); anything else is "ok", and on
+        /rotate and /end with a new JSESSIONID or the old one expired."""
         self.paths[request.path] += 1
         if request.path == "/logout":
             self.logged_out.append(request.headers.get("Cookie", ""))
@@ -47,7 +48,12 @@ class App:
             response = web.Response(status=302, headers={"Location": "/"})
             response.set_cookie("JSESSIONID", f"signed-in-{self.paths[request.path]}")
             return response
-        return web.Response(text="ok")
+        response = web.Response(text="ok")
+        if request.path == "/rotate":  # the app gives its session a new id
+            response.set_cookie("JSESSIONID", f"rotated-{self.paths[request.path]}")
+        elif request.path == "/end":  # the app ends its own session, on a path that is not its logout
+            response.del_cookie("JSESSIONID")
+        return response
 
 
 async def enforced(start_upstream, start_gateway, start_okta_sandbox, **overrides: Any):
@@ -60,6 +66,26 @@ async def enforced(start_upstream, start_gateway, start_okta_sandbox, **override
         binding={"keys": "${GATEWAY_BINDING_KEYS}"},
     )
     return app, gateway, sandbox
+
+
+async def bound_cookies(http, url: str, signed: bytes) -> dict[str, str]:
+    """Sign in at the ACS with this SAML Response: the app's session cookie and the binding that belongs to it."""
+    async with http.post(url + "/saml/acs", data={"SAMLResponse": base64.b64encode(signed).decode()},
+                         allow_redirects=False) as r:
+        cookies = {c.key: c.value for c in r.cookies.values()}
+    assert set(cookies) == {"JSESSIONID", "gateway_binding"}, cookies  # bound
+    return cookies
+
+
+async def signed_in(http, url: str, sandbox) -> dict[str, str]:
+    """Alice, signed in to Okta and then to the app through the gateway at `url`."""
+    user = sandbox.org.user(ALICE[0])
+    session = sandbox.org.sign_in(user.login)
+    saml_app = sandbox.org.add_saml_app("app", url + "/saml/acs", "urn:test:app")
+    now = sandbox.org.clock.now()
+    signed = build_response(saml_app, sandbox.org.signing_key, name_id=user.login, now=now, authn_instant=now,
+                            attributes={"okta_session_id": session.id}, session_index=session.id)
+    return await bound_cookies(http, url, signed)
 
 
 async def send_all(http, url: str, cookies: list[str], concurrency: int = 16) -> Counter[int]:
@@ -158,10 +184,7 @@ async def test_a_flood_of_unbound_requests_does_not_keep_a_revoked_bound_session
     now = sandbox.org.clock.now()
     signed = build_response(saml_app, sandbox.org.signing_key, name_id=user.login, now=now, authn_instant=now,
                             attributes={"okta_session_id": session.id}, session_index=session.id)
-    async with http.post(url + "/saml/acs", data={"SAMLResponse": base64.b64encode(signed).decode()},
-                         allow_redirects=False) as r:
-        cookies = {c.key: c.value for c in r.cookies.values()}
-    assert set(cookies) == {"JSESSIONID", "gateway_binding"}, cookies  # bound
+    cookies = await bound_cookies(http, url, signed)
     bound = "; ".join(f"{k}={v}" for k, v in cookies.items())
     async with http.get(url + "/page", headers={"Cookie": bound}, allow_redirects=False) as r:
         assert r.status == 200
@@ -208,3 +231,40 @@ async def test_the_paths_found_plain_are_remembered_within_their_budget_and_no_l
     assert not [p for p in enforcer._plain_paths if "logout" in p.lower() or p == "/saml/acs"]
     async with http.get(base + "/logout", allow_redirects=False) as r:  # still the logout
         assert r.status == 302 and "/login/signout" in r.headers["Location"]
+
+
+@pytest.mark.parametrize("path", ["/rotate", "/end"])
+async def test_an_answer_setting_the_app_cookie_on_a_warm_hit_still_moves_or_drops_the_binding(
+        start_upstream, start_gateway, start_okta_sandbox, http, path):
+    # a warm hit (a Cookie header whose facts the route remembers) looks at the app's answer only when it sets a
+    # cookie: that one must still be followed, as the long way follows it
+    app, gateway, sandbox = await enforced(start_upstream, start_gateway, start_okta_sandbox)
+    url = f"http://{gateway.host}:{gateway.port}"
+    cookies = await signed_in(http, url, sandbox)
+    bound = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    async with http.get(url + "/page", headers={"Cookie": bound}, allow_redirects=False) as r:
+        assert r.status == 200 and "gateway_binding" not in r.cookies  # the long way: now remembered
+    enforcer = gateway.app[ENFORCERS]["app"]
+    assert enforcer._cookie_headers[bound].entry is not None
+    hits = enforcer._hit.value
+    async with http.get(url + path, headers={"Cookie": bound}, allow_redirects=False) as r:
+        assert r.status == 200
+        answered = {c.key: c for c in r.cookies.values()}
+    assert enforcer._hit.value == hits + 1  # it was the warm hit
+    if path == "/rotate":
+        assert answered["JSESSIONID"].value == "rotated-1"
+        rebound = f"JSESSIONID=rotated-1; gateway_binding={answered['gateway_binding'].value}"
+        async with http.get(url + "/page", headers={"Cookie": rebound}, allow_redirects=False) as r:
+            assert r.status == 200  # the binding followed the app's new session cookie
+    else:
+        assert answered["gateway_binding"]["max-age"] == "0"  # the binding went with the app's session
+
+
+async def test_a_warm_hit_on_a_plain_answer_sets_no_cookie(start_upstream, start_gateway, start_okta_sandbox, http):
+    app, gateway, sandbox = await enforced(start_upstream, start_gateway, start_okta_sandbox)
+    url = f"http://{gateway.host}:{gateway.port}"
+    bound = "; ".join(f"{k}={v}" for k, v in (await signed_in(http, url, sandbox)).items())
+    for _ in range(3):
+        async with http.get(url + "/page", headers={"Cookie": bound}, allow_redirects=False) as r:
+            assert r.status == 200 and "Set-Cookie" not in r.headers and await r.text() == "ok"
+    assert gateway.app[ENFORCERS]["app"]._hit.value >= 2

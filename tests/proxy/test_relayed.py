@@ -200,6 +200,16 @@ async def test_the_apps_set_cookie_headers_are_read_from_its_bytes_without_decod
     assert answer.set_cookie_headers() == ["a=1; Path=/", "b=2; HttpOnly", "c=3"]
 
 
+async def test_whether_the_app_sets_a_cookie_is_exactly_whether_it_sent_a_set_cookie_header():
+    assert RelayedAnswer(200, "OK", response_headers_for_client(HEADER_SETS["cookies-and-the-apps-request-id"]),
+                         BODY).app_sets_cookies
+    assert RelayedAnswer(200, "OK", [(b"SET-COOKIE", b"a=1")], BODY).app_sets_cookies  # any case
+    plain = RelayedAnswer(200, "OK", [*NGINX, (b"X-Set-Cookie", b"a=1"), (b"X-Note", b"set-cookie: a=1")], BODY)
+    assert not plain.app_sets_cookies and plain.set_cookie_headers() == []
+    assert not RelayedAnswer(200, "OK", [], BODY).app_sets_cookies
+    assert plain._upstream is not None  # still the upstream's bytes: reading it decoded nothing
+
+
 async def test_the_headers_read_as_text_are_the_upstreams():
     answer = RelayedAnswer(200, "OK", list(HEADER_SETS["not-utf8-and-utf8"]), BODY)
     assert list(answer.headers.items()) == [("X-Bad", "\ufffd\ufffd"), ("X-Cut", "ab\ufffd"), ("X-Good", "café"),
