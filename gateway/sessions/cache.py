@@ -56,7 +56,9 @@ class Entry:
 class ValidationCache:
     def __init__(self, policy: CachePolicy) -> None:
         self.policy = policy
-        self.entries: OrderedDict[str, Entry] = OrderedDict()  # by session id: read them, change them here
+        # by session id: read them (the enforcer's warm hit asks whether the entry it kept is still the one held:
+        # an entry is never changed, only replaced or evicted), change them here
+        self.entries: OrderedDict[str, Entry] = OrderedDict()
         self._by_user: dict[str, set[str]] = {}  # user key -> ids of the user's live sessions held here
 
     def __len__(self) -> int:
@@ -70,12 +72,6 @@ class ValidationCache:
         if now >= entry.fresh_until:
             return Freshness.REFRESH, entry
         return Freshness.FRESH, entry
-
-    def holds(self, entry: Entry) -> bool:
-        """Whether this entry of a live session is still the one held (for a caller that kept it, and knows until
-        when it is fresh): an entry is never changed, only replaced or evicted."""
-        session = entry.session
-        return session is not None and self.entries.get(session.id) is entry
 
     def last_alive(self, session_id: str, now: float) -> Entry | None:
         """The last entry of a live session, even past its end, if the session's own expiresAt is still ahead."""
