@@ -17,7 +17,10 @@
    measured for that long, and a `#` line says so): every measured request is the warm hit, the Cookie header and
    the cache entry of the last decision (`holds_until()`);
 6. at one connection (`wrk --connections 1`, the latency a lone user sees): nginx proxy_pass, the gateway's `off`
-   route and the enforce route.
+   route and the enforce route; then a second nginx, a process of its own proxying to the first. The first
+   nginx's proxy_pass reaches its file server within its own worker, with no process to wake between them; the
+   gateway's hop to nginx wakes one process and then the other, and so does the second nginx's: its p50 is the
+   hop's own cost, which the gateway cannot avoid, apart from what the gateway's code adds.
 
 Each target gets a 2 s wrk warm-up (not reported), then a measured `wrk --latency` run. wrk is pinned to CPU 1
 when the machine has two CPUs or more; the servers are not pinned. Everything listens on 127.0.0.1 only, on free
@@ -38,7 +41,8 @@ floors of issue 14, printed beside the figures and never checked), then
 `RESULT gateway_vs_nginx=<ratio> gateway_vs_direct=<ratio> gateway_p99_ms=<ms>` (ratios of requests/s),
 `RESULT enforce_vs_nginx=<ratio> enforce_rps=<n> enforce_p99_ms=<ms>` (the enforce route against nginx proxy_pass),
 `RESULT added_p50_us=<us> enforce_added_p50_us=<us> nginx_p50_us=<us>` (at one connection: the p50 of the `off`
-route and of the enforce route minus nginx proxy_pass's p50, in microseconds) and, per access log format,
+route and of the enforce route minus nginx proxy_pass's p50, in microseconds), `RESULT added_over_hop_p50_us=<us>
+enforce_added_over_hop_p50_us=<us> hop_p50_us=<us>` (the same over the second nginx's p50) and, per access log format,
 `RESULT gateway_rps=<n> gateway_json_logs_rps=<n> json_logs_vs_off=<ratio>` and the same for the gateway's CPU
 time per request (`gateway_cpu_us`, `gateway_json_logs_cpu_us`, `json_logs_cpu_vs_off`, from /proc: steadier
 than requests/s on a machine that other work shares). The exit status is 1 when a
@@ -268,14 +272,25 @@ def tail(path: Path, limit: int = 8000) -> str:
 # --- nginx ----------------------------------------------------------------------------------------------------
 
 
-def nginx_conf(work: Path, direct_port: int, proxy_port: int) -> str:
-    temp = work / "temp"
+def nginx_conf(work: Path, direct_port: int, proxy_port: int, *, hop: bool = False) -> str:
+    """One nginx worker serving the file on `direct_port` and proxying to it on `proxy_port`; with `hop`, a second
+    nginx (its files under work/hop) that only proxies, from `proxy_port` to the first's `direct_port`: the same
+    hop between two processes that the gateway makes, where the first nginx's proxy_pass reaches its file server
+    within its own worker."""
+    home = work / "hop" if hop else work
+    temp = home / "temp"
+    file_server = "" if hop else f"""
+    server {{
+        listen 127.0.0.1:{direct_port};
+        root {work}/html;
+    }}
+"""
     return f"""\
 daemon off;
 master_process on;
 worker_processes 1;
-error_log {work}/error.log;
-pid {work}/nginx.pid;
+error_log {work}/{"hop-error.log" if hop else "error.log"};
+pid {home}/nginx.pid;
 
 events {{ worker_connections 4096; }}
 
@@ -288,12 +303,7 @@ http {{
     uwsgi_temp_path {temp}/uwsgi;
     scgi_temp_path {temp}/scgi;
     keepalive_requests 1000000;
-
-    server {{
-        listen 127.0.0.1:{direct_port};
-        root {work}/html;
-    }}
-
+{file_server}
     upstream bench_static {{
         server 127.0.0.1:{direct_port};
         keepalive 64;
@@ -310,6 +320,16 @@ http {{
     }}
 }}
 """
+
+
+def start_nginx_hop(nginx: str, work: Path, direct_port: int, hop_port: int) -> Child:
+    (work / "hop" / "temp").mkdir(parents=True)
+    conf = work / "hop" / "nginx.conf"
+    conf.write_text(nginx_conf(work, direct_port, hop_port, hop=True))
+    argv = [nginx, "-c", str(conf), "-p", f"{work}/hop/"]
+    if nginx_version(nginx) >= (1, 19, 5):
+        argv += ["-e", str(work / "hop-error.log")]
+    return spawn(argv, work / "hop-nginx.out")
 
 
 def start_nginx(nginx: str, work: Path, direct_port: int, proxy_port: int) -> Child:
@@ -639,6 +659,10 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
     children.append(nginx_child)
     for port in (direct_port, proxy_port):
         wait_for_port(port, nginx_child, work / "error.log")
+    hop_port = free_port()
+    hop_child = start_nginx_hop(nginx, work, direct_port, hop_port)
+    children.append(hop_child)
+    wait_for_port(hop_port, hop_child, work / "hop-error.log", "the second nginx")
     redis_port = start_store(args, work, children)
     gateways: dict[str | None, tuple[Child, int]] = {}
     for db, log_format in enumerate((None, *args.access_logs)):
@@ -663,6 +687,8 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
     enforced = measure_enforcing(wrk, pin, args, enforcing)
     print(result_line(f"gateway ({workers}, enforce route)", enforced, loud=True), flush=True)
     single = one_connection(wrk, pin, args, proxy_port, gateways[None], enforcing)
+    hop_1 = measure(wrk, pin, argparse.Namespace(**{**vars(args), "connections": 1}), hop_port)
+    print(result_line("1 connection: nginx, own process", hop_1), flush=True)
     logs = [*((child, gateway_err(work, f)) for f, (child, _) in gateways.items()), (enforcing.child, enforcing.err)]
     for child, err in logs:
         if child.poll() is not None:
@@ -682,6 +708,9 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
     print(f"RESULT added_p50_us={added_p50_us(off_1, nginx_1):.0f} "
           f"enforce_added_p50_us={added_p50_us(enforce_1, nginx_1):.0f} nginx_p50_us={nginx_1.p50_ms * 1000:.0f}",
           flush=True)
+    print(f"RESULT added_over_hop_p50_us={added_p50_us(off_1, hop_1):.0f} "
+          f"enforce_added_over_hop_p50_us={added_p50_us(enforce_1, hop_1):.0f} "
+          f"hop_p50_us={hop_1.p50_ms * 1000:.0f}", flush=True)
     off_cpu = through_gateway.cpu_us or 0.0
     for f, logged in zip(args.access_logs, logging, strict=True):
         cpu = logged.cpu_us or 0.0
