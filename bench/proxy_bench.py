@@ -20,7 +20,9 @@
    route and the enforce route; then a second nginx, a process of its own proxying to the first. The first
    nginx's proxy_pass reaches its file server within its own worker, with no process to wake between them; the
    gateway's hop to nginx wakes one process and then the other, and so does the second nginx's: its p50 is the
-   hop's own cost, which the gateway cannot avoid, apart from what the gateway's code adds.
+   hop's own cost, which the gateway cannot avoid, apart from what the gateway's code adds. With `--awake`, a
+   nice-19 busy loop on every CPU keeps them from idling during these runs (on a virtual machine an idle CPU's
+   wake-up costs tens of microseconds a hop, more than the servers' own work).
 
 Each target gets a 2 s wrk warm-up (not reported), then a measured `wrk --latency` run. wrk is pinned to CPU 1
 when the machine has two CPUs or more; the servers are not pinned. Everything listens on 127.0.0.1 only, on free
@@ -34,7 +36,7 @@ A `#` line says how many CPUs the gateway had: with fewer than workers + 1 (wrk 
 is not what N cores give.
 
     python bench/proxy_bench.py [--duration 10s] [--connections 64] [--threads 1] [--workers 1] [--python PY]
-                                [--store memory|redis] [--access-logs json[,text]|none]
+                                [--store memory|redis] [--access-logs json[,text]|none] [--awake]
 
 Prints a few `#` header lines, one line per target (requests/s, p50 and p99 latency), a `# targets:` line (the
 floors of issue 14, printed beside the figures and never checked), then
@@ -121,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the gateways' store: memory (the default with 1 worker) or redis (a redis-server this "
                              "bench starts on loopback; the default, and the only choice, with more workers)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the gateway")
+    parser.add_argument("--awake", action="store_true",
+                        help="keep every CPU busy at the lowest priority (nice 19) during the one-connection runs, "
+                             "so that their latency is the servers' and not an idle CPU's wake-up")
     parser.add_argument("--access-logs", default="json", type=_log_formats,
                         help="access log formats to measure the gateway with besides logs off: json, text, "
                              "json,text or none (default json)")
@@ -686,9 +691,14 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
         print(result_line(name, result, loud=port in gateway_ports), flush=True)
     enforced = measure_enforcing(wrk, pin, args, enforcing)
     print(result_line(f"gateway ({workers}, enforce route)", enforced, loud=True), flush=True)
-    single = one_connection(wrk, pin, args, proxy_port, gateways[None], enforcing)
-    hop_1 = measure(wrk, pin, argparse.Namespace(**{**vars(args), "connections": 1}), hop_port)
-    print(result_line("1 connection: nginx, own process", hop_1), flush=True)
+    spinners = keep_cpus_awake(work) if args.awake else []
+    try:
+        single = one_connection(wrk, pin, args, proxy_port, gateways[None], enforcing)
+        hop_1 = measure(wrk, pin, argparse.Namespace(**{**vars(args), "connections": 1}), hop_port)
+        print(result_line("1 connection: nginx, own process", hop_1), flush=True)
+    finally:
+        for spinner in spinners:
+            stop(spinner)
     logs = [*((child, gateway_err(work, f)) for f, (child, _) in gateways.items()), (enforcing.child, enforcing.err)]
     for child, err in logs:
         if child.poll() is not None:
@@ -719,6 +729,17 @@ def run(args: argparse.Namespace, work: Path, children: list[Child]) -> int:
         print(f"RESULT gateway_cpu_us={off_cpu:.1f} gateway_{f}_logs_cpu_us={cpu:.1f} "
               f"{f}_logs_cpu_vs_off={ratio(cpu, off_cpu)}", flush=True)
     return 1 if any(r.non_2xx for r in (through_gateway, *logging, enforced, off_1, enforce_1)) else 0
+
+
+def keep_cpus_awake(work: Path) -> list[Child]:
+    """A busy loop at nice 19 on every CPU. On a virtual machine an idle CPU halts, and waking it costs tens of
+    microseconds (at one connection, on every hop of every request). These loops take only what the servers leave.
+    `# awake` says so in the output."""
+    cpus = sorted(os.sched_getaffinity(0))
+    print(f"# awake: a nice-19 busy loop on CPUs {cpu_list(set(cpus))} during the one-connection runs", flush=True)
+    pinned = shutil.which("taskset") is not None
+    return [spawn([*(["taskset", "-c", str(cpu)] if pinned else []), "nice", "-n", "19", sys.executable, "-c",
+                   "while True: pass"], work / f"awake-{cpu}.out") for cpu in cpus]
 
 
 def start_store(args: argparse.Namespace, work: Path, children: list[Child]) -> int | None:
