@@ -38,8 +38,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -340,22 +342,33 @@ def instructions_per_request(args: argparse.Namespace, up: Upstreams, work: Path
     return {name: min(counts) for name, counts in per_request.items()}
 
 
-def instructions_only(args: argparse.Namespace) -> int:
-    """`RESULT enforce_vs_off=... off_instructions=... enforce_instructions=...`, counted by callgrind alone."""
+T = TypeVar("T")
+
+
+def with_upstreams(args: argparse.Namespace, measure: Callable[[Upstreams, str, Path, list[pb.Child]], T]) -> T | None:
+    """`measure(upstreams, wrk, work, children)` in a fresh work directory, everything it started stopped after;
+    None (the failure reported) when a server did not start or a measurement went wrong."""
     work = Path(tempfile.mkdtemp(prefix="revocation-bench-"))
     work.chmod(0o755)
     children: list[pb.Child] = []
     try:
-        _, nginx = pb.ensure_tools()
-        up = start_upstreams(args, nginx, work, children)
-        per_request = instructions_per_request(args, up, work, children, ("off", "on"))
+        wrk, nginx = pb.ensure_tools()
+        return measure(start_upstreams(args, nginx, work, children), wrk, work, children)
     except pb.BenchError as exc:
         print(f"revocation_bench: {exc}", file=sys.stderr)
-        return 1
+        return None
     finally:
         for child in reversed(children):
             pb.stop(child)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def instructions_only(args: argparse.Namespace) -> int:
+    """`RESULT enforce_vs_off=... off_instructions=... enforce_instructions=...`, counted by callgrind alone."""
+    per_request = with_upstreams(args, lambda up, wrk, work, children: instructions_per_request(
+        args, up, work, children, ("off", "on")))
+    if per_request is None:
+        return 1
     print(f"RESULT enforce_vs_off={per_request['off'] / per_request['on']:.4f} "
           f"off_instructions={per_request['off']:.0f} enforce_instructions={per_request['on']:.0f}", flush=True)
     return 0
@@ -384,21 +397,11 @@ def main() -> int:
     print(f"# push: {len(pushed)} sign-outs, median {statistics.median(pushed) * 1000:.1f} ms, "
           f"worst {pushed[-1] * 1000:.1f} ms", flush=True)
     print(f"RESULT push_revocation_p99_ms={p99 * 1000:.1f}", flush=True)
-    work = Path(tempfile.mkdtemp(prefix="revocation-bench-"))
-    work.chmod(0o755)
-    children: list[pb.Child] = []
-    try:
-        wrk, nginx = pb.ensure_tools()
-        up = start_upstreams(args, nginx, work, children)
-        cpu_ratio, rps_ratio = enforce_vs_off_wrk(args, up, wrk, work, children)
-        instructions = enforce_vs_off_instructions(args, up, work, children)
-    except pb.BenchError as exc:
-        print(f"revocation_bench: {exc}", file=sys.stderr)
+    ratios = with_upstreams(args, lambda up, wrk, work, children: (
+        *enforce_vs_off_wrk(args, up, wrk, work, children), enforce_vs_off_instructions(args, up, work, children)))
+    if ratios is None:
         return 1
-    finally:
-        for child in reversed(children):
-            pb.stop(child)
-        shutil.rmtree(work, ignore_errors=True)
+    cpu_ratio, rps_ratio, instructions = ratios
     print(f"RESULT enforce_vs_off={instructions:.3f} enforce_vs_off_cpu={cpu_ratio:.3f} "
           f"enforce_vs_off_rps={rps_ratio:.3f}", flush=True)
     return 0

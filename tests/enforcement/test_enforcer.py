@@ -77,10 +77,10 @@ async def bound_cookies(http, url: str, signed: bytes) -> dict[str, str]:
     return cookies
 
 
-async def signed_in(http, url: str, sandbox) -> dict[str, str]:
-    """Alice, signed in to Okta and then to the app through the gateway at `url`."""
+async def signed_in(http, url: str, sandbox, session=None) -> dict[str, str]:
+    """Alice, signed in to Okta (in `session`, or a new one) and then to the app through the gateway at `url`."""
     user = sandbox.org.user(ALICE[0])
-    session = sandbox.org.sign_in(user.login)
+    session = session or sandbox.org.sign_in(user.login)
     saml_app = sandbox.org.add_saml_app("app", url + "/saml/acs", "urn:test:app")
     now = sandbox.org.clock.now()
     signed = build_response(saml_app, sandbox.org.signing_key, name_id=user.login, now=now, authn_instant=now,
@@ -180,11 +180,7 @@ async def test_a_flood_of_unbound_requests_does_not_keep_a_revoked_bound_session
     url = f"http://{gateway.host}:{gateway.port}"
     user = sandbox.org.user(ALICE[0])
     session = sandbox.org.sign_in(user.login)
-    saml_app = sandbox.org.add_saml_app("app", url + "/saml/acs", "urn:test:app")
-    now = sandbox.org.clock.now()
-    signed = build_response(saml_app, sandbox.org.signing_key, name_id=user.login, now=now, authn_instant=now,
-                            attributes={"okta_session_id": session.id}, session_index=session.id)
-    cookies = await bound_cookies(http, url, signed)
+    cookies = await signed_in(http, url, sandbox, session)
     bound = "; ".join(f"{k}={v}" for k, v in cookies.items())
     async with http.get(url + "/page", headers={"Cookie": bound}, allow_redirects=False) as r:
         assert r.status == 200
